@@ -1,0 +1,39 @@
+/**
+ * One moto_server for the whole run. Child processes (scripts, the aws CLI) inherit these variables,
+ * so nothing a test starts can reach a real AWS account or any host but loopback.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startMoto, type MotoServer } from './moto.js';
+
+let moto: MotoServer | undefined;
+let awsHome: string | undefined;
+
+export async function mochaGlobalSetup(): Promise<void> {
+  awsHome = mkdtempSync(path.join(tmpdir(), 'ec2-creator-aws-home-'));
+  for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_MAX_ATTEMPTS', 'AWS_RETRY_MODE']) {
+    delete process.env[name];
+  }
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_DEFAULT_REGION: 'us-east-1',
+    AWS_CONFIG_FILE: path.join(awsHome, 'config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(awsHome, 'credentials'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+  });
+  moto = await startMoto();
+  process.env.AWS_ENDPOINT_URL = moto.endpoint;
+}
+
+export async function mochaGlobalTeardown(): Promise<void> {
+  await moto?.stop();
+  if (awsHome) rmSync(awsHome, { recursive: true, force: true });
+}
+
+/** Resets the emulator between tests; only valid after global setup ran. */
+export async function resetMoto(): Promise<void> {
+  if (!moto) throw new Error('moto_server is not running: the global fixture did not start it');
+  await moto.reset();
+}

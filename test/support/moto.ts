@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { freeLoopbackPort } from './ports.js';
+
+export interface MotoServer {
+  endpoint: string;
+  /** Forget every resource (moto's own reset endpoint) so a test can arrange exactly its data. */
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const STARTUP_LIMIT_MS = 30_000;
+
+async function waitUntilAnswering(endpoint: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + STARTUP_LIMIT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`moto_server exited with code ${child.exitCode} before answering:\n${output()}`);
+    }
+    try {
+      const response = await fetch(`${endpoint}/moto-api/`);
+      if (response.status < 500) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`moto_server did not answer within ${STARTUP_LIMIT_MS} ms:\n${output()}`);
+}
+
+/** Starts the real EC2 emulator on a free loopback port. */
+export async function startMoto(): Promise<MotoServer> {
+  const port = await freeLoopbackPort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  let output = '';
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const spawnFailure = new Promise<never>((_, reject) => {
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'ENOENT'
+          ? new Error(
+              'moto_server is not on PATH. The integration tests need the moto EC2 emulator ' +
+                '(pip install "moto[server]"); it ships with the development image.',
+            )
+          : error,
+      );
+    });
+  });
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await Promise.race([waitUntilAnswering(endpoint, child, () => output), spawnFailure]);
+
+  return {
+    endpoint,
+    async reset() {
+      const response = await fetch(`${endpoint}/moto-api/reset`, { method: 'POST' });
+      if (!response.ok) throw new Error(`moto reset answered ${response.status}`);
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
