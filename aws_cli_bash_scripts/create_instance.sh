@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+#
+# Launch one EC2 instance with a root volume of the requested size, tagged as managed by
+# ec2-creator, and print it as one JSON document.
+
+# shellcheck source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<EOF
+Usage: ${SCRIPT_NAME} [options] NAME AMI INSTANCE_TYPE STORAGE_GB [SECURITY_GROUP_ID]
+
+Launch one instance and print it as JSON (see README.md, "Instance document").
+
+Arguments:
+  NAME               Name tag: letters, digits, spaces and _ . : / = + - @; at most 255
+  AMI                image id, e.g. ami-0abcdef1234567890
+  INSTANCE_TYPE      e.g. t3.micro
+  STORAGE_GB         root volume size in GiB (gp3), 1 to MAX_STORAGE_GB (default 30)
+  SECURITY_GROUP_ID  optional, e.g. sg-0abcdef1234567890
+
+Options (each also as --option=value):
+  --name NAME, --ami AMI, --instance-type TYPE, --storage-gb N, --security-group-id SG
+                       the arguments above, by name
+  --key-name NAME      key pair for SSH (default: \$KEY_NAME, else my_ec2_keypair)
+  --client-token TOKEN idempotency token, 1-64 of A-Z a-z 0-9 . _ : -; the same token never
+                       launches a second instance on AWS (default: a fresh one is generated)
+  --wait               wait until the instance is running before printing it
+  --wait-timeout S     with --wait, give up after S seconds (default 600)
+  --poll-interval S    with --wait, seconds between checks (default 5)
+  -h, --help           print this help
+  --                   end of options (for a NAME that starts with -)
+
+Environment: KEY_NAME, MAX_STORAGE_GB, AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found (AMI, key pair, group), 4 conflict,
+            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq.
+EOF
+}
+
+main() {
+  local name='' ami='' instance_type='' storage_gb='' security_group_id=''
+  local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false wait_timeout=600 poll_interval=5
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --name | --name=*) option_value --name "$@"; name="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --ami | --ami=*) option_value --ami "$@"; ami="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --instance-type | --instance-type=*)
+      option_value --instance-type "$@"; instance_type="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --storage-gb | --storage-gb=*)
+      option_value --storage-gb "$@"; storage_gb="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --security-group-id | --security-group-id=*)
+      option_value --security-group-id "$@"; security_group_id="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --key-name | --key-name=*) option_value --key-name "$@"; key_name="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --client-token | --client-token=*)
+      option_value --client-token "$@"; client_token="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --wait) wait=true; shift ;;
+    --wait-timeout | --wait-timeout=*)
+      option_value --wait-timeout "$@"; wait_timeout="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --poll-interval | --poll-interval=*)
+      option_value --poll-interval "$@"; poll_interval="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+
+  if ((${#positional[@]} > 5)); then
+    usage_error "expected at most 5 arguments, got ${#positional[@]}"
+  fi
+  # A positional argument fills only what no option named.
+  local -a fields=(name ami instance_type storage_gb security_group_id)
+  local i
+  for i in "${!positional[@]}"; do
+    local -n field="${fields[i]}"
+    [[ -z "${field}" ]] || usage_error "${fields[i]} was given both as an option and as an argument"
+    field="${positional[i]}"
+    unset -n field
+  done
+
+  [[ -n "${name}" ]] || usage_error 'NAME is required'
+  [[ -n "${ami}" ]] || usage_error 'AMI is required'
+  [[ -n "${instance_type}" ]] || usage_error 'INSTANCE_TYPE is required'
+  [[ -n "${storage_gb}" ]] || usage_error 'STORAGE_GB is required'
+  local max_storage_gb="${MAX_STORAGE_GB:-30}"
+  [[ "${max_storage_gb}" =~ ^[1-9][0-9]{0,4}$ ]] ||
+    usage_error "MAX_STORAGE_GB must be a whole number from 1 to 99999, got '${max_storage_gb}'"
+  validate_name "${name}"
+  validate_ami_id "${ami}"
+  validate_instance_type "${instance_type}"
+  validate_integer STORAGE_GB "${storage_gb}" 1 "${max_storage_gb}"
+  storage_gb=$((10#${storage_gb}))
+  [[ -z "${security_group_id}" ]] || validate_security_group_id "${security_group_id}"
+  validate_key_name "${key_name}"
+  if [[ -z "${client_token}" ]]; then
+    client_token="$(</proc/sys/kernel/random/uuid)"
+  fi
+  validate_client_token "${client_token}"
+  validate_integer --wait-timeout "${wait_timeout}" 1 86400
+  validate_integer --poll-interval "${poll_interval}" 1 3600
+  require_tools
+
+  # Checked here rather than left to run-instances: the error is clearer, and an emulator that
+  # accepts any key or image cannot make us launch with one that does not exist.
+  aws_ec2 describe-key-pairs --key-names="${key_name}" >/dev/null
+  local image root_device
+  image="$(aws_ec2 describe-images --image-ids="${ami}")"
+  root_device="$(jq -r '.Images[0].RootDeviceName // empty' <<<"${image}")"
+  if [[ -z "$(jq -r '.Images[0].ImageId // empty' <<<"${image}")" ]]; then
+    fail InvalidAMIID.NotFound "${EXIT_NOT_FOUND}" "the image id '${ami}' does not exist"
+  fi
+  # Sizing the image's own root device resizes the root volume; any other name would add a disk.
+  [[ -n "${root_device}" ]] || root_device=/dev/xvda
+
+  local block_devices tags
+  block_devices="$(jq -cn --arg device "${root_device}" --argjson size "${storage_gb}" \
+    '[{DeviceName: $device, Ebs: {VolumeSize: $size, VolumeType: "gp3", DeleteOnTermination: true}}]')"
+  tags="$(jq -cn --arg name "${name}" --arg token "${client_token}" \
+    --arg managed_key "${MANAGED_TAG_KEY}" --arg managed_value "${MANAGED_TAG_VALUE}" \
+    --arg token_key "${CLIENT_TOKEN_TAG_KEY}" '
+    [{Key: "Name", Value: $name}, {Key: $managed_key, Value: $managed_value}] as $common
+    | [{ResourceType: "instance", Tags: ($common + [{Key: $token_key, Value: $token}])},
+       {ResourceType: "volume", Tags: $common}]')"
+
+  local -a launch=(
+    --image-id="${ami}" --instance-type="${instance_type}" --count=1
+    --key-name="${key_name}" --client-token="${client_token}"
+    --block-device-mappings="${block_devices}" --tag-specifications="${tags}"
+  )
+  if [[ -n "${security_group_id}" ]]; then
+    launch+=(--security-group-ids="${security_group_id}")
+  fi
+  err "launching ${instance_type} from ${ami} with a ${storage_gb} GiB root volume (client token ${client_token})"
+  local launched instance_id
+  launched="$(aws_ec2 run-instances "${launch[@]}")"
+  instance_id="$(jq -r '.Instances[0].InstanceId // empty' <<<"${launched}")"
+  [[ -n "${instance_id}" ]] ||
+    fail InvalidAwsOutput "${EXIT_OTHER}" 'run-instances answered without an instance id'
+  err "launched ${instance_id}"
+
+  local document
+  if [[ "${wait}" == true ]]; then
+    document="$(wait_for_state "${instance_id}" running "${wait_timeout}" "${poll_interval}" pending)"
+  else
+    # run-instances already describes the instance; describing it again right away can answer
+    # NotFound on AWS, whose reads lag behind a launch by a few seconds.
+    document="$(jq '{Reservations: [.]}' <<<"${launched}" | instances_from_reservations | jq '.[0]')"
+  fi
+  # Right after launch EC2 may not list the volume yet; the size we asked for is the size it gets.
+  jq --argjson requested "${storage_gb}" '.storage_gb //= $requested' <<<"${document}"
+}
+
+main "$@"

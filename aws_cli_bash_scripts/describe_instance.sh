@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+#
+# Print one instance as EC2 sees it now.
+
+# shellcheck source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: ${SCRIPT_NAME} INSTANCE_ID
+
+Print the instance as JSON (see README.md, "Instance document").
+
+Options:
+  -h, --help   print this help
+
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 5 throttled/unavailable,
+            6 credentials/permission, 7 timed out, 8 missing aws/jq.
+USAGE
+}
+
+main() {
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+  ((${#positional[@]} == 1)) || usage_error "expected exactly one INSTANCE_ID, got ${#positional[@]}"
+  set -- "${positional[@]}"
+  validate_instance_id "$1"
+  require_tools
+  describe_instance_document "$1"
+}
+
+main "$@"

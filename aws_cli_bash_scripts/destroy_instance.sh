@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+#
+# Terminate an instance that ec2-creator manages, and print it.
+
+# shellcheck source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: ${SCRIPT_NAME} [options] INSTANCE_ID
+
+Terminate the instance and print it as JSON (see README.md, "Instance document"). Termination
+cannot be undone; its root volume is deleted with it. Terminating an instance that is already
+terminated succeeds and changes nothing.
+
+Options (each also as --option=value):
+  --wait               wait until the instance is terminated before printing it
+  --wait-timeout S     with --wait, give up after S seconds (default 600): exit 7
+  --poll-interval S    with --wait, seconds between checks (default 5)
+  --allow-unmanaged    also terminate an instance not tagged ManagedBy=ec2-creator
+  -h, --help           print this help
+
+Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 not managed by ec2-creator (or a state that
+            does not allow it), 5 throttled/unavailable, 6 credentials/permission, 7 timed out,
+            8 missing aws/jq.
+USAGE
+}
+
+main() {
+  local wait=false wait_timeout=600 poll_interval=5 allow_unmanaged=false
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --wait) wait=true; shift ;;
+    --allow-unmanaged) allow_unmanaged=true; shift ;;
+    --wait-timeout | --wait-timeout=*)
+      option_value --wait-timeout "$@"; wait_timeout="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --poll-interval | --poll-interval=*)
+      option_value --poll-interval "$@"; poll_interval="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+  ((${#positional[@]} == 1)) || usage_error "expected exactly one INSTANCE_ID, got ${#positional[@]}"
+  local instance_id="${positional[0]}"
+  validate_instance_id "${instance_id}"
+  validate_integer --wait-timeout "${wait_timeout}" 1 86400
+  validate_integer --poll-interval "${poll_interval}" 1 3600
+  require_tools
+
+  # A mistyped id must not take down somebody else's machine.
+  local before
+  before="$(describe_instance_document "${instance_id}")"
+  if [[ "${allow_unmanaged}" != true && "$(jq -r '.managed' <<<"${before}")" != true ]]; then
+    fail NotManaged "${EXIT_CONFLICT}" \
+      "${instance_id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
+  fi
+  err "terminating ${instance_id}"
+  aws_ec2 terminate-instances --instance-ids="${instance_id}" >/dev/null
+  if [[ "${wait}" == true ]]; then
+    wait_for_state "${instance_id}" terminated "${wait_timeout}" "${poll_interval}" \
+      'pending running stopping stopped shutting-down'
+  else
+    describe_instance_document "${instance_id}"
+  fi
+}
+
+main "$@"

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+#
+# Check that an EC2 key pair exists; optionally create it and keep its private key in a file.
+
+# shellcheck source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: ${SCRIPT_NAME} [options] NAME
+
+Check that the key pair NAME exists and print it:
+  {"name","key_pair_id","fingerprint","created","private_key_file"}
+
+Options (each also as --option=value):
+  --create                 create the key pair when it is missing
+  --private-key-file PATH  where --create writes the private key, mode 0400
+                           (default ~/.ssh/NAME.pem); an existing file is never overwritten
+  -h, --help               print this help
+
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found (without --create), 4 the key file exists
+            already, 5 throttled/unavailable, 6 credentials/permission, 7 timed out,
+            8 missing aws/jq.
+USAGE
+}
+
+key_pair_document() {
+  jq --argjson created "$1" --arg file "$2" '.KeyPairs[0] // . | {
+      name: .KeyName,
+      key_pair_id: (.KeyPairId // null),
+      fingerprint: (.KeyFingerprint // null),
+      created: $created,
+      private_key_file: (if $file == "" then null else $file end)
+    }'
+}
+
+main() {
+  local create=false key_file=''
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --create) create=true; shift ;;
+    --private-key-file | --private-key-file=*)
+      option_value --private-key-file "$@"; key_file="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+  ((${#positional[@]} == 1)) || usage_error "expected exactly one NAME, got ${#positional[@]}"
+  local name="${positional[0]}"
+  validate_key_name "${name}"
+  [[ -n "${key_file}" ]] || key_file="${HOME}/.ssh/${name}.pem"
+  require_tools
+
+  local existing status=0
+  existing="$(aws_ec2 describe-key-pairs --key-names="${name}" 2>/dev/null 3>/dev/null)" || status=$?
+  if ((status == 0)); then
+    key_pair_document false '' <<<"${existing}"
+    return 0
+  fi
+  if ((status != EXIT_NOT_FOUND)); then
+    # Not a plain "missing": ask again so the real error reaches the caller in full.
+    aws_ec2 describe-key-pairs --key-names="${name}" >/dev/null
+  fi
+  if [[ "${create}" != true ]]; then
+    fail InvalidKeyPair.NotFound "${EXIT_NOT_FOUND}" \
+      "the key pair '${name}' does not exist; run again with --create to make it"
+  fi
+  if [[ -e "${key_file}" ]]; then
+    fail KeyFileExists "${EXIT_CONFLICT}" \
+      "${key_file} exists already; move it away or pass --private-key-file"
+  fi
+  local key_dir
+  key_dir="$(dirname -- "${key_file}")"
+  [[ -d "${key_dir}" ]] || (umask 077 && mkdir -p -- "${key_dir}")
+
+  err "creating key pair ${name}; private key in ${key_file}"
+  local created
+  created="$(aws_ec2 create-key-pair --key-name="${name}")"
+  # The key material never passes through stdout or a file anyone else could read.
+  (umask 077 && jq -r '.KeyMaterial' <<<"${created}" >"${key_file}")
+  chmod 0400 -- "${key_file}"
+  key_pair_document true "${key_file}" <<<"${created}"
+}
+
+main "$@"

@@ -1,0 +1,356 @@
+# shellcheck shell=bash
+# The constants and OPTION_* results are read by the scripts that source this file.
+# shellcheck disable=SC2034
+#
+# What every EC2 script shares: strict mode, the output contract (one JSON document on stdout,
+# diagnostics on stderr), exit codes, argument validation and AWS error classification.
+# Sourced, never run. See ../README.md for the contract this file implements.
+
+set -euo pipefail
+# Tag values may hold Unicode letters; a fixed locale makes [[:alnum:]] mean the same everywhere.
+export LC_ALL=C.UTF-8
+
+readonly EXIT_OK=0
+readonly EXIT_OTHER=1
+readonly EXIT_USAGE=2
+readonly EXIT_NOT_FOUND=3
+readonly EXIT_CONFLICT=4
+readonly EXIT_THROTTLED=5
+readonly EXIT_AUTH=6
+readonly EXIT_TIMEOUT=7
+readonly EXIT_MISSING_DEPENDENCY=8
+
+readonly MANAGED_TAG_KEY='ManagedBy'
+readonly MANAGED_TAG_VALUE='ec2-creator'
+readonly CLIENT_TOKEN_TAG_KEY='ec2-creator:client-token'
+
+SCRIPT_NAME="$(basename -- "$0")"
+readonly SCRIPT_NAME
+
+# The result goes to the stdout the script was started with, even from inside $(...), so that an
+# error raised in a command substitution still reaches the caller as the one JSON document.
+exec 3>&1
+
+# The CLI retries throttling and transient faults itself in "standard" mode; bound it unless the
+# caller chose. Each aws call is also bounded in time so that a hung endpoint cannot hang us.
+export AWS_RETRY_MODE="${AWS_RETRY_MODE:-standard}"
+export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
+export AWS_PAGER=''
+AWS_CALL_TIMEOUT_S="${AWS_CALL_TIMEOUT_S:-120}"
+
+err() {
+  printf '%s: %s\n' "${SCRIPT_NAME}" "$*" >&2
+}
+
+# fail CODE EXIT_STATUS MESSAGE...: report on stderr, print the error document, stop.
+fail() {
+  local code="$1" status="$2"
+  shift 2
+  err "$*"
+  if ! command -v jq >/dev/null 2>&1; then
+    # Without jq no JSON can be built safely; this fixed document is the one exception.
+    printf '%s\n' '{"error":{"code":"MissingDependency","message":"jq is not installed"}}' >&3
+    exit "${EXIT_MISSING_DEPENDENCY}"
+  fi
+  jq -n --arg code "${code}" --arg message "$*" '{error: {code: $code, message: $message}}' >&3
+  exit "${status}"
+}
+
+usage_error() {
+  fail InvalidArgument "${EXIT_USAGE}" "$* (see ${SCRIPT_NAME} --help)"
+}
+
+require_tools() {
+  if ! command -v jq >/dev/null 2>&1; then
+    fail MissingDependency "${EXIT_MISSING_DEPENDENCY}" \
+      'jq is not installed; install it (Debian: apt-get install jq) and try again'
+  fi
+  if ! command -v aws >/dev/null 2>&1; then
+    fail MissingDependency "${EXIT_MISSING_DEPENDENCY}" \
+      'the aws CLI is not on PATH; install the AWS CLI and try again'
+  fi
+}
+
+# --- argument parsing helpers -------------------------------------------------------------------
+
+# option_value NAME "$@": the value of an option given as --name=value or --name value.
+# Sets OPTION_SHIFT to how many words the option used.
+option_value() {
+  local name="$1" word="$2"
+  if [[ "${word}" == "${name}="* ]]; then
+    OPTION_VALUE="${word#"${name}="}"
+    OPTION_SHIFT=1
+  elif [[ $# -ge 3 ]]; then
+    OPTION_VALUE="$3"
+    OPTION_SHIFT=2
+  else
+    usage_error "option ${name} needs a value"
+  fi
+}
+
+# --- validation: every value is checked before any AWS call ---------------------------------------
+
+readonly RESOURCE_SUFFIX='[0-9a-f]{8}([0-9a-f]{9})?'
+
+validate_instance_id() {
+  [[ "$1" =~ ^i-${RESOURCE_SUFFIX}$ ]] ||
+    usage_error "invalid instance id '$1': expected i- followed by 8 or 17 hex digits"
+}
+
+validate_ami_id() {
+  [[ "$1" =~ ^ami-${RESOURCE_SUFFIX}$ ]] ||
+    usage_error "invalid AMI id '$1': expected ami- followed by 8 or 17 hex digits"
+}
+
+validate_security_group_id() {
+  [[ "$1" =~ ^sg-${RESOURCE_SUFFIX}$ ]] ||
+    usage_error "invalid security group id '$1': expected sg- followed by 8 or 17 hex digits"
+}
+
+validate_vpc_id() {
+  [[ "$1" =~ ^vpc-${RESOURCE_SUFFIX}$ ]] ||
+    usage_error "invalid VPC id '$1': expected vpc- followed by 8 or 17 hex digits"
+}
+
+# EC2 tag values: letters, digits, spaces and _ . : / = + - @, at most 255 characters.
+validate_name() {
+  local name="$1"
+  if [[ -z "${name}" || "${name}" =~ ^[[:space:]]+$ ]]; then
+    usage_error 'the name must not be empty'
+  fi
+  if ((${#name} > 255)); then
+    usage_error "the name is ${#name} characters long; at most 255 are allowed"
+  fi
+  [[ "${name}" =~ ^[[:alnum:]\ _.:/=+@-]+$ ]] ||
+    usage_error 'the name may hold only letters, digits, spaces and _ . : / = + - @'
+}
+
+validate_instance_type() {
+  [[ "$1" =~ ^[a-z][a-z0-9-]*\.[a-z0-9]+$ && ${#1} -le 32 ]] ||
+    usage_error "invalid instance type '$1': expected a family and a size such as t3.micro"
+}
+
+# Key pair and group names exclude ':' and '/', so a value can never read as a URL that the
+# CLI (v1 follows file:// and http:// in parameter values) would load.
+validate_key_name() {
+  [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9\ ._@+=-]{0,254}$ ]] ||
+    usage_error "invalid key pair name '$1': letters, digits, spaces and . _ @ + = - only, at most 255"
+}
+
+validate_group_name() {
+  [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9\ ._@+=#()-]{0,254}$ && "$1" != sg-* ]] ||
+    usage_error "invalid security group name '$1': letters, digits, spaces and . _ @ + = # ( ) - only, at most 255, not starting with sg-"
+}
+
+validate_client_token() {
+  [[ "$1" =~ ^[A-Za-z0-9._:-]{1,64}$ ]] ||
+    usage_error "invalid client token '$1': 1 to 64 characters from A-Z a-z 0-9 . _ : -"
+}
+
+# validate_integer WHAT VALUE MIN MAX
+validate_integer() {
+  local what="$1" value="$2" min="$3" max="$4"
+  [[ "${value}" =~ ^[0-9]{1,9}$ ]] || usage_error "${what} must be a whole number, got '${value}'"
+  value=$((10#${value}))
+  ((value >= min && value <= max)) || usage_error "${what} must be from ${min} to ${max}, got ${value}"
+}
+
+validate_cidr() {
+  local cidr="$1" octet
+  [[ "${cidr}" =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] ||
+    usage_error "invalid CIDR '${cidr}': expected an IPv4 block such as 203.0.113.0/24"
+  for octet in "${BASH_REMATCH[@]:1:4}"; do
+    ((10#${octet} <= 255)) || usage_error "invalid CIDR '${cidr}': ${octet} is not an octet"
+  done
+  ((10#${BASH_REMATCH[5]} <= 32)) || usage_error "invalid CIDR '${cidr}': the prefix is over 32"
+}
+
+readonly INSTANCE_STATES='pending running stopping stopped shutting-down terminated'
+
+validate_state() {
+  [[ " ${INSTANCE_STATES} " == *" $1 "* ]] ||
+    usage_error "invalid state '$1': expected one of ${INSTANCE_STATES}"
+}
+
+# --- calling AWS --------------------------------------------------------------------------------
+
+# classify_aws_failure STATUS STDERR: map a failed aws call to our error document and exit code.
+classify_aws_failure() {
+  local status="$1" stderr="$2" code='' message
+  message="$(printf '%s\n' "${stderr}" | sed '/^[[:space:]]*$/d' | tail -n 1)"
+  [[ -n "${message}" ]] || message="aws exited with status ${status} and said nothing"
+  if [[ "${stderr}" =~ An\ error\ occurred\ \(([A-Za-z0-9.]+)\) ]]; then
+    code="${BASH_REMATCH[1]}"
+    message="${message#*: }"
+  fi
+
+  if ((status == 124 || status == 137)); then
+    fail Timeout "${EXIT_TIMEOUT}" "the aws call did not finish within its time bound"
+  fi
+  case "${code}" in
+  *NotFound* | InvalidInstanceID.Unavailable)
+    fail "${code}" "${EXIT_NOT_FOUND}" "${message}" ;;
+  IncorrectInstanceState | IncorrectState | InvalidInstanceState | DependencyViolation | *.Duplicate | *.InUse)
+    fail "${code}" "${EXIT_CONFLICT}" "${message}" ;;
+  Throttling | ThrottlingException | RequestLimitExceeded | RequestThrottled | ServiceUnavailable | \
+    Unavailable | InternalError | InternalFailure | InsufficientInstanceCapacity | SlowDown)
+    fail "${code}" "${EXIT_THROTTLED}" "${message}" ;;
+  AuthFailure | UnauthorizedOperation | InvalidClientTokenId | SignatureDoesNotMatch | ExpiredToken | \
+    RequestExpired | OptInRequired | Blocked | AccessDenied | AccessDeniedException | MissingAuthenticationToken)
+    fail "${code}" "${EXIT_AUTH}" "${message}" ;;
+  InvalidParameter* | MissingParameter | *.Malformed | InvalidAMIName.* | InvalidBlockDeviceMapping | \
+    Unsupported | UnsupportedOperation | InvalidInput | ValidationError)
+    fail "${code}" "${EXIT_USAGE}" "${message}" ;;
+  '') ;;
+  *)
+    fail "${code}" "${EXIT_OTHER}" "${message}" ;;
+  esac
+
+  # No AWS error code: the CLI itself failed before or after talking to EC2.
+  case "${stderr}" in
+  *'Unable to locate credentials'* | *'Partial credentials found'* | *'could not be found'*'profile'* | \
+    *'The config profile'*)
+    fail NoCredentials "${EXIT_AUTH}" "${message}" ;;
+  *'Could not connect to the endpoint URL'* | *'Connect timeout on endpoint URL'* | \
+    *'Read timeout on endpoint URL'* | *'Connection was closed'* | *'reached max retries'*)
+    fail ServiceUnavailable "${EXIT_THROTTLED}" "${message}" ;;
+  *'Unable to parse response'* | *'invalid XML received'*)
+    fail InvalidAwsResponse "${EXIT_OTHER}" "${message}" ;;
+  esac
+  fail AwsCliError "${EXIT_OTHER}" "${message}"
+}
+
+# aws_ec2 OPERATION [--option=value...]: run one EC2 call and print its JSON output.
+# Bounded by AWS_CALL_TIMEOUT_S, or by AWS_CALL_DEADLINE (a value of $SECONDS) when a wait loop
+# sets one. --foreground keeps the CLI in our process group, so whoever stops us stops it too.
+aws_ec2() {
+  local operation="$1" limit="${AWS_CALL_TIMEOUT_S}" output status stderr_file
+  shift
+  if [[ -n "${AWS_CALL_DEADLINE:-}" ]]; then
+    limit=$((AWS_CALL_DEADLINE - SECONDS))
+    ((limit >= 1)) || limit=1
+  fi
+  stderr_file="$(mktemp)"
+  status=0
+  output="$(timeout --foreground --kill-after=5 "${limit}" \
+    aws ec2 "${operation}" --output=json "$@" 2>"${stderr_file}")" || status=$?
+  if ((status != 0)); then
+    local stderr
+    stderr="$(<"${stderr_file}")"
+    rm -f -- "${stderr_file}"
+    classify_aws_failure "${status}" "${stderr}"
+  fi
+  rm -f -- "${stderr_file}"
+  # Some calls print nothing on success; an empty document stands for that.
+  [[ -n "${output}" ]] || output='{}'
+  if ! jq -e 'type == "object"' >/dev/null 2>&1 <<<"${output}"; then
+    fail InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} printed something that is not a JSON object"
+  fi
+  printf '%s\n' "${output}"
+}
+
+# json_filter NAME VALUE...: the CLI's --filters JSON, built by jq.
+json_filter() {
+  local name="$1"
+  shift
+  jq -cn --arg name "${name}" '[{Name: $name, Values: $ARGS.positional}]' --args "$@"
+}
+
+# --- instance documents -------------------------------------------------------------------------
+
+# The one shape every script prints for an instance (see README.md, "Instance document").
+# Input: {reservations: describe-instances output, volumes: {volume id: size in GiB}}.
+# shellcheck disable=SC2016 # jq program: its $names are jq variables
+readonly INSTANCE_JQ='
+  def tag($key): [(.Tags // [])[] | select(.Key == $key) | .Value][0];
+  def blank_to_null: if . == null or . == "" or . == "None" then null else . end;
+  def root_volume_size($sizes):
+    .RootDeviceName as $root
+    | [(.BlockDeviceMappings // [])[] | select(.DeviceName == $root) | .Ebs.VolumeId][0] as $volume
+    | if $volume == null then null else $sizes[$volume] end;
+  def instance($sizes):
+    {
+      id: .InstanceId,
+      name: (tag("Name") | blank_to_null),
+      state: .State.Name,
+      public_ip: (.PublicIpAddress | blank_to_null),
+      private_ip: (.PrivateIpAddress | blank_to_null),
+      ami: .ImageId,
+      instance_type: .InstanceType,
+      storage_gb: root_volume_size($sizes),
+      key_name: (.KeyName | blank_to_null),
+      security_group_ids: [(.SecurityGroups // [])[] | .GroupId],
+      launch_time: .LaunchTime,
+      client_token: ((.ClientToken | blank_to_null) // (tag("ec2-creator:client-token") | blank_to_null)),
+      managed: (tag("ManagedBy") == "ec2-creator")
+    };
+'
+
+# volume_sizes VOLUME_ID...: {"vol-…": size} for the volumes that still exist. Filtering (rather
+# than --volume-ids) tolerates a volume deleted between the two calls.
+volume_sizes() {
+  local sizes='{}' chunk page
+  local -a ids=("$@")
+  while ((${#ids[@]} > 0)); do
+    chunk="$(json_filter volume-id "${ids[@]:0:200}")"
+    ids=("${ids[@]:200}")
+    page="$(aws_ec2 describe-volumes --filters="${chunk}")"
+    sizes="$(jq -c --argjson acc "${sizes}" \
+      '$acc + ([.Volumes[] | {(.VolumeId): .Size}] | add // {})' <<<"${page}")"
+  done
+  printf '%s\n' "${sizes}"
+}
+
+# instances_from_reservations: read describe-instances output on stdin, print a JSON array of
+# instance documents (volume sizes looked up in one extra call).
+instances_from_reservations() {
+  local reservations sizes
+  local -a volume_ids=()
+  reservations="$(cat)"
+  mapfile -t volume_ids < <(jq -r \
+    '.Reservations[]?.Instances[]? | .RootDeviceName as $r
+     | (.BlockDeviceMappings // [])[] | select(.DeviceName == $r) | .Ebs.VolumeId // empty' \
+    <<<"${reservations}")
+  sizes='{}'
+  if ((${#volume_ids[@]} > 0)); then
+    sizes="$(volume_sizes "${volume_ids[@]}")"
+  fi
+  jq -c --argjson sizes "${sizes}" "${INSTANCE_JQ}"'
+    [.Reservations[]?.Instances[]? | instance($sizes)]' <<<"${reservations}"
+}
+
+# describe_instance_document INSTANCE_ID: the instance document, or exit 3 when EC2 does not know it.
+describe_instance_document() {
+  local id="$1" instances
+  instances="$(aws_ec2 describe-instances --instance-ids="${id}" | instances_from_reservations)"
+  if [[ "$(jq 'length' <<<"${instances}")" == 0 ]]; then
+    fail InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist"
+  fi
+  jq '.[0]' <<<"${instances}"
+}
+
+# wait_for_state INSTANCE_ID TARGET TIMEOUT_S POLL_S ALLOWED_PASSING_STATES:
+# poll until TARGET, print the instance document. A state outside TARGET and the passing ones
+# means someone else changed the instance: a conflict, not something to wait out.
+wait_for_state() {
+  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" document state remaining
+  local deadline=$((SECONDS + timeout_s))
+  err "waiting up to ${timeout_s}s for ${id} to be ${target}"
+  while true; do
+    document="$(AWS_CALL_DEADLINE="${deadline}" describe_instance_document "${id}")"
+    state="$(jq -r '.state' <<<"${document}")"
+    if [[ "${state}" == "${target}" ]]; then
+      printf '%s\n' "${document}"
+      return 0
+    fi
+    if [[ " ${passing} " != *" ${state} "* ]]; then
+      fail IncorrectInstanceState "${EXIT_CONFLICT}" \
+        "${id} became ${state} while waiting for ${target}"
+    fi
+    remaining=$((deadline - SECONDS))
+    if ((remaining <= 0)); then
+      fail Timeout "${EXIT_TIMEOUT}" "${id} is still ${state} after ${timeout_s}s (wanted ${target})"
+    fi
+    sleep "$((poll_s < remaining ? poll_s : remaining))"
+  done
+}

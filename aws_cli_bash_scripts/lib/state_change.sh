@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+#
+# start_instance.sh and stop_instance.sh differ only in the call they make and the state they wait
+# for; this is the one implementation of both.
+
+# state_change_usage VERB TARGET
+state_change_usage() {
+  local verb="$1" target="$2"
+  cat <<USAGE
+Usage: ${SCRIPT_NAME} [options] INSTANCE_ID
+
+${verb^} an instance, wait until it is ${target}, and print it as JSON
+(see README.md, "Instance document").
+
+Options (each also as --option=value):
+  --no-wait            print the instance as soon as EC2 accepted the request
+  --wait-timeout S     give up waiting after S seconds (default 600): exit 7
+  --poll-interval S    seconds between checks while waiting (default 5)
+  -h, --help           print this help
+
+Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 the instance's state does not allow it,
+            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq.
+USAGE
+}
+
+# state_change_main VERB OPERATION TARGET PASSING_STATES "$@"
+state_change_main() {
+  local verb="$1" operation="$2" target="$3" passing="$4"
+  shift 4
+  local wait=true wait_timeout=600 poll_interval=5
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) state_change_usage "${verb}" "${target}"; exit "${EXIT_OK}" ;;
+    --no-wait) wait=false; shift ;;
+    --wait-timeout | --wait-timeout=*)
+      option_value --wait-timeout "$@"; wait_timeout="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --poll-interval | --poll-interval=*)
+      option_value --poll-interval "$@"; poll_interval="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+  ((${#positional[@]} == 1)) || usage_error "expected exactly one INSTANCE_ID, got ${#positional[@]}"
+  local instance_id="${positional[0]}"
+  validate_instance_id "${instance_id}"
+  validate_integer --wait-timeout "${wait_timeout}" 1 86400
+  validate_integer --poll-interval "${poll_interval}" 1 3600
+  require_tools
+
+  err "${verb} ${instance_id}"
+  aws_ec2 "${operation}" --instance-ids="${instance_id}" >/dev/null
+  if [[ "${wait}" == true ]]; then
+    wait_for_state "${instance_id}" "${target}" "${wait_timeout}" "${poll_interval}" "${passing}"
+  else
+    describe_instance_document "${instance_id}"
+  fi
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+#
+# List instances as one JSON document, every page of them.
+
+# shellcheck source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: ${SCRIPT_NAME} [options]
+
+Print {"instances": [...]} (see README.md, "Instance document"): by default the instances tagged
+ManagedBy=ec2-creator, in every state.
+
+Options (each also as --option=value):
+  --all            every instance in the region, managed or not
+  --state STATE    only instances in STATE (repeatable): pending running stopping stopped
+                   shutting-down terminated
+  --page-size N    ask EC2 for N instances per call (5 to 1000); every page is read anyway
+  -h, --help       print this help
+
+Exit codes: 0 ok, 1 other, 2 usage, 5 throttled/unavailable, 6 credentials/permission,
+            7 timed out, 8 missing aws/jq.
+USAGE
+}
+
+main() {
+  local all=false page_size=''
+  local -a states=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --all) all=true; shift ;;
+    --state | --state=*)
+      option_value --state "$@"; validate_state "${OPTION_VALUE}"; states+=("${OPTION_VALUE}")
+      shift "${OPTION_SHIFT}" ;;
+    --page-size | --page-size=*)
+      option_value --page-size "$@"; page_size="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    *) usage_error "unexpected argument '$1'" ;;
+    esac
+  done
+  [[ -z "${page_size}" ]] || validate_integer --page-size "${page_size}" 5 1000
+  require_tools
+
+  local filters
+  filters="$(jq -cn --arg key "tag:${MANAGED_TAG_KEY}" --arg value "${MANAGED_TAG_VALUE}" \
+    --argjson all "${all}" '
+    ($ARGS.positional | if length > 0 then [{Name: "instance-state-name", Values: .}] else [] end)
+    + (if $all then [] else [{Name: $key, Values: [$value]}] end)' --args "${states[@]}")"
+  local -a call=()
+  [[ "${filters}" == '[]' ]] || call+=(--filters="${filters}")
+  [[ -z "${page_size}" ]] || call+=(--page-size="${page_size}")
+  # The CLI follows NextToken itself unless told --no-paginate, so this is every page.
+  aws_ec2 describe-instances "${call[@]}" | instances_from_reservations |
+    jq '{instances: (. | sort_by(.launch_time) | reverse)}'
+}
+
+main "$@"
