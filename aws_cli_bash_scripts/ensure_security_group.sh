@@ -52,6 +52,9 @@ main() {
       jq -r '.Vpcs[0].VpcId // empty')"
     [[ -n "${vpc_id}" ]] ||
       fail DefaultVpcNotFound "${EXIT_NOT_FOUND}" 'this region has no default VPC; pass --vpc-id'
+  else
+    # Asked first: not every endpoint refuses a group in a VPC that does not exist.
+    aws_ec2 describe-vpcs --vpc-ids="${vpc_id}" >/dev/null
   fi
 
   local filters groups group_id created=false

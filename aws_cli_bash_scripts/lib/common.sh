@@ -7,6 +7,8 @@
 # Sourced, never run. See ../README.md for the contract this file implements.
 
 set -euo pipefail
+# Without this, set -e is off inside $(...), and a failed call there would be carried on from.
+shopt -s inherit_errexit
 # Tag values may hold Unicode letters; a fixed locale makes [[:alnum:]] mean the same everywhere.
 export LC_ALL=C.UTF-8
 

@@ -50,7 +50,15 @@ state_change_main() {
   validate_integer --poll-interval "${poll_interval}" 1 3600
   require_tools
 
-  err "${verb} ${instance_id}"
+  # EC2 refuses to start or stop a terminated instance; checking first gives the same answer on
+  # every endpoint (moto, for one, would happily "stop" it).
+  local state
+  state="$(describe_instance_document "${instance_id}" | jq -r '.state')"
+  case "${state}" in
+  shutting-down | terminated)
+    fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${instance_id}: it is ${state}" ;;
+  esac
+  err "${verb} ${instance_id} (now ${state})"
   aws_ec2 "${operation}" --instance-ids="${instance_id}" >/dev/null
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" "${target}" "${wait_timeout}" "${poll_interval}" "${passing}"
