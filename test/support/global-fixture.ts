@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startMoto, type MotoServer } from './moto.js';
 
+const MOTO_ENDPOINT_VARIABLE = 'EC2_CREATOR_TEST_MOTO_ENDPOINT';
 let moto: MotoServer | undefined;
 let awsHome: string | undefined;
 
@@ -25,6 +26,9 @@ export async function mochaGlobalSetup(): Promise<void> {
   });
   moto = await startMoto();
   process.env.AWS_ENDPOINT_URL = moto.endpoint;
+  // Spec files may load this module a second time (mocha requires it, tests import it), so the
+  // endpoint travels in the environment rather than in module state.
+  process.env[MOTO_ENDPOINT_VARIABLE] = moto.endpoint;
 }
 
 export async function mochaGlobalTeardown(): Promise<void> {
@@ -32,8 +36,15 @@ export async function mochaGlobalTeardown(): Promise<void> {
   if (awsHome) rmSync(awsHome, { recursive: true, force: true });
 }
 
-/** Resets the emulator between tests; only valid after global setup ran. */
+/** The emulator every test talks to. */
+export function motoEndpoint(): string {
+  const endpoint = process.env[MOTO_ENDPOINT_VARIABLE];
+  if (!endpoint) throw new Error('moto_server is not running: the global fixture did not start it');
+  return endpoint;
+}
+
+/** Forgets every EC2 resource, so that each test arranges exactly the data it needs. */
 export async function resetMoto(): Promise<void> {
-  if (!moto) throw new Error('moto_server is not running: the global fixture did not start it');
-  await moto.reset();
+  const response = await fetch(`${motoEndpoint()}/moto-api/reset`, { method: 'POST' });
+  if (!response.ok) throw new Error(`moto reset answered ${response.status}`);
 }

@@ -3,8 +3,6 @@ import { freeLoopbackPort } from './ports.js';
 
 export interface MotoServer {
   endpoint: string;
-  /** Forget every resource (moto's own reset endpoint) so a test can arrange exactly its data. */
-  reset(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,10 +51,6 @@ export async function startMoto(): Promise<MotoServer> {
 
   return {
     endpoint,
-    async reset() {
-      const response = await fetch(`${endpoint}/moto-api/reset`, { method: 'POST' });
-      if (!response.ok) throw new Error(`moto reset answered ${response.status}`);
-    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { resetMoto } from '../support/global-fixture.js';
+import { aws, runScript, tagsOf } from '../support/scripts.js';
+
+async function groupByName(name: string): Promise<any[]> {
+  return (await aws('describe-security-groups', `--filters=Name=group-name,Values=${name}`)).SecurityGroups;
+}
+
+function openPorts(group: any, cidr: string): number[] {
+  return group.IpPermissions
+    .filter((rule: any) => rule.IpProtocol === 'tcp' && rule.IpRanges.some((range: any) => range.CidrIp === cidr))
+    .map((rule: any) => rule.FromPort)
+    .sort((a: number, b: number) => a - b);
+}
+
+describe('ensure_security_group.sh', () => {
+  beforeEach(resetMoto);
+
+  it('when the group is missing, then it creates it in the default VPC with SSH, HTTP and HTTPS from the CIDR', async () => {
+    const result = await runScript('ensure_security_group.sh', ['--name=web-in', '--cidr=203.0.113.7/32']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    const printed = result.json();
+    assert.equal(printed.created, true);
+    assert.deepEqual(printed.rules.map((r: any) => r.port), [22, 80, 443]);
+
+    const [group] = await groupByName('web-in');
+    const defaultVpc = (await aws('describe-vpcs', '--filters=Name=is-default,Values=true')).Vpcs[0].VpcId;
+    assert.equal(group.GroupId, printed.id);
+    assert.equal(group.VpcId, defaultVpc);
+    assert.deepEqual(openPorts(group, '203.0.113.7/32'), [22, 80, 443]);
+    assert.equal(tagsOf(group).ManagedBy, 'ec2-creator');
+    assert.doesNotMatch(result.stderr, /warning/);
+  });
+
+  it('when it runs again, then it returns the same group and adds no rule twice', async () => {
+    const first = (await runScript('ensure_security_group.sh', ['--name=again', '--cidr=198.51.100.0/24'])).json();
+    const second = await runScript('ensure_security_group.sh', ['--name=again', '--cidr=198.51.100.0/24']);
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.equal(second.json().created, false);
+    assert.equal(second.json().id, first.id);
+    const groups = await groupByName('again');
+    assert.equal(groups.length, 1);
+    assert.equal(groups[0].IpPermissions.length, 3);
+  });
+
+  it('when an existing group lacks some rules, then only the missing ones are added', async () => {
+    const group = await aws('create-security-group', '--group-name=partial', '--description=partial');
+    await aws('authorize-security-group-ingress', `--group-id=${group.GroupId}`, '--protocol=tcp', '--port=22', '--cidr=192.0.2.0/24');
+    const result = await runScript('ensure_security_group.sh', ['--name', 'partial', '--cidr', '192.0.2.0/24']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal(result.json().created, false);
+    assert.deepEqual(openPorts((await groupByName('partial'))[0], '192.0.2.0/24'), [22, 80, 443]);
+  });
+
+  it('when no CIDR is given, then it opens to 0.0.0.0/0 and warns on stderr', async () => {
+    const result = await runScript('ensure_security_group.sh');
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stderr, /warning: .*0\.0\.0\.0\/0/);
+    assert.equal(result.json().name, 'ec2-creator-ssh-web');
+    assert.deepEqual(openPorts((await groupByName('ec2-creator-ssh-web'))[0], '0.0.0.0/0'), [22, 80, 443]);
+  });
+
+  it('when the CIDR or name is malformed, then it exits 2 and creates nothing', async () => {
+    for (const args of [['--cidr=300.0.0.0/8'], ['--cidr=10.0.0.0/33'], ['--cidr=10.0.0.0'], ['--cidr=--x'],
+      ['--name=sg-sneaky'], ['--name=file://etc/passwd'], ['--name=a,b']]) {
+      const result = await runScript('ensure_security_group.sh', args);
+      assert.equal(result.exitCode, 2, args.join(' '));
+      assert.equal(result.json().error.code, 'InvalidArgument');
+    }
+    const groups = (await aws('describe-security-groups')).SecurityGroups;
+    assert.deepEqual(groups.map((g: any) => g.GroupName), ['default']);
+  });
+
+  it('when the VPC does not exist, then it exits 3', async () => {
+    const result = await runScript('ensure_security_group.sh', ['--vpc-id=vpc-0123456789abcdef0', '--cidr=10.0.0.0/8']);
+    assert.equal(result.exitCode, 3, result.stderr);
+  });
+});
+
+describe('ensure_key_pair.sh', () => {
+  let dir: string;
+  beforeEach(async () => {
+    await resetMoto();
+    dir = mkdtempSync(path.join(tmpdir(), 'keys-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('when the key pair exists, then it prints it without creating anything', async () => {
+    await aws('create-key-pair', '--key-name=present');
+    const result = await runScript('ensure_key_pair.sh', ['present']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal(result.json().name, 'present');
+    assert.equal(result.json().created, false);
+    assert.equal(result.json().private_key_file, null);
+  });
+
+  it('when the key pair is missing and --create is not given, then it exits 3 and says how to create it', async () => {
+    const result = await runScript('ensure_key_pair.sh', ['absent']);
+    assert.equal(result.exitCode, 3);
+    assert.match(result.stderr, /--create/);
+    assert.deepEqual((await aws('describe-key-pairs')).KeyPairs, []);
+  });
+
+  it('when --create is given, then the key pair exists in EC2 and its private key is in a 0400 file, never on stdout', async () => {
+    const keyFile = path.join(dir, 'nested', 'new.pem');
+    const result = await runScript('ensure_key_pair.sh', ['new', '--create', `--private-key-file=${keyFile}`]);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal(result.json().created, true);
+    assert.equal(result.json().private_key_file, keyFile);
+    assert.equal(statSync(keyFile).mode & 0o777, 0o400);
+    assert.equal(statSync(path.dirname(keyFile)).mode & 0o077, 0, 'the folder it made is private too');
+    const key = readFileSync(keyFile, 'utf8');
+    assert.match(key, /^-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+    assert.ok(!result.stdout.includes('PRIVATE KEY') && !result.stderr.includes('PRIVATE KEY'));
+    const pairs = (await aws('describe-key-pairs', '--key-names=new')).KeyPairs;
+    assert.equal(pairs[0].KeyFingerprint, result.json().fingerprint);
+  });
+
+  it('when the key file already exists, then it exits 4, keeps the file and creates no key pair', async () => {
+    const keyFile = path.join(dir, 'taken.pem');
+    writeFileSync(keyFile, 'precious');
+    const result = await runScript('ensure_key_pair.sh', ['--create', '--private-key-file', keyFile, 'taken']);
+    assert.equal(result.exitCode, 4);
+    assert.equal(readFileSync(keyFile, 'utf8'), 'precious');
+    assert.deepEqual((await aws('describe-key-pairs')).KeyPairs, []);
+  });
+
+  it('when no key file is named, then it goes to ~/.ssh/NAME.pem', async () => {
+    const result = await runScript('ensure_key_pair.sh', ['--create', 'homekey'], { env: { HOME: dir } });
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.ok(existsSync(path.join(dir, '.ssh', 'homekey.pem')));
+    assert.equal(statSync(path.join(dir, '.ssh')).mode & 0o777, 0o700);
+  });
+});

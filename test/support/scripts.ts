@@ -1,0 +1,85 @@
+import { execa } from 'execa';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const scriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
+
+export interface ScriptResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as JSON; throws (failing the test) when stdout is not exactly one document. */
+  json(): any;
+}
+
+export interface RunOptions {
+  env?: Record<string, string | undefined>;
+  timeoutMs?: number;
+}
+
+/** Runs a script the way people and the service do: an argument array, no shell. */
+export async function runScript(script: string, args: readonly string[] = [], options: RunOptions = {}): Promise<ScriptResult> {
+  const result = await execa(path.join(scriptsDir, script), args, {
+    reject: false,
+    env: options.env,
+    extendEnv: true,
+    stdin: 'ignore',
+    timeout: options.timeoutMs ?? 120_000,
+  });
+  const stdout = String(result.stdout);
+  return {
+    exitCode: result.exitCode ?? -1,
+    stdout,
+    stderr: String(result.stderr),
+    json() {
+      try {
+        return JSON.parse(stdout);
+      } catch {
+        throw new Error(`stdout of ${script} is not one JSON document:\n${stdout}\nstderr:\n${String(result.stderr)}`);
+      }
+    },
+  };
+}
+
+/** Reads EC2 independently of the scripts under test, with the plain aws CLI. */
+export async function aws(...args: string[]): Promise<any> {
+  const result = await execa('aws', ['ec2', ...args, '--output=json'], { stdin: 'ignore' });
+  return result.stdout.trim() === '' ? {} : JSON.parse(result.stdout);
+}
+
+export async function allInstances(): Promise<any[]> {
+  const described = await aws('describe-instances');
+  return described.Reservations.flatMap((reservation: any) => reservation.Instances);
+}
+
+export async function ec2Instance(id: string): Promise<any> {
+  const described = await aws('describe-instances', `--instance-ids=${id}`);
+  return described.Reservations[0].Instances[0];
+}
+
+export function tagsOf(resource: { Tags?: { Key: string; Value: string }[] }): Record<string, string> {
+  return Object.fromEntries((resource.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
+}
+
+/** moto ships these images; both exist on any region it serves. */
+export const X86_AMI = 'ami-1e749f67'; // ubuntu trusty, root device /dev/sda1
+export const ARM_AMI = 'ami-0e9271c829888680e'; // al2022 arm64, root device /dev/xvda
+
+export async function createKeyPair(name = 'my_ec2_keypair'): Promise<void> {
+  await aws('create-key-pair', `--key-name=${name}`);
+}
+
+/** Launches an instance behind the scripts' back, as a person with the console would. */
+export async function launchUnmanaged(): Promise<string> {
+  const launched = await aws('run-instances', `--image-id=${X86_AMI}`, '--instance-type=t3.micro', '--count=1');
+  return launched.Instances[0].InstanceId;
+}
+
+export const fakeAwsDir = path.join(repoRoot, 'test/fixtures/fake-aws');
+
+/** Environment that puts the fake aws first on PATH in the given mode. */
+export async function fakeAwsEnv(mode: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const real = (await execa('bash', ['-c', 'command -v aws'])).stdout.trim();
+  return { PATH: `${fakeAwsDir}:${process.env.PATH ?? ''}`, FAKE_AWS_MODE: mode, FAKE_AWS_REAL: real, ...extra };
+}
