@@ -1,0 +1,125 @@
+/**
+ * Environment → validated, typed configuration, read once at start-up. A bad value throws a ConfigError
+ * naming the variable; app/server.ts prints it and exits non-zero. The AWS CLI's own variables
+ * (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, …) are not read here: they pass through to the scripts.
+ */
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Absolute path of the SQLite file, or ':memory:'. */
+  databasePath: string;
+  scriptsDir: string;
+  keyName: string;
+  allowedInstanceTypes: string[];
+  maxStorageGb: number;
+  scriptTimeoutMs: number;
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The repository root (works from app/ under tsx and from dist/app/ after a build). */
+export function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i += 1) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return process.cwd();
+}
+
+type Env = Record<string, string | undefined>;
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+/** Accepts a plain path, `file:path`, `sqlite:path` or `sqlite:///abs/path`; relative paths resolve against cwd. */
+export function databasePathFrom(url: string, cwd: string): string {
+  if (url === ':memory:') return url;
+  let p = url;
+  const match = /^(?:sqlite|file):(?:\/\/)?(.*)$/.exec(url);
+  if (match) p = match[1] ?? '';
+  if (p === '') throw new ConfigError('DATABASE_URL', `no file path in ${JSON.stringify(url)}`);
+  return path.resolve(cwd, p);
+}
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const port = integer(env, 'PORT', 8000, 0, 65535);
+  const host = read(env, 'HOST') ?? '127.0.0.1';
+  if (/\s/.test(host)) throw new ConfigError('HOST', `must be a host name or address, got ${JSON.stringify(host)}`);
+
+  const databasePath = databasePathFrom(read(env, 'DATABASE_URL') ?? './data/instances.db', cwd);
+
+  const scriptsDir = path.resolve(cwd, read(env, 'SCRIPTS_DIR') ?? path.join(repoRoot(), 'aws_cli_bash_scripts'));
+  if (!existsSync(scriptsDir) || !statSync(scriptsDir).isDirectory()) {
+    throw new ConfigError('SCRIPTS_DIR', `${scriptsDir} is not a directory`);
+  }
+
+  const keyName = read(env, 'KEY_NAME') ?? 'my_ec2_keypair';
+  if (!new RegExp(KEY_NAME_PATTERN).test(keyName)) {
+    throw new ConfigError('KEY_NAME', `${JSON.stringify(keyName)} is not a valid EC2 key pair name`);
+  }
+
+  const allowedInstanceTypes = (read(env, 'ALLOWED_INSTANCE_TYPES') ?? 't3.micro,t4g.micro')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+  if (allowedInstanceTypes.length === 0) {
+    throw new ConfigError('ALLOWED_INSTANCE_TYPES', 'must list at least one instance type');
+  }
+  const typePattern = new RegExp(INSTANCE_TYPE_PATTERN);
+  for (const t of allowedInstanceTypes) {
+    if (!typePattern.test(t)) {
+      throw new ConfigError('ALLOWED_INSTANCE_TYPES', `${JSON.stringify(t)} is not an instance type like t3.micro`);
+    }
+  }
+
+  const maxStorageGb = integer(env, 'MAX_STORAGE_GB', 30, 1, 16384);
+  const scriptTimeoutMs = integer(env, 'SCRIPT_TIMEOUT_MS', 300_000, 1_000, 3_600_000);
+
+  const logLevel = (read(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+
+  return {
+    port,
+    host,
+    databasePath,
+    scriptsDir,
+    keyName,
+    allowedInstanceTypes: [...new Set(allowedInstanceTypes)],
+    maxStorageGb,
+    scriptTimeoutMs,
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** What the scripts must see of our configuration (they read KEY_NAME and MAX_STORAGE_GB themselves too). */
+export function scriptEnvironment(config: Pick<Config, 'keyName' | 'maxStorageGb'>): Record<string, string> {
+  return { KEY_NAME: config.keyName, MAX_STORAGE_GB: String(config.maxStorageGb) };
+}

@@ -1,0 +1,203 @@
+/**
+ * The only place that spawns processes. Each script runs from an argument array (never a shell) as the
+ * leader of its own process group (`detached`), so a timeout can signal the whole group: the script, the
+ * `aws` CLI it started and anything they spawned. execa 9's own `timeout` would signal only the direct
+ * child and leave `aws` running, so we keep our own timer.
+ *
+ * The result is the parsed stdout document validated against the script's schema, or a ScriptError whose
+ * `failure` says which class of problem happened (from the exit code contract of aws_cli_bash_scripts/).
+ */
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { execa } from 'execa';
+import { ScriptError, type ScriptFailure } from '../domain/errors.js';
+import type { Logger } from '../logger.js';
+import { describeAjvErrors, validateScriptError, type ValidateFunction } from '../schemas/validators.js';
+
+export interface RunContext {
+  requestId?: string | undefined;
+  /** Overrides the runner's default timeout for this run. */
+  timeoutMs?: number | undefined;
+  /** Whether the arguments came from the client (so an invalid-argument exit is the client's 400). */
+  clientInput?: boolean | undefined;
+}
+
+export interface ScriptRunner {
+  run<T>(script: string, args: readonly string[], validate: ValidateFunction<T>, ctx?: RunContext): Promise<T>;
+  /** Default per-script timeout (adapters derive the scripts' own --wait-timeout from it). */
+  readonly timeoutMs: number;
+  /** Kills every running script's process group (shutdown). */
+  killAll(): void;
+}
+
+export interface RunnerOptions {
+  scriptsDir: string;
+  timeoutMs: number;
+  logger: Logger;
+  /** Extra environment for the scripts, merged over process.env (e.g. PATH with a fake aws in tests). */
+  env?: Record<string, string | undefined>;
+  /** Time between SIGTERM and SIGKILL to the process group after a timeout. */
+  killGraceMs?: number;
+  /** Largest stdout/stderr accepted. */
+  maxBufferBytes?: number;
+}
+
+const EXIT_FAILURES: Record<number, ScriptFailure> = {
+  1: 'other',
+  2: 'invalid-argument',
+  3: 'not-found',
+  4: 'conflict',
+  5: 'throttled',
+  6: 'credentials',
+  7: 'wait-timeout',
+  8: 'missing-dependency',
+};
+
+const SCRIPT_NAME = /^[a-z][a-z0-9_]*\.sh$/;
+
+function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is already gone
+  }
+}
+
+function tail(text: string, max = 500): string {
+  const trimmed = text.trim();
+  return trimmed.length > max ? `…${trimmed.slice(-max)}` : trimmed;
+}
+
+export function createScriptRunner(options: RunnerOptions): ScriptRunner {
+  const { scriptsDir, logger } = options;
+  const killGraceMs = options.killGraceMs ?? 5_000;
+  const maxBuffer = options.maxBufferBytes ?? 10 * 1024 * 1024;
+  const running = new Set<number>();
+
+  async function run<T>(
+    script: string,
+    args: readonly string[],
+    validate: ValidateFunction<T>,
+    ctx: RunContext = {},
+  ): Promise<T> {
+    if (!SCRIPT_NAME.test(script)) throw new Error(`not a script name: ${script}`);
+    const file = path.join(scriptsDir, script);
+    const timeoutMs = ctx.timeoutMs ?? options.timeoutMs;
+    const started = performance.now();
+
+    const child = execa(file, [...args], {
+      detached: true,
+      cleanup: false,
+      reject: false,
+      stdin: 'ignore',
+      stripFinalNewline: true,
+      maxBuffer,
+      env: options.env ?? {},
+      extendEnv: true,
+      cwd: scriptsDir,
+      forceKillAfterDelay: false,
+    });
+
+    const pid = child.pid;
+    let timedOut = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      if (pid === undefined) return;
+      timedOut = true;
+      signalGroup(pid, 'SIGTERM');
+      killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
+    }, timeoutMs);
+    if (pid !== undefined) running.add(pid);
+
+    const result = await child;
+    clearTimeout(timer);
+    if (pid !== undefined) {
+      running.delete(pid);
+      if (killTimer) clearTimeout(killTimer);
+      // The leader is gone; nothing it left behind in its group may outlive it (a no-op when the group is empty).
+      signalGroup(pid, 'SIGKILL');
+    }
+
+    const durationMs = Math.round(performance.now() - started);
+    const exitCode = result.exitCode;
+    const signal = result.signal;
+    const stdout = typeof result.stdout === 'string' ? result.stdout : '';
+    const stderr = typeof result.stderr === 'string' ? result.stderr : '';
+
+    const fail = (failure: ScriptFailure, message: string, code?: string): ScriptError =>
+      new ScriptError(failure, script, message, { exitCode, signal, code, clientInput: ctx.clientInput });
+
+    let outcome: { ok: true; value: T } | { ok: false; error: ScriptError };
+    let parsed: unknown;
+    let parseOk = false;
+    try {
+      parsed = JSON.parse(stdout);
+      parseOk = true;
+    } catch {
+      parsed = undefined;
+    }
+
+    if (timedOut) {
+      outcome = { ok: false, error: fail('timeout', `${script} did not finish within ${timeoutMs} ms and was killed`) };
+    } else if (result.failed && exitCode === undefined && signal === undefined) {
+      // Could not spawn (ENOENT, EACCES) or output too large.
+      outcome = { ok: false, error: fail('spawn', `${script} could not be run: ${result.shortMessage ?? result.message}`) };
+    } else if (exitCode === 0) {
+      if (!parseOk) {
+        outcome = { ok: false, error: fail('bad-output', `${script} printed output that is not one JSON document`) };
+      } else if (!validate(parsed)) {
+        const why = describeAjvErrors(validate.errors)
+          .slice(0, 5)
+          .map((e) => `${e.field} ${e.message}`)
+          .join('; ');
+        outcome = { ok: false, error: fail('bad-output', `${script} printed JSON of the wrong shape: ${why}`) };
+      } else {
+        outcome = { ok: true, value: parsed };
+      }
+    } else {
+      const failure: ScriptFailure =
+        exitCode === undefined ? 'signal' : (EXIT_FAILURES[exitCode] ?? 'other');
+      let code: string | undefined;
+      let message: string;
+      if (parseOk && validateScriptError(parsed)) {
+        code = parsed.error.code;
+        message = parsed.error.message;
+      } else if (exitCode === undefined) {
+        message = `${script} was killed by ${signal ?? 'a signal'}`;
+      } else {
+        message = `${script} exited with code ${exitCode}${stderr ? `: ${tail(stderr)}` : ''}`;
+      }
+      outcome = { ok: false, error: fail(failure, message, code) };
+    }
+
+    const line = {
+      request_id: ctx.requestId,
+      script,
+      args,
+      exit_code: exitCode ?? null,
+      signal: signal ?? null,
+      duration_ms: durationMs,
+      timed_out: timedOut,
+      outcome: outcome.ok ? 'ok' : outcome.error.failure,
+      ...(outcome.ok ? {} : { error_code: outcome.error.details.code, error: outcome.error.message }),
+      ...(outcome.ok || !stderr ? {} : { stderr: tail(stderr, 2000) }),
+    };
+    if (outcome.ok) logger.info('script run', line);
+    else logger.warn('script run', line);
+
+    if (!outcome.ok) throw outcome.error;
+    return outcome.value;
+  }
+
+  return {
+    run,
+    timeoutMs: options.timeoutMs,
+    killAll() {
+      for (const pid of running) {
+        signalGroup(pid, 'SIGTERM');
+        setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs).unref();
+      }
+    },
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * One typed adapter per script in aws_cli_bash_scripts/. Each builds the argument array (options first,
+ * then `--`, then positionals, so a value can never be read as an option) and names the schema its stdout
+ * must match. `createEc2(runner)` binds them into the interface the domain depends on.
+ */
+import type {
+  Ec2Image, Ec2Instance, Ec2InstanceList, Ec2KeyPair, Ec2SecurityGroup,
+} from '../schemas/script-outputs.js';
+import {
+  validateEc2Image, validateEc2Instance, validateEc2InstanceList, validateEc2KeyPair, validateEc2SecurityGroup,
+} from '../schemas/validators.js';
+import type { RunContext, ScriptRunner } from './runner.js';
+
+export interface CreateInstanceInput {
+  name: string;
+  ami: string;
+  instanceType: string;
+  storageGb: number;
+  keyName: string;
+  clientToken: string;
+  securityGroupId?: string | undefined;
+}
+
+/** The script's own wait bound, kept inside the runner's kill timeout so the script reports 7 first. */
+export function waitTimeoutSeconds(runnerTimeoutMs: number): number {
+  return Math.max(1, Math.floor((runnerTimeoutMs * 0.8) / 1000));
+}
+
+export async function createInstance(runner: ScriptRunner, input: CreateInstanceInput, ctx: RunContext = {}): Promise<Ec2Instance> {
+  const args = [`--key-name=${input.keyName}`, `--client-token=${input.clientToken}`];
+  if (input.securityGroupId) args.push(`--security-group-id=${input.securityGroupId}`);
+  args.push('--', input.name, input.ami, input.instanceType, String(input.storageGb));
+  return runner.run('create_instance.sh', args, validateEc2Instance, { clientInput: true, ...ctx });
+}
+
+export async function describeInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
+  return runner.run('describe_instance.sh', ['--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
+}
+
+export async function describeImage(runner: ScriptRunner, amiId: string, ctx: RunContext = {}): Promise<Ec2Image> {
+  return runner.run('describe_image.sh', ['--', amiId], validateEc2Image, { clientInput: true, ...ctx });
+}
+
+export async function listInstances(
+  runner: ScriptRunner,
+  options: { all?: boolean; state?: string } = {},
+  ctx: RunContext = {},
+): Promise<Ec2InstanceList> {
+  const args: string[] = [];
+  if (options.all) args.push('--all');
+  if (options.state) args.push(`--state=${options.state}`);
+  return runner.run('list_instances.sh', args, validateEc2InstanceList, ctx);
+}
+
+export async function startInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
+  const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
+  return runner.run('start_instance.sh', [`--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
+    clientInput: true,
+    ...ctx,
+  });
+}
+
+export async function stopInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
+  const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
+  return runner.run('stop_instance.sh', [`--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
+    clientInput: true,
+    ...ctx,
+  });
+}
+
+export async function destroyInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
+  return runner.run('destroy_instance.sh', ['--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
+}
+
+export async function ensureSecurityGroup(
+  runner: ScriptRunner,
+  options: { name?: string; cidr?: string; vpcId?: string } = {},
+  ctx: RunContext = {},
+): Promise<Ec2SecurityGroup> {
+  const args: string[] = [];
+  if (options.name) args.push(`--name=${options.name}`);
+  if (options.cidr) args.push(`--cidr=${options.cidr}`);
+  if (options.vpcId) args.push(`--vpc-id=${options.vpcId}`);
+  return runner.run('ensure_security_group.sh', args, validateEc2SecurityGroup, ctx);
+}
+
+export async function ensureKeyPair(
+  runner: ScriptRunner,
+  name: string,
+  options: { create?: boolean; privateKeyFile?: string } = {},
+  ctx: RunContext = {},
+): Promise<Ec2KeyPair> {
+  const args: string[] = [];
+  if (options.create) args.push('--create');
+  if (options.privateKeyFile) args.push(`--private-key-file=${options.privateKeyFile}`);
+  args.push('--', name);
+  return runner.run('ensure_key_pair.sh', args, validateEc2KeyPair, ctx);
+}
+
+/** What the domain depends on: the adapters bound to one runner (tests may pass fakes). */
+export interface Ec2 {
+  createInstance(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance>;
+  describeInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
+  describeImage(amiId: string, ctx?: RunContext): Promise<Ec2Image>;
+  listInstances(options?: { all?: boolean; state?: string }, ctx?: RunContext): Promise<Ec2InstanceList>;
+  startInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
+  stopInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
+  destroyInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
+  ensureSecurityGroup(options?: { name?: string; cidr?: string; vpcId?: string }, ctx?: RunContext): Promise<Ec2SecurityGroup>;
+  ensureKeyPair(name: string, options?: { create?: boolean; privateKeyFile?: string }, ctx?: RunContext): Promise<Ec2KeyPair>;
+}
+
+export function createEc2(runner: ScriptRunner): Ec2 {
+  return {
+    createInstance: (input, ctx) => createInstance(runner, input, ctx),
+    describeInstance: (id, ctx) => describeInstance(runner, id, ctx),
+    describeImage: (id, ctx) => describeImage(runner, id, ctx),
+    listInstances: (options, ctx) => listInstances(runner, options, ctx),
+    startInstance: (id, ctx) => startInstance(runner, id, ctx),
+    stopInstance: (id, ctx) => stopInstance(runner, id, ctx),
+    destroyInstance: (id, ctx) => destroyInstance(runner, id, ctx),
+    ensureSecurityGroup: (options, ctx) => ensureSecurityGroup(runner, options, ctx),
+    ensureKeyPair: (name, options, ctx) => ensureKeyPair(runner, name, options, ctx),
+  };
+}

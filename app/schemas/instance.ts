@@ -1,0 +1,84 @@
+import type { FromSchema } from 'json-schema-to-ts';
+import { AMI_ID_PATTERN, INSTANCE_ID_PATTERN, INSTANCE_STATES } from './common.js';
+
+const nullableString = { type: ['string', 'null'] } as const;
+
+/** The instance as the API returns it: built from the SQLite row, which is refreshed from EC2. */
+export const instanceSchema = {
+  title: 'Instance',
+  type: 'object',
+  additionalProperties: false,
+  required: [
+    'id', 'name', 'state', 'public_ip', 'private_ip', 'ssh_string', 'ami', 'instance_type', 'storage_gb',
+    'key_name', 'security_group_id', 'backend_used', 'launch_time', 'created_at', 'updated_at',
+  ],
+  properties: {
+    id: { type: 'string', pattern: INSTANCE_ID_PATTERN, examples: ['i-0abcd1234ef567890'] },
+    name: { type: 'string' },
+    state: { type: 'string', enum: INSTANCE_STATES, description: 'As EC2 last reported it.' },
+    public_ip: { ...nullableString, description: 'Changes when a stopped instance starts again.' },
+    private_ip: nullableString,
+    ssh_string: {
+      type: 'string',
+      description: 'ssh -i ~/.ssh/<key>.pem <login user>@<public ip>; empty when there is no public IP.',
+    },
+    ami: { type: 'string', pattern: AMI_ID_PATTERN },
+    instance_type: { type: 'string' },
+    storage_gb: { type: ['integer', 'null'] },
+    key_name: nullableString,
+    security_group_id: nullableString,
+    backend_used: { type: 'string', const: 'awscli' },
+    launch_time: { type: ['string', 'null'], format: 'date-time' },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+  },
+} as const;
+export type Instance = FromSchema<typeof instanceSchema>;
+
+export const instanceListSchema = {
+  title: 'InstanceList',
+  type: 'object',
+  additionalProperties: false,
+  required: ['instances', 'next_cursor'],
+  properties: {
+    instances: { type: 'array', items: instanceSchema },
+    next_cursor: {
+      type: ['string', 'null'],
+      description: 'Pass as `cursor` to get the next page; null on the last page.',
+    },
+  },
+} as const;
+export type InstanceList = FromSchema<typeof instanceListSchema>;
+
+export const healthSchema = {
+  title: 'Health',
+  type: 'object',
+  additionalProperties: false,
+  required: ['status'],
+  properties: { status: { type: 'string', const: 'ok' } },
+} as const;
+
+export const problemSchema = {
+  title: 'Problem',
+  description: 'RFC 9457 problem details (application/problem+json).',
+  type: 'object',
+  required: ['type', 'title', 'status', 'detail'],
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    instance: { type: 'string' },
+    request_id: { type: 'string' },
+    errors: {
+      type: 'array',
+      description: 'The failing fields (validation and policy problems).',
+      items: {
+        type: 'object',
+        required: ['field', 'message'],
+        properties: { field: { type: 'string' }, message: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+export type Problem = FromSchema<typeof problemSchema>;

@@ -1,0 +1,186 @@
+/** The only code that reads or writes the instances table. */
+import type { Db } from './db.js';
+
+export type LaunchStatus = 'launching' | 'launched' | 'failed' | 'unknown';
+export type RecordedState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'failed';
+
+export interface InstanceRow {
+  row_id: number;
+  instance_id: string | null;
+  client_token: string;
+  launch_status: LaunchStatus;
+  name: string;
+  state: RecordedState;
+  public_ip: string | null;
+  private_ip: string | null;
+  ami: string;
+  instance_type: string;
+  storage_gb: number | null;
+  key_name: string | null;
+  security_group_id: string | null;
+  login_user: string;
+  launch_time: string | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** A row that has an EC2 instance id (the only rows the API shows). */
+export type LaunchedRow = InstanceRow & { instance_id: string };
+
+export interface NewLaunch {
+  clientToken: string;
+  name: string;
+  ami: string;
+  instanceType: string;
+  storageGb: number;
+  keyName: string | null;
+  securityGroupId: string | null;
+  loginUser: string;
+}
+
+/** What EC2 reported about an instance, as stored. */
+export interface Ec2Snapshot {
+  instanceId: string;
+  name: string | null;
+  state: Exclude<RecordedState, 'failed'>;
+  publicIp: string | null;
+  privateIp: string | null;
+  storageGb: number | null;
+  keyName: string | null;
+  securityGroupId: string | null;
+  launchTime: string | null;
+}
+
+export interface ListFilter {
+  state?: string | undefined;
+  name?: string | undefined;
+  includeTerminated: boolean;
+  /** Only rows older than this row (the cursor). */
+  beforeRowId?: number | undefined;
+  limit: number;
+}
+
+export interface InstancesRepository {
+  insertLaunch(launch: NewLaunch): InstanceRow;
+  completeLaunch(clientToken: string, snapshot: Ec2Snapshot): LaunchedRow;
+  /** `failed`: nothing was launched. `unknown`: it may have been; reconciliation looks for the client token. */
+  failLaunch(clientToken: string, status: 'failed' | 'unknown', error: string): InstanceRow;
+  findByInstanceId(instanceId: string): LaunchedRow | undefined;
+  findByClientToken(clientToken: string): InstanceRow | undefined;
+  /** Launches whose outcome is not known yet (crash or indefinite failure), oldest first. */
+  unresolvedLaunches(): InstanceRow[];
+  refresh(snapshot: Ec2Snapshot): LaunchedRow;
+  markTerminated(instanceId: string, note: string | null): LaunchedRow;
+  list(filter: ListFilter): LaunchedRow[];
+}
+
+const now = (): string => new Date().toISOString();
+
+export function createInstancesRepository(db: Db): InstancesRepository {
+  const insert = db.prepare<[NewLaunch & { now: string }], void>(
+    `INSERT INTO instances (client_token, launch_status, name, state, ami, instance_type, storage_gb, key_name,
+                            security_group_id, login_user, created_at, updated_at)
+     VALUES (@clientToken, 'launching', @name, 'pending', @ami, @instanceType, @storageGb, @keyName,
+             @securityGroupId, @loginUser, @now, @now)`,
+  );
+  const byToken = db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE client_token = ?');
+  const byInstanceId = db.prepare<[string], LaunchedRow>('SELECT * FROM instances WHERE instance_id = ?');
+  const complete = db.prepare(
+    `UPDATE instances SET instance_id = @instanceId, launch_status = 'launched', last_error = NULL,
+            name = COALESCE(@name, name), state = @state, public_ip = @publicIp, private_ip = @privateIp,
+            storage_gb = COALESCE(@storageGb, storage_gb), key_name = COALESCE(@keyName, key_name),
+            security_group_id = COALESCE(@securityGroupId, security_group_id),
+            launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+      WHERE client_token = @clientToken`,
+  );
+  const fail = db.prepare(
+    `UPDATE instances SET launch_status = @status, state = CASE WHEN @status = 'failed' THEN 'failed' ELSE state END,
+            last_error = @error, updated_at = @now
+      WHERE client_token = @clientToken AND instance_id IS NULL`,
+  );
+  const unresolved = db.prepare<[], InstanceRow>(
+    `SELECT * FROM instances WHERE instance_id IS NULL AND launch_status IN ('launching', 'unknown') ORDER BY row_id`,
+  );
+  const refreshStmt = db.prepare(
+    `UPDATE instances SET name = COALESCE(@name, name),
+            state = CASE WHEN state = 'terminated' THEN state ELSE @state END, public_ip = @publicIp,
+            private_ip = @privateIp, storage_gb = COALESCE(@storageGb, storage_gb),
+            key_name = COALESCE(@keyName, key_name), security_group_id = COALESCE(@securityGroupId, security_group_id),
+            launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+      WHERE instance_id = @instanceId`,
+  );
+  const terminate = db.prepare(
+    `UPDATE instances SET state = 'terminated', public_ip = NULL, last_error = COALESCE(@note, last_error),
+            updated_at = @now
+      WHERE instance_id = @instanceId`,
+  );
+
+  function mustFind(instanceId: string): LaunchedRow {
+    const row = byInstanceId.get(instanceId);
+    if (!row) throw new Error(`no row for instance ${instanceId}`);
+    return row;
+  }
+
+  return {
+    insertLaunch(launch) {
+      insert.run({ ...launch, now: now() });
+      return byToken.get(launch.clientToken) as InstanceRow;
+    },
+    completeLaunch(clientToken, snapshot) {
+      complete.run({ ...snapshot, clientToken, now: now() });
+      return mustFind(snapshot.instanceId);
+    },
+    failLaunch(clientToken, status, error) {
+      fail.run({ clientToken, status, error, now: now() });
+      return byToken.get(clientToken) as InstanceRow;
+    },
+    findByInstanceId: (instanceId) => byInstanceId.get(instanceId),
+    findByClientToken: (clientToken) => byToken.get(clientToken),
+    unresolvedLaunches: () => unresolved.all(),
+    refresh(snapshot) {
+      refreshStmt.run({ ...snapshot, now: now() });
+      return mustFind(snapshot.instanceId);
+    },
+    markTerminated(instanceId, note) {
+      terminate.run({ instanceId, note, now: now() });
+      return mustFind(instanceId);
+    },
+    list(filter) {
+      const where = ['instance_id IS NOT NULL'];
+      const params: Record<string, string | number> = { limit: filter.limit };
+      if (filter.state !== undefined) {
+        where.push('state = @state');
+        params.state = filter.state;
+      } else if (!filter.includeTerminated) {
+        where.push("state <> 'terminated'");
+      }
+      if (filter.name !== undefined) {
+        where.push('name = @name');
+        params.name = filter.name;
+      }
+      if (filter.beforeRowId !== undefined) {
+        where.push('row_id < @beforeRowId');
+        params.beforeRowId = filter.beforeRowId;
+      }
+      // Statement text depends only on which filters are present (a handful of shapes); better-sqlite3
+      // prepares quickly and the list is not a hot path.
+      const sql = `SELECT * FROM instances WHERE ${where.join(' AND ')} ORDER BY row_id DESC LIMIT @limit`;
+      return db.prepare<[Record<string, string | number>], LaunchedRow>(sql).all(params);
+    },
+  };
+}
+
+export interface Store {
+  db: Db;
+  instances: InstancesRepository;
+  close(): void;
+}
+
+export function createStore(db: Db): Store {
+  return {
+    db,
+    instances: createInstancesRepository(db),
+    close: () => db.close(),
+  };
+}
