@@ -1,0 +1,306 @@
+/**
+ * The instances service: launch policy, recording intent before a launch, refreshing records from EC2,
+ * and turning the EC2 layer's failures into domain outcomes. Knows nothing of HTTP.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Ec2 } from '../ec2/scripts.js';
+import type { RunContext } from '../ec2/runner.js';
+import type { Logger } from '../logger.js';
+import type { Instance, InstanceList } from '../schemas/instance.js';
+import type { CreateInstanceRequest, ListInstancesQuery } from '../schemas/requests.js';
+import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
+import type { Ec2Instance } from '../schemas/script-outputs.js';
+import type { Ec2Snapshot, InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
+import { ConflictError, NotFoundError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
+import { KeyedLock } from './keyed-lock.js';
+import { loginUserFor, sshString } from './login-user.js';
+import { checkImageFits, checkLaunchRequest, type LaunchPolicy } from './policy.js';
+
+export interface InstancesServiceDeps {
+  instances: InstancesRepository;
+  ec2: Ec2;
+  policy: LaunchPolicy & { keyName: string };
+  logger: Logger;
+}
+
+export interface OpContext {
+  requestId?: string | undefined;
+}
+
+/**
+ * Script failures after which we KNOW nothing was launched: create_instance.sh refuses bad arguments (2),
+ * missing key pair/AMI (3) and missing aws/jq (8) before it calls run-instances, and a script that could
+ * not be spawned did nothing. Every other failure (timeout, throttling, garbage output, a signal, …) may
+ * have happened after EC2 accepted the launch, so the outcome is "unknown" and we look for the client token.
+ */
+const NOTHING_LAUNCHED: ReadonlySet<ScriptFailure> = new Set(['invalid-argument', 'not-found', 'missing-dependency', 'spawn']);
+
+/** Unresolved launches older than this with no instance carrying their token are marked failed. */
+const GIVE_UP_AFTER_MS = 15 * 60 * 1000;
+
+export function toApiInstance(row: LaunchedRow): Instance {
+  return {
+    id: row.instance_id,
+    name: row.name,
+    state: row.state === 'failed' ? 'terminated' : row.state,
+    public_ip: row.public_ip,
+    private_ip: row.private_ip,
+    ssh_string: sshString(row),
+    ami: row.ami,
+    instance_type: row.instance_type,
+    storage_gb: row.storage_gb,
+    key_name: row.key_name,
+    security_group_id: row.security_group_id,
+    backend_used: 'awscli',
+    launch_time: row.launch_time,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function snapshotOf(instance: Ec2Instance): Ec2Snapshot {
+  return {
+    instanceId: instance.id,
+    name: instance.name,
+    state: instance.state,
+    publicIp: instance.public_ip,
+    privateIp: instance.private_ip,
+    storageGb: instance.storage_gb,
+    keyName: instance.key_name,
+    securityGroupId: instance.security_group_ids[0] ?? null,
+    launchTime: normaliseTime(instance.launch_time),
+  };
+}
+
+/** EC2 reports "2024-05-01T10:00:00+00:00" or "...000Z"; we answer ISO 8601 UTC with milliseconds. */
+function normaliseTime(value: string): string | null {
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+}
+
+export function encodeCursor(rowId: number): string {
+  return Buffer.from(`v1:${rowId}`, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = /^v1:([1-9]\d{0,15})$/.exec(text);
+  if (!match) throw new ValidationError('The cursor is not one this service issued', [{ field: 'cursor', message: 'is not a valid cursor' }]);
+  return Number(match[1]);
+}
+
+export interface InstancesService {
+  create(request: CreateInstanceRequest, ctx?: OpContext): Promise<Instance>;
+  get(instanceId: string, ctx?: OpContext): Promise<Instance>;
+  list(query: ListInstancesQuery): InstanceList;
+  start(instanceId: string, ctx?: OpContext): Promise<Instance>;
+  stop(instanceId: string, ctx?: OpContext): Promise<Instance>;
+  destroy(instanceId: string, ctx?: OpContext): Promise<void>;
+  /** Resolves launches left unknown by a crash or an indefinite failure, by their client token. */
+  reconcileLaunches(ctx?: OpContext): Promise<{ adopted: string[]; failed: string[] }>;
+}
+
+export function createInstancesService(deps: InstancesServiceDeps): InstancesService {
+  const { instances, ec2, policy, logger } = deps;
+  const lock = new KeyedLock();
+  const run = (ctx: OpContext | undefined): RunContext => ({ requestId: ctx?.requestId });
+
+  function recordOrNotFound(instanceId: string): LaunchedRow {
+    const row = instances.findByInstanceId(instanceId);
+    if (!row) throw new NotFoundError(`No instance ${instanceId} is recorded by this service`);
+    return row;
+  }
+
+  async function adoptByToken(clientToken: string, ctx?: OpContext): Promise<LaunchedRow | undefined> {
+    const { instances: found } = await ec2.listInstances({ all: true }, run(ctx));
+    const match = found.find((i) => i.client_token === clientToken);
+    return match ? instances.completeLaunch(clientToken, snapshotOf(match)) : undefined;
+  }
+
+  /** Best effort: re-read EC2 after a failed change so the record shows what really happened. */
+  async function refreshQuietly(instanceId: string, ctx?: OpContext): Promise<void> {
+    try {
+      instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx))));
+    } catch (error) {
+      logger.debug('refresh after failure did not succeed', { request_id: ctx?.requestId, instance_id: instanceId, error: String(error) });
+    }
+  }
+
+  async function change(kind: 'start' | 'stop', instanceId: string, ctx?: OpContext): Promise<Instance> {
+    const row = recordOrNotFound(instanceId);
+    if (row.state === 'terminated') throw new ConflictError(`Instance ${instanceId} is terminated; it cannot ${kind}`);
+    return lock.with(instanceId, async () => {
+      try {
+        const result = kind === 'start'
+          ? await ec2.startInstance(instanceId, run(ctx))
+          : await ec2.stopInstance(instanceId, run(ctx));
+        return toApiInstance(instances.refresh(snapshotOf(result)));
+      } catch (error) {
+        if (error instanceof ScriptError && error.failure === 'not-found') {
+          instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
+          throw new ConflictError(`Instance ${instanceId} no longer exists in EC2; its record is now terminated`);
+        }
+        if (error instanceof ScriptError && error.failure === 'conflict') {
+          await refreshQuietly(instanceId, ctx);
+          throw new ConflictError(`Instance ${instanceId} cannot ${kind} in its current state: ${error.message}`);
+        }
+        if (error instanceof ScriptError && (error.failure === 'wait-timeout' || error.failure === 'timeout')) {
+          await refreshQuietly(instanceId, ctx);
+        }
+        throw error;
+      }
+    });
+  }
+
+  return {
+    async create(request, ctx) {
+      checkLaunchRequest(policy, request);
+
+      let image;
+      try {
+        image = await ec2.describeImage(request.ami, run(ctx));
+      } catch (error) {
+        if (error instanceof ScriptError && error.failure === 'not-found') {
+          throw new PolicyError('The AMI does not exist', [{ field: 'ami', message: `${request.ami} does not exist or is not visible to this account` }]);
+        }
+        throw error;
+      }
+      checkImageFits(image, request.instance_type);
+
+      let securityGroupId: string | null = null;
+      if (request.create_security_group) {
+        securityGroupId = (await ec2.ensureSecurityGroup({}, run(ctx))).id;
+      }
+
+      // Intent first: if we die from here on, the row and its client token let reconciliation find the instance.
+      const clientToken = `ec2c-${randomUUID()}`;
+      instances.insertLaunch({
+        clientToken,
+        name: request.name,
+        ami: request.ami,
+        instanceType: request.instance_type,
+        storageGb: request.storage_gb,
+        keyName: policy.keyName,
+        securityGroupId,
+        loginUser: loginUserFor(image),
+      });
+
+      try {
+        const launched = await ec2.createInstance(
+          {
+            name: request.name,
+            ami: request.ami,
+            instanceType: request.instance_type,
+            storageGb: request.storage_gb,
+            keyName: policy.keyName,
+            clientToken,
+            securityGroupId: securityGroupId ?? undefined,
+          },
+          run(ctx),
+        );
+        return toApiInstance(instances.completeLaunch(clientToken, snapshotOf(launched)));
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (error instanceof ScriptError && NOTHING_LAUNCHED.has(error.failure)) {
+          instances.failLaunch(clientToken, 'failed', message);
+          if (error.failure === 'not-found') {
+            // describe_image.sh saw the AMI a moment ago, so this is almost always the configured key pair.
+            throw new ScriptError('other', error.script, `EC2 refused the launch: ${message} (is KEY_NAME=${policy.keyName} a key pair in this region?)`, error.details);
+          }
+          throw error;
+        }
+        instances.failLaunch(clientToken, 'unknown', message);
+        try {
+          const adopted = await adoptByToken(clientToken, ctx);
+          if (adopted) {
+            logger.warn('launch script failed but EC2 has the instance; recorded it', {
+              request_id: ctx?.requestId, instance_id: adopted.instance_id, client_token: clientToken, error: message,
+            });
+            return toApiInstance(adopted);
+          }
+        } catch (lookupError) {
+          logger.warn('could not look for the launch by client token', {
+            request_id: ctx?.requestId, client_token: clientToken, error: String(lookupError),
+          });
+        }
+        throw error;
+      }
+    },
+
+    async get(instanceId, ctx) {
+      const row = recordOrNotFound(instanceId);
+      if (row.state === 'terminated') return toApiInstance(row); // final: nothing left to re-read
+      // No instance lock: a read must not wait minutes behind a stop that is polling for "stopped".
+      try {
+        return toApiInstance(instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx)))));
+      } catch (error) {
+        if (error instanceof ScriptError && error.failure === 'not-found') {
+          return toApiInstance(instances.markTerminated(instanceId, 'EC2 no longer knows this instance'));
+        }
+        throw error;
+      }
+    },
+
+    list(query) {
+      const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+      const rows = instances.list({
+        state: query.state,
+        name: query.name,
+        includeTerminated: query.include_terminated ?? false,
+        beforeRowId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        instances: page.map(toApiInstance),
+        next_cursor: rows.length > limit && last ? encodeCursor(last.row_id) : null,
+      };
+    },
+
+    start: (instanceId, ctx) => change('start', instanceId, ctx),
+    stop: (instanceId, ctx) => change('stop', instanceId, ctx),
+
+    async destroy(instanceId, ctx) {
+      recordOrNotFound(instanceId);
+      await lock.with(instanceId, async () => {
+        try {
+          const result = await ec2.destroyInstance(instanceId, run(ctx));
+          instances.refresh(snapshotOf(result));
+          // shutting-down only ever leads to terminated: the record says so now, so lists stop showing it.
+          instances.markTerminated(instanceId, null);
+        } catch (error) {
+          if (error instanceof ScriptError && error.failure === 'not-found') {
+            instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
+            return;
+          }
+          if (error instanceof ScriptError && error.failure === 'conflict') {
+            throw new ConflictError(`Instance ${instanceId} cannot be destroyed: ${error.message}`);
+          }
+          throw error;
+        }
+      });
+    },
+
+    async reconcileLaunches(ctx) {
+      const pending = instances.unresolvedLaunches();
+      const adopted: string[] = [];
+      const failed: string[] = [];
+      if (pending.length === 0) return { adopted, failed };
+      const { instances: found } = await ec2.listInstances({ all: true }, run(ctx));
+      const byToken = new Map(found.filter((i) => i.client_token).map((i) => [i.client_token as string, i]));
+      for (const row of pending) {
+        const match = byToken.get(row.client_token);
+        if (match) {
+          instances.completeLaunch(row.client_token, snapshotOf(match));
+          adopted.push(match.id);
+        } else if (Date.now() - Date.parse(row.created_at) > GIVE_UP_AFTER_MS) {
+          instances.failLaunch(row.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');
+          failed.push(row.client_token);
+        }
+      }
+      if (adopted.length || failed.length) logger.info('reconciled launches', { request_id: ctx?.requestId, adopted, failed });
+      return { adopted, failed };
+    },
+  };
+}

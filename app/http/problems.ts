@@ -1,0 +1,155 @@
+/**
+ * The one place where errors become HTTP: every failure is answered as application/problem+json
+ * (RFC 9457: type, title, status, detail; `errors` lists failing fields). Unknown errors are logged and
+ * answered 500 without internals; everything the service expects has a named class and a status here.
+ */
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import {
+  AppError, ConflictError, NotFoundError, PolicyError, ScriptError, UnavailableError, ValidationError,
+  type FieldError, type ScriptFailure,
+} from '../domain/errors.js';
+import type { Logger } from '../logger.js';
+import { requestId } from './context.js';
+
+export const PROBLEM_BASE = 'urn:ec2-creator:problem:';
+
+interface ProblemSpec {
+  status: number;
+  slug: string;
+  title: string;
+  detail: string;
+  errors?: FieldError[];
+  headers?: Record<string, string>;
+}
+
+/** Seconds a client should wait after AWS throttled us (503). */
+export const RETRY_AFTER_SECONDS = 30;
+
+const SCRIPT_STATUS: Record<ScriptFailure, { status: number; slug: string; title: string }> = {
+  'not-found': { status: 404, slug: 'not-found', title: 'Not found in EC2' },
+  conflict: { status: 409, slug: 'conflict', title: 'Conflicting state in EC2' },
+  throttled: { status: 503, slug: 'aws-unavailable', title: 'AWS is throttling or unavailable' },
+  'wait-timeout': { status: 504, slug: 'aws-timeout', title: 'EC2 did not reach the expected state in time' },
+  timeout: { status: 504, slug: 'aws-timeout', title: 'The EC2 operation timed out' },
+  'invalid-argument': { status: 502, slug: 'aws-error', title: 'The EC2 layer refused an argument' },
+  credentials: { status: 502, slug: 'aws-credentials', title: 'AWS refused our credentials or permissions' },
+  'missing-dependency': { status: 502, slug: 'ec2-layer-broken', title: 'The EC2 layer is missing a dependency' },
+  'bad-output': { status: 502, slug: 'ec2-layer-broken', title: 'The EC2 layer answered something unexpected' },
+  spawn: { status: 502, slug: 'ec2-layer-broken', title: 'The EC2 layer could not be run' },
+  signal: { status: 502, slug: 'aws-error', title: 'The EC2 operation was interrupted' },
+  other: { status: 502, slug: 'aws-error', title: 'EC2 operation failed' },
+};
+
+function fromScriptError(error: ScriptError): ProblemSpec {
+  if (error.failure === 'invalid-argument' && error.details.clientInput) {
+    return { status: 400, slug: 'validation', title: 'Invalid request', detail: error.message };
+  }
+  const spec = SCRIPT_STATUS[error.failure];
+  return {
+    ...spec,
+    detail: error.message,
+    ...(spec.status === 503 ? { headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) } } : {}),
+  };
+}
+
+/** body-parser's errors carry `type` and `status`. */
+function fromBodyParser(error: { type?: unknown; status?: unknown; message?: unknown }): ProblemSpec | undefined {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return { status: 400, slug: 'malformed-json', title: 'Malformed JSON', detail: 'The request body is not valid JSON' };
+    case 'entity.too.large':
+      return { status: 413, slug: 'body-too-large', title: 'Request body too large', detail: 'The request body exceeds 16 kB' };
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return { status: 415, slug: 'unsupported-media-type', title: 'Unsupported encoding', detail: String(error.message) };
+    case 'request.aborted':
+      return { status: 400, slug: 'aborted', title: 'Request aborted', detail: 'The client aborted the request' };
+    default:
+      if (typeof error.status === 'number' && error.status >= 400 && error.status < 500 && typeof error.type === 'string') {
+        return { status: error.status, slug: 'bad-request', title: 'Bad request', detail: String(error.message) };
+      }
+      return undefined;
+  }
+}
+
+export function problemFor(error: unknown): ProblemSpec | undefined {
+  if (error instanceof ValidationError) {
+    return { status: 400, slug: 'validation', title: 'Invalid request', detail: error.message, errors: error.errors };
+  }
+  if (error instanceof PolicyError) {
+    return { status: 422, slug: 'launch-policy', title: 'Refused by the launch policy', detail: error.message, errors: error.errors };
+  }
+  if (error instanceof NotFoundError) return { status: 404, slug: 'not-found', title: 'Not found', detail: error.message };
+  if (error instanceof ConflictError) return { status: 409, slug: 'conflict', title: 'Conflict', detail: error.message };
+  if (error instanceof UnavailableError) {
+    return { status: 503, slug: 'unavailable', title: 'Service unavailable', detail: error.message, headers: { 'Retry-After': '5' } };
+  }
+  if (error instanceof ScriptError) return fromScriptError(error);
+  if (error instanceof AppError) return undefined;
+  if (typeof error === 'object' && error !== null) return fromBodyParser(error);
+  return undefined;
+}
+
+export function sendProblem(req: Request, res: Response, spec: ProblemSpec): void {
+  for (const [name, value] of Object.entries(spec.headers ?? {})) res.setHeader(name, value);
+  res
+    .status(spec.status)
+    .type('application/problem+json')
+    .send(
+      JSON.stringify({
+        type: `${PROBLEM_BASE}${spec.slug}`,
+        title: spec.title,
+        status: spec.status,
+        detail: spec.detail,
+        instance: req.originalUrl.split('?')[0],
+        request_id: requestId(res),
+        ...(spec.errors && spec.errors.length > 0 ? { errors: spec.errors } : {}),
+      }),
+    );
+}
+
+export function notFoundHandler(): RequestHandler {
+  return (req, res) => {
+    sendProblem(req, res, { status: 404, slug: 'not-found', title: 'Not found', detail: `No route for ${req.method} ${req.path}` });
+  };
+}
+
+export function methodNotAllowed(allowed: string): RequestHandler {
+  return (req, res) => {
+    sendProblem(req, res, {
+      status: 405,
+      slug: 'method-not-allowed',
+      title: 'Method not allowed',
+      detail: `${req.method} is not supported here; use ${allowed}`,
+      headers: { Allow: allowed },
+    });
+  };
+}
+
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    const spec = problemFor(error);
+    if (spec) {
+      const level = spec.status >= 500 ? 'warn' : 'info';
+      logger.log(level, 'request failed', {
+        request_id: requestId(res),
+        status: spec.status,
+        problem: spec.slug,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      sendProblem(req, res, spec);
+      return;
+    }
+    logger.error('unexpected error', { request_id: requestId(res), error });
+    sendProblem(req, res, {
+      status: 500,
+      slug: 'internal',
+      title: 'Internal error',
+      detail: `Unexpected error; quote request id ${requestId(res)} when reporting it`,
+    });
+  };
+}

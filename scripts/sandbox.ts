@@ -1,0 +1,127 @@
+/**
+ * `npm run sandbox`: the service against a local EC2 emulator, for trying the API without an AWS account.
+ * Starts moto_server on a free loopback port, points the AWS CLI at it with dummy credentials (and empty
+ * AWS config files, so no real profile is ever read), creates the key pair, starts the service and prints
+ * its URL under a "SANDBOX — not real AWS" banner. Ctrl-C stops both and removes the temporary files.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { config as loadDotenv } from 'dotenv';
+import { loadConfig } from '../app/config.js';
+import { createScriptRunner } from '../app/ec2/runner.js';
+import { ensureKeyPair } from '../app/ec2/scripts.js';
+import { createLogger } from '../app/logger.js';
+import { startServer, type RunningServer } from '../app/server.js';
+
+async function freeLoopbackPort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function startMoto(): Promise<{ endpoint: string; child: ChildProcess }> {
+  const port = await freeLoopbackPort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? new Error('moto_server is not on PATH (pip install "moto[server]")') : error));
+    child.once('exit', (code) => reject(new Error(`moto_server exited with code ${code}:\n${output}`)));
+  });
+  const answering = (async () => {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      try {
+        if ((await fetch(`${endpoint}/moto-api/`)).status < 500) return;
+      } catch {
+        // not yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`moto_server did not answer within 30 s:\n${output}`);
+  })();
+  await Promise.race([answering, failed]);
+  failed.catch(() => undefined);
+  return { endpoint, child };
+}
+
+async function main(): Promise<void> {
+  loadDotenv({ quiet: true });
+  const work = mkdtempSync(path.join(tmpdir(), 'ec2-creator-sandbox-'));
+  writeFileSync(path.join(work, 'aws-config'), '');
+  writeFileSync(path.join(work, 'aws-credentials'), '');
+  for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN']) delete process.env[name];
+
+  const moto = await startMoto();
+  // Set on process.env: the scripts the service spawns inherit it.
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'sandbox',
+    AWS_SECRET_ACCESS_KEY: 'sandbox',
+    AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    AWS_CONFIG_FILE: path.join(work, 'aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(work, 'aws-credentials'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_ENDPOINT_URL: moto.endpoint,
+    DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? path.join(work, 'instances.db'),
+  });
+
+  let server: RunningServer | undefined;
+  let stopping = false;
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await server?.close();
+    moto.child.kill('SIGTERM');
+    rmSync(work, { recursive: true, force: true });
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(0));
+  process.once('SIGTERM', () => void stop(0));
+  moto.child.once('exit', () => {
+    if (!stopping) {
+      process.stderr.write('moto_server stopped unexpectedly; stopping the sandbox\n');
+      void stop(1);
+    }
+  });
+
+  try {
+    const config = loadConfig(process.env);
+    const keyFile = path.join(work, `${config.keyName}.pem`);
+    const runner = createScriptRunner({ scriptsDir: config.scriptsDir, timeoutMs: 60_000, logger: createLogger({ silent: true }) });
+    await ensureKeyPair(runner, config.keyName, { create: true, privateKeyFile: keyFile });
+    server = await startServer(process.env);
+
+    const line = '='.repeat(72);
+    process.stdout.write(
+      [
+        '',
+        line,
+        '  SANDBOX — not real AWS',
+        `  EC2 is moto_server at ${moto.endpoint}; nothing here costs money or reaches AWS.`,
+        `  API:      ${server.url}`,
+        `  Docs:     ${server.url}/docs`,
+        `  Key pair: ${config.keyName} (private key ${keyFile})`,
+        `  Try:      curl -s -X POST ${server.url}/instances -H 'Content-Type: application/json' \\`,
+        `              -d '{"name":"demo","ami":"ami-1e749f67","instance_type":"t3.micro","storage_gb":8}'`,
+        '  Ctrl-C stops the service and the emulator.',
+        line,
+        '',
+      ].join('\n'),
+    );
+  } catch (error) {
+    process.stderr.write(`sandbox failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+    await stop(1);
+  }
+}
+
+await main();
