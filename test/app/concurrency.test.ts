@@ -1,0 +1,129 @@
+/**
+ * With a slow AWS (a fake `aws` first on PATH that holds stop-instances until the test releases it),
+ * the server keeps answering and independent stops run side by side. No wall-clock thresholds: the
+ * fake records when each call entered and left, and the test orders events, not durations.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import { resetMoto } from '../support/global-fixture.js';
+import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
+import { createHarness, fakeAwsEnv, type Harness } from '../support/app-harness.js';
+
+const WAIT_LIMIT_MS = 45_000;
+
+async function until(what: string, condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + WAIT_LIMIT_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+function stamps(dir: string, prefix: 'entered' | 'left'): bigint[] {
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(`${prefix}.`))
+    .map((f) => BigInt(readFileSync(path.join(dir, f), 'utf8').trim().split(' ')[1] ?? '0'));
+}
+
+describe('a slow AWS does not block the service', function () {
+  let h: Harness;
+  let gate: string;
+  let launcher: Harness | undefined;
+
+  beforeEach(async () => {
+    await resetMoto();
+    await createKeyPair();
+    gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
+    h = createHarness({ env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }) });
+  });
+  afterEach(() => {
+    writeFileSync(path.join(gate, 'release'), ''); // never leave a fake waiting
+    h.close();
+    launcher?.close({ keepFiles: true });
+    launcher = undefined;
+    rmSync(gate, { recursive: true, force: true });
+  });
+
+  /** Arranges an instance through the same database, with a runner that has no fake in front. */
+  async function arrange(name: string): Promise<string> {
+    launcher ??= createHarness({ databasePath: h.databasePath });
+    const response = await request(launcher.app)
+      .post('/instances')
+      .send({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body.id as string;
+  }
+
+  it('when a stop is held inside the aws call, then GET /health answers before the stop finishes', async () => {
+    const id = await arrange('slow-stop');
+    let stopDone = false;
+    const stop = request(h.app).post(`/instances/${id}/stop`).then((r) => {
+      stopDone = true;
+      return r;
+    });
+    await until('the stop reaches aws stop-instances', () => stamps(gate, 'entered').length === 1);
+
+    const health = await request(h.app).get('/health');
+
+    assert.equal(health.status, 200);
+    assert.deepEqual(health.body, { status: 'ok' });
+    assert.equal(stopDone, false, 'the stop was still running when /health answered');
+    assert.equal(stamps(gate, 'left').length, 0, 'aws stop-instances had not returned yet');
+    writeFileSync(path.join(gate, 'release'), '');
+    const stopped = await stop;
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    assert.equal(stopped.body.state, 'stopped');
+    assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
+    assert.equal(h.row(id)?.state, 'stopped');
+  });
+
+  it('when two instances are stopped at once, then both stops are inside aws at the same time', async () => {
+    const first = await arrange('one');
+    const second = await arrange('two');
+
+    const stops = [first, second].map((id) => request(h.app).post(`/instances/${id}/stop`));
+    const settled = Promise.all(stops.map((s) => s.then((r) => r)));
+    // If the service ran scripts one after the other, the second would never enter while the first is held.
+    await until('both stops to be inside aws stop-instances', () => stamps(gate, 'entered').length === 2);
+    writeFileSync(path.join(gate, 'release'), '');
+    const responses = await settled;
+
+    for (const response of responses) assert.equal(response.status, 200, JSON.stringify(response.body));
+    const entered = stamps(gate, 'entered');
+    const left = stamps(gate, 'left');
+    assert.equal(left.length, 2);
+    const lastEntered = entered.reduce((a, b) => (a > b ? a : b));
+    const firstLeft = left.reduce((a, b) => (a < b ? a : b));
+    assert.ok(lastEntered < firstLeft, 'the two calls overlapped: both entered before either left');
+    const runs = h.runs.filter((r) => r.script === 'stop_instance.sh');
+    assert.equal(runs.length, 2);
+    const [a, b] = runs as [typeof runs[0], typeof runs[0]];
+    assert.ok(a.startedAt < (b.endedAt as bigint) && b.startedAt < (a.endedAt as bigint), 'the script runs overlapped');
+    for (const id of [first, second]) {
+      assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
+      assert.equal(h.row(id)?.state, 'stopped');
+    }
+  });
+
+  it('when a start is requested while a stop of the same instance is held, then the start waits its turn', async () => {
+    const id = await arrange('same');
+    const stop = request(h.app).post(`/instances/${id}/stop`).then((r) => r);
+    await until('the stop reaches aws stop-instances', () => stamps(gate, 'entered').length === 1);
+    const start = request(h.app).post(`/instances/${id}/start`).then((r) => r);
+    // Give the start every chance to run early: /health round-trips let the event loop turn.
+    for (let i = 0; i < 5; i += 1) await request(h.app).get('/health');
+    assert.equal(h.runs.filter((r) => r.script === 'start_instance.sh').length, 0, 'start did not run during the stop');
+
+    writeFileSync(path.join(gate, 'release'), '');
+    assert.equal((await stop).status, 200);
+    const started = await start;
+
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    assert.equal(started.body.state, 'running');
+    assert.equal((await ec2InstanceById(id)).State.Name, 'running');
+    assert.ok(existsSync(path.join(gate, 'release')));
+  });
+});

@@ -1,0 +1,302 @@
+/**
+ * Every endpoint end to end: supertest → createApp → real runner → real scripts → moto. After each call
+ * the response, the SQLite row and EC2 (read with the aws CLI) are checked.
+ */
+import assert from 'node:assert/strict';
+import request from 'supertest';
+import { resetMoto } from '../support/global-fixture.js';
+import {
+  AL2022_ARM_AMI, UBUNTU_X86_AMI, TEST_KEY_NAME, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById,
+} from '../support/app-aws.js';
+import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+
+const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const INSTANCE_FIELDS = [
+  'ami', 'backend_used', 'created_at', 'id', 'instance_type', 'key_name', 'launch_time', 'name', 'private_ip',
+  'public_ip', 'security_group_id', 'ssh_string', 'state', 'storage_gb', 'updated_at',
+];
+
+async function launch(h: Harness, body: Record<string, unknown> = {}): Promise<any> {
+  const response = await request(h.app)
+    .post('/instances')
+    .send({ name: 'web-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8, ...body });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body;
+}
+
+describe('instances API against moto', function () {
+  let h: Harness;
+
+  beforeEach(async () => {
+    await resetMoto();
+    await createKeyPair();
+    h = createHarness();
+  });
+  afterEach(() => h.close());
+
+  it('when GET /health is called, then it answers {"status":"ok"} with a request id', async () => {
+    const response = await request(h.app).get('/health').set('X-Request-Id', 'abc-123');
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body, { status: 'ok' });
+    assert.equal(response.headers['x-request-id'], 'abc-123');
+    assert.equal(h.runs.length, 0);
+  });
+
+  it('when an instance is created, then 201 + Location, the row and EC2 agree on everything', async () => {
+    const response = await request(h.app)
+      .post('/instances')
+      .set('X-Request-Id', 'create-req-1')
+      .send({ name: 'web-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
+
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    const body = response.body;
+    assert.deepEqual(Object.keys(body).sort(), INSTANCE_FIELDS);
+    assert.match(body.id, /^i-[0-9a-f]{17}$/);
+    assert.equal(response.headers.location, `/instances/${body.id}`);
+    assert.equal(body.name, 'web-1');
+    assert.equal(body.ami, UBUNTU_X86_AMI);
+    assert.equal(body.instance_type, 't3.micro');
+    assert.equal(body.storage_gb, 8);
+    assert.equal(body.key_name, TEST_KEY_NAME);
+    assert.equal(body.backend_used, 'awscli');
+    for (const field of ['created_at', 'updated_at', 'launch_time']) assert.match(body[field], ISO_UTC, field);
+
+    const ec2 = await ec2InstanceById(body.id);
+    assert.ok(ec2, 'EC2 knows the instance');
+    // run-instances reports pending; moto then switches to running at once. Never a hard-coded "running".
+    assert.equal(body.state, 'pending', 'state is what EC2 reported at launch');
+    assert.ok(['pending', 'running'].includes(ec2.State.Name));
+    assert.equal(body.public_ip, ec2.PublicIpAddress ?? null);
+    assert.equal(body.private_ip, ec2.PrivateIpAddress ?? null);
+    assert.equal(ec2.KeyName, TEST_KEY_NAME);
+    assert.equal(ec2.InstanceType, 't3.micro');
+    const tags = Object.fromEntries((ec2.Tags ?? []).map((t: any) => [t.Key, t.Value]));
+    assert.equal(tags.Name, 'web-1');
+    assert.equal(tags.ManagedBy, 'ec2-creator');
+    assert.equal(body.security_group_id, ec2.SecurityGroups?.[0]?.GroupId ?? null);
+    assert.equal(body.ssh_string, ec2.PublicIpAddress ? `ssh -i ~/.ssh/${TEST_KEY_NAME}.pem ubuntu@${ec2.PublicIpAddress}` : '');
+
+    const row = h.row(body.id);
+    assert.ok(row);
+    assert.equal(row.launch_status, 'launched');
+    assert.equal(row.state, body.state);
+    assert.equal(row.public_ip, body.public_ip);
+    assert.equal(row.login_user, 'ubuntu');
+    assert.match(row.client_token, /^ec2c-[0-9a-f-]{36}$/);
+    assert.equal(tags['ec2-creator:client-token'], row.client_token, 'the launch carries the recorded client token');
+    const createRun = h.runs.find((r) => r.script === 'create_instance.sh');
+    assert.ok(createRun?.args.includes(`--client-token=${row.client_token}`));
+
+    const scriptLine = h.logs.find((l) => l.message === 'script run' && l.script === 'create_instance.sh');
+    assert.ok(scriptLine, 'one log line per script run');
+    assert.equal(scriptLine.request_id, 'create-req-1');
+    assert.equal(scriptLine.exit_code, 0);
+    assert.equal(typeof scriptLine.duration_ms, 'number');
+    assert.ok(Array.isArray(scriptLine.args));
+  });
+
+  it('when a t4g instance is created from an arm64 Amazon Linux AMI, then the login user is ec2-user', async () => {
+    const body = await launch(h, { name: 'arm-1', ami: AL2022_ARM_AMI, instance_type: 't4g.micro' });
+
+    const ec2 = await ec2InstanceById(body.id);
+    assert.equal(ec2.InstanceType, 't4g.micro');
+    assert.equal(h.row(body.id)?.login_user, 'ec2-user');
+    assert.equal(body.ssh_string, body.public_ip ? `ssh -i ~/.ssh/${TEST_KEY_NAME}.pem ec2-user@${body.public_ip}` : '');
+  });
+
+  it('when create_security_group is true, then the group exists in EC2 and the instance is in it', async () => {
+    const body = await launch(h, { create_security_group: true });
+
+    const groups = await awsEc2('describe-security-groups', '--group-names=ec2-creator-ssh-web');
+    const groupId = groups.SecurityGroups[0].GroupId;
+    assert.equal(body.security_group_id, groupId);
+    assert.equal(h.row(body.id)?.security_group_id, groupId);
+    const ec2 = await ec2InstanceById(body.id);
+    assert.deepEqual(ec2.SecurityGroups.map((g: any) => g.GroupId), [groupId]);
+    assert.ok(h.runs.findIndex((r) => r.script === 'ensure_security_group.sh') < h.runs.findIndex((r) => r.script === 'create_instance.sh'));
+  });
+
+  it('when GET /instances/{id} is called after EC2 changed behind our back, then the row is refreshed', async () => {
+    const created = await launch(h);
+    await awsEc2('stop-instances', `--instance-ids=${created.id}`);
+
+    const response = await request(h.app).get(`/instances/${created.id}`);
+
+    assert.equal(response.status, 200);
+    const ec2 = await ec2InstanceById(created.id);
+    assert.equal(ec2.State.Name, 'stopped');
+    assert.equal(response.body.state, 'stopped');
+    assert.equal(response.body.public_ip, null);
+    assert.equal(response.body.ssh_string, '');
+    assert.equal(h.row(created.id)?.state, 'stopped');
+    assert.ok(h.runs.some((r) => r.script === 'describe_instance.sh'));
+  });
+
+  it('when an instance is stopped then started, then the new public IP is in the response, row and ssh string', async () => {
+    const created = await launch(h);
+    const before = await ec2InstanceById(created.id);
+
+    const stopped = await request(h.app).post(`/instances/${created.id}/stop`);
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    assert.equal(stopped.body.state, 'stopped');
+    assert.equal((await ec2InstanceById(created.id)).State.Name, 'stopped');
+    assert.equal(h.row(created.id)?.state, 'stopped');
+
+    const started = await request(h.app).post(`/instances/${created.id}/start`);
+
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    const after = await ec2InstanceById(created.id);
+    assert.equal(after.State.Name, 'running');
+    assert.equal(started.body.state, 'running');
+    assert.ok(after.PublicIpAddress, 'moto gives a running instance a public IP');
+    assert.notEqual(after.PublicIpAddress, before.PublicIpAddress, 'EC2 gave it a new address');
+    assert.equal(started.body.public_ip, after.PublicIpAddress);
+    assert.equal(started.body.ssh_string, `ssh -i ~/.ssh/${TEST_KEY_NAME}.pem ubuntu@${after.PublicIpAddress}`);
+    const row = h.row(created.id);
+    assert.equal(row?.public_ip, after.PublicIpAddress);
+    assert.equal(row?.state, 'running');
+  });
+
+  it('when an instance is deleted, then 204, EC2 terminated it and the record is kept as terminated', async () => {
+    const created = await launch(h);
+
+    const response = await request(h.app).delete(`/instances/${created.id}`);
+
+    assert.equal(response.status, 204);
+    assert.equal(response.text, '');
+    const ec2 = await ec2InstanceById(created.id);
+    assert.ok(['shutting-down', 'terminated'].includes(ec2.State.Name));
+    const row = h.row(created.id);
+    assert.equal(row?.state, 'terminated');
+    const one = await request(h.app).get(`/instances/${created.id}`);
+    assert.equal(one.status, 200);
+    assert.equal(one.body.state, 'terminated');
+  });
+
+  it('when the instance vanished from EC2, then DELETE answers 204 and the record becomes terminated', async () => {
+    const created = await launch(h);
+    await resetMoto(); // EC2 forgets everything, as it does with instances terminated long ago
+    await createKeyPair();
+    assert.equal(await ec2InstanceById(created.id), undefined);
+
+    const response = await request(h.app).delete(`/instances/${created.id}`);
+
+    assert.equal(response.status, 204);
+    assert.equal(h.row(created.id)?.state, 'terminated');
+    assert.ok(h.rowCount() >= 1, 'history is never deleted');
+  });
+
+  it('when the instance vanished from EC2, then GET shows it terminated instead of failing', async () => {
+    const created = await launch(h);
+    await resetMoto();
+
+    const response = await request(h.app).get(`/instances/${created.id}`);
+
+    assert.equal(response.status, 200);
+    assert.equal(response.body.state, 'terminated');
+    assert.equal(h.row(created.id)?.state, 'terminated');
+  });
+
+  it('when the instance vanished from EC2, then stop answers 409 and the record becomes terminated', async () => {
+    const created = await launch(h);
+    await resetMoto();
+
+    const response = await request(h.app).post(`/instances/${created.id}/stop`);
+
+    expectProblem(response, 409);
+    assert.equal(h.row(created.id)?.state, 'terminated');
+  });
+
+  it('when starting a terminated instance, then 409 and EC2 is untouched', async () => {
+    const created = await launch(h);
+    await request(h.app).delete(`/instances/${created.id}`).expect(204);
+    const runsBefore = h.runs.length;
+
+    const response = await request(h.app).post(`/instances/${created.id}/start`);
+
+    expectProblem(response, 409);
+    assert.equal(h.runs.length, runsBefore, 'no script ran');
+    assert.ok(['shutting-down', 'terminated'].includes((await ec2InstanceById(created.id)).State.Name));
+  });
+
+  it('when an unknown but well-formed id is used, then every instance endpoint answers 404 without a script', async () => {
+    const id = 'i-0123456789abcdef0';
+    for (const [method, path] of [['get', `/instances/${id}`], ['delete', `/instances/${id}`], ['post', `/instances/${id}/start`], ['post', `/instances/${id}/stop`]] as const) {
+      const response = await request(h.app)[method](path);
+      expectProblem(response, 404);
+    }
+    assert.equal(h.runs.length, 0);
+  });
+
+  it('when the instance lost its ManagedBy tag, then DELETE is refused with 409 and the instance keeps running', async () => {
+    const created = await launch(h);
+    // Strip the ManagedBy tag behind the service's back: destroy_instance.sh must refuse it.
+    await awsEc2('delete-tags', `--resources=${created.id}`, '--tags=Key=ManagedBy');
+
+    const response = await request(h.app).delete(`/instances/${created.id}`);
+
+    expectProblem(response, 409);
+    assert.equal((await ec2InstanceById(created.id)).State.Name, 'running');
+    assert.notEqual(h.row(created.id)?.state, 'terminated');
+  });
+
+  describe('GET /instances', () => {
+    it('when several exist, then newest first, terminated hidden unless asked, filters and cursor work', async () => {
+      const a = await launch(h, { name: 'alpha' });
+      const b = await launch(h, { name: 'beta' });
+      const c = await launch(h, { name: 'gamma' });
+      await request(h.app).post(`/instances/${b.id}/stop`).expect(200);
+      await request(h.app).delete(`/instances/${a.id}`).expect(204);
+
+      const visible = await request(h.app).get('/instances');
+      assert.equal(visible.status, 200);
+      assert.deepEqual(visible.body.instances.map((i: any) => i.id), [c.id, b.id]);
+      assert.equal(visible.body.next_cursor, null);
+      for (const i of visible.body.instances) assert.deepEqual(Object.keys(i).sort(), INSTANCE_FIELDS);
+
+      const all = await request(h.app).get('/instances?include_terminated=true');
+      assert.deepEqual(all.body.instances.map((i: any) => i.id), [c.id, b.id, a.id]);
+
+      const terminated = await request(h.app).get('/instances?state=terminated');
+      assert.deepEqual(terminated.body.instances.map((i: any) => i.id), [a.id]);
+
+      const stopped = await request(h.app).get('/instances?state=stopped');
+      assert.deepEqual(stopped.body.instances.map((i: any) => i.id), [b.id]);
+      assert.equal((await ec2InstanceById(b.id)).State.Name, 'stopped');
+
+      const byName = await request(h.app).get('/instances?name=gamma');
+      assert.deepEqual(byName.body.instances.map((i: any) => i.id), [c.id]);
+
+      const page1 = await request(h.app).get('/instances?include_terminated=true&limit=2');
+      assert.deepEqual(page1.body.instances.map((i: any) => i.id), [c.id, b.id]);
+      assert.equal(typeof page1.body.next_cursor, 'string');
+      const page2 = await request(h.app).get(`/instances?include_terminated=true&limit=2&cursor=${page1.body.next_cursor}`);
+      assert.deepEqual(page2.body.instances.map((i: any) => i.id), [a.id]);
+      assert.equal(page2.body.next_cursor, null);
+
+      assert.equal((await allEc2Instances()).length, 3);
+    });
+  });
+
+  it('when the app is restarted on the same database file, then it shows the same records', async () => {
+    const created = await launch(h, { name: 'survivor' });
+    const before = await request(h.app).get('/instances');
+    const path = h.databasePath;
+    h.close({ keepFiles: true });
+
+    const restarted = createHarness({ databasePath: path });
+    try {
+      const after = await request(restarted.app).get('/instances');
+      assert.equal(after.status, 200);
+      assert.deepEqual(after.body, before.body);
+      assert.equal(after.body.instances[0].id, created.id);
+      const one = await request(restarted.app).get(`/instances/${created.id}`);
+      assert.equal(one.status, 200);
+      assert.equal(one.body.name, 'survivor');
+      assert.equal(one.body.state, (await ec2InstanceById(created.id)).State.Name);
+    } finally {
+      restarted.close();
+    }
+    h = createHarness(); // afterEach closes this one
+  });
+});

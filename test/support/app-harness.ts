@@ -1,0 +1,154 @@
+/**
+ * The service under test, in-process: createApp with a real SQLite file in a temp dir, the real runner and
+ * (by default) the real scripts in aws_cli_bash_scripts/, talking to the moto_server the global fixture
+ * started. Every script run is recorded with its start/end time for the assertions.
+ */
+import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { Express } from 'express';
+import { createApp, type AppDeps } from '../../app/app.js';
+import { scriptEnvironment } from '../../app/config.js';
+import { createScriptRunner, type RunContext, type ScriptRunner } from '../../app/ec2/runner.js';
+import { createLogger, type Logger } from '../../app/logger.js';
+import { openStore, type Store } from '../../app/store/index.js';
+import type { InstanceRow } from '../../app/store/instances-repo.js';
+import { TEST_KEY_NAME } from './app-aws.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const realScriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
+export const fixturesDir = path.join(repoRoot, 'test', 'fixtures');
+
+export interface ScriptRun {
+  script: string;
+  args: readonly string[];
+  startedAt: bigint;
+  endedAt?: bigint;
+}
+
+export interface HarnessOptions {
+  scriptsDir?: string;
+  env?: Record<string, string | undefined>;
+  timeoutMs?: number;
+  killGraceMs?: number;
+  config?: Partial<AppDeps['config']>;
+  /** Reuse the database of an earlier harness (restart). */
+  databasePath?: string;
+}
+
+export interface Harness {
+  app: Express;
+  store: Store;
+  runner: ScriptRunner;
+  databasePath: string;
+  runs: ScriptRun[];
+  /** Every log line (parsed JSON). */
+  logs: Array<Record<string, unknown>>;
+  logger: Logger;
+  /** The SQLite row for an instance id, read directly. */
+  row(instanceId: string): InstanceRow | undefined;
+  rowCount(): number;
+  /** Closes the database (and, unless keepFiles, removes the temp dir). */
+  close(options?: { keepFiles?: boolean }): void;
+}
+
+export function createHarness(options: HarnessOptions = {}): Harness {
+  const dir = options.databasePath ? undefined : mkdtempSync(path.join(tmpdir(), 'ec2-creator-app-'));
+  const databasePath = options.databasePath ?? path.join(dir as string, 'nested', 'instances.db');
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line));
+      callback();
+    },
+  });
+  const logger = createLogger({ level: 'debug', stream: sink });
+  const config = {
+    keyName: TEST_KEY_NAME,
+    allowedInstanceTypes: ['t3.micro', 't4g.micro'],
+    maxStorageGb: 30,
+    ...options.config,
+  };
+  const store = openStore(databasePath);
+  const inner = createScriptRunner({
+    scriptsDir: options.scriptsDir ?? realScriptsDir,
+    timeoutMs: options.timeoutMs ?? 60_000,
+    killGraceMs: options.killGraceMs ?? 1_000,
+    logger,
+    env: { ...scriptEnvironment(config), ...options.env },
+  });
+  const runs: ScriptRun[] = [];
+  const runner: ScriptRunner = {
+    timeoutMs: inner.timeoutMs,
+    killAll: () => inner.killAll(),
+    async run(script, args, validate, ctx?: RunContext) {
+      const record: ScriptRun = { script, args, startedAt: process.hrtime.bigint() };
+      runs.push(record);
+      try {
+        return await inner.run(script, args, validate, ctx);
+      } finally {
+        record.endedAt = process.hrtime.bigint();
+      }
+    },
+  };
+  const app = createApp({ store, runner, logger, config });
+  return {
+    app,
+    store,
+    runner,
+    databasePath,
+    runs,
+    logs,
+    logger,
+    row: (id) => store.instances.findByInstanceId(id),
+    rowCount: () => (store.db.prepare('SELECT count(*) AS n FROM instances').get() as { n: number }).n,
+    close(closeOptions = {}) {
+      store.close();
+      if (dir && !closeOptions.keepFiles) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The environment that puts test/fixtures/app-fake-aws first on PATH in front of the real aws CLI. */
+export function fakeAwsEnv(extra: Record<string, string>): Record<string, string> {
+  const realAws = findOnPath('aws');
+  return {
+    PATH: `${path.join(fixturesDir, 'app-fake-aws')}${path.delimiter}${process.env.PATH ?? ''}`,
+    FAKE_AWS_REAL: realAws,
+    ...extra,
+  };
+}
+
+function findOnPath(command: string): string {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, command);
+    try {
+      if (statIsExecutable(candidate)) return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new Error(`${command} is not on PATH`);
+}
+
+function statIsExecutable(file: string): boolean {
+  if (!statSync(file).isFile()) return false;
+  accessSync(file, constants.X_OK);
+  return true;
+}
+
+/** Asserts the body is an RFC 9457 problem with the given status; returns it. */
+export function expectProblem(response: { status: number; headers: Record<string, string>; body: any }, status: number): any {
+  if (response.status !== status) {
+    throw new Error(`expected status ${status}, got ${response.status}: ${JSON.stringify(response.body)}`);
+  }
+  const type = response.headers['content-type'] ?? '';
+  if (!type.startsWith('application/problem+json')) throw new Error(`expected application/problem+json, got ${type}`);
+  for (const field of ['type', 'title', 'status', 'detail']) {
+    if (!(field in response.body)) throw new Error(`problem lacks ${field}: ${JSON.stringify(response.body)}`);
+  }
+  if (response.body.status !== status) throw new Error(`problem.status ${response.body.status} != ${status}`);
+  return response.body;
+}
