@@ -14,6 +14,7 @@ import { instancesRouter } from './http/instances-router.js';
 import { buildOpenApiDocument, openApiRouter } from './http/openapi.js';
 import { errorHandler, methodNotAllowed, notFoundHandler } from './http/problems.js';
 import type { Logger } from './logger.js';
+import type { Notifier } from './notify/events.js';
 import type { Store } from './store/index.js';
 
 export interface AppDeps {
@@ -21,6 +22,8 @@ export interface AppDeps {
   runner: ScriptRunner;
   logger: Logger;
   config: Pick<Config, 'keyName' | 'allowedInstanceTypes' | 'maxStorageGb'>;
+  /** Lifecycle events go here (email); none when omitted. */
+  notifier?: Notifier;
 }
 
 export const BODY_LIMIT = '16kb';
@@ -46,6 +49,7 @@ export function createServices(deps: AppDeps): { instances: InstancesService } {
         maxStorageGb: deps.config.maxStorageGb,
       },
       logger: deps.logger,
+      notifier: deps.notifier,
     }),
   };
 }

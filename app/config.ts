@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadEmailConfig, type EmailConfig } from './notify/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
@@ -22,6 +23,8 @@ export interface Config {
   maxStorageGb: number;
   scriptTimeoutMs: number;
   logLevel: LogLevel;
+  /** Email on lifecycle events; null when SMTP_HOST and NOTIFICATION_EMAIL are unset. */
+  email: EmailConfig | null;
 }
 
 export class ConfigError extends Error {
@@ -116,6 +119,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxStorageGb,
     scriptTimeoutMs,
     logLevel: logLevel as LogLevel,
+    email: loadEmailConfig(env),
   };
 }
 

@@ -10,6 +10,7 @@ import { createApp, createServices } from './app.js';
 import { ConfigError, loadConfig, scriptEnvironment } from './config.js';
 import { createScriptRunner } from './ec2/runner.js';
 import { createLogger } from './logger.js';
+import { createNotifier } from './notify/index.js';
 import { openStore } from './store/index.js';
 
 export interface RunningServer {
@@ -28,7 +29,8 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     logger,
     env: scriptEnvironment(config),
   });
-  const deps = { store, runner, logger, config };
+  const notifier = createNotifier(config.email, logger);
+  const deps = { store, runner, logger, config, notifier };
   const services = createServices(deps);
   const app = createApp(deps, services);
 

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Ec2 } from '../ec2/scripts.js';
 import type { RunContext } from '../ec2/runner.js';
 import type { Logger } from '../logger.js';
+import { silentNotifier, type InstanceEventType, type Notifier } from '../notify/events.js';
 import type { Instance, InstanceList } from '../schemas/instance.js';
 import type { CreateInstanceRequest, ListInstancesQuery } from '../schemas/requests.js';
 import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
@@ -21,6 +22,8 @@ export interface InstancesServiceDeps {
   ec2: Ec2;
   policy: LaunchPolicy & { keyName: string };
   logger: Logger;
+  /** Told after each recorded lifecycle change; never awaited. */
+  notifier?: Notifier;
 }
 
 export interface OpContext {
@@ -102,6 +105,12 @@ export interface InstancesService {
 
 export function createInstancesService(deps: InstancesServiceDeps): InstancesService {
   const { instances, ec2, policy, logger } = deps;
+  const notifier = deps.notifier ?? silentNotifier;
+  /** Announces a recorded change and hands the instance back, so call sites stay one expression. */
+  const announce = (type: InstanceEventType, instance: Instance, ctx?: OpContext): Instance => {
+    notifier.notify({ type, instance, requestId: ctx?.requestId, at: instance.updated_at });
+    return instance;
+  };
   const lock = new KeyedLock();
   const run = (ctx: OpContext | undefined): RunContext => ({ requestId: ctx?.requestId });
 
@@ -134,7 +143,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
         const result = kind === 'start'
           ? await ec2.startInstance(instanceId, run(ctx))
           : await ec2.stopInstance(instanceId, run(ctx));
-        return toApiInstance(instances.refresh(snapshotOf(result)));
+        return announce(kind === 'start' ? 'started' : 'stopped', toApiInstance(instances.refresh(snapshotOf(result))), ctx);
       } catch (error) {
         if (error instanceof ScriptError && error.failure === 'not-found') {
           instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
@@ -198,7 +207,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
           },
           run(ctx),
         );
-        return toApiInstance(instances.completeLaunch(clientToken, snapshotOf(launched)));
+        return announce('created', toApiInstance(instances.completeLaunch(clientToken, snapshotOf(launched))), ctx);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         if (error instanceof ScriptError && NOTHING_LAUNCHED.has(error.failure)) {
@@ -216,7 +225,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
             logger.warn('launch script failed but EC2 has the instance; recorded it', {
               request_id: ctx?.requestId, instance_id: adopted.instance_id, client_token: clientToken, error: message,
             });
-            return toApiInstance(adopted);
+            return announce('created', toApiInstance(adopted), ctx);
           }
         } catch (lookupError) {
           logger.warn('could not look for the launch by client token', {
@@ -268,7 +277,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
           const result = await ec2.destroyInstance(instanceId, run(ctx));
           instances.refresh(snapshotOf(result));
           // shutting-down only ever leads to terminated: the record says so now, so lists stop showing it.
-          instances.markTerminated(instanceId, null);
+          announce('terminated', toApiInstance(instances.markTerminated(instanceId, null)), ctx);
         } catch (error) {
           if (error instanceof ScriptError && error.failure === 'not-found') {
             instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
@@ -292,7 +301,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       for (const row of pending) {
         const match = byToken.get(row.client_token);
         if (match) {
-          instances.completeLaunch(row.client_token, snapshotOf(match));
+          announce('created', toApiInstance(instances.completeLaunch(row.client_token, snapshotOf(match))), ctx);
           adopted.push(match.id);
         } else if (Date.now() - Date.parse(row.created_at) > GIVE_UP_AFTER_MS) {
           instances.failLaunch(row.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');

@@ -13,6 +13,7 @@ import { createApp, type AppDeps } from '../../app/app.js';
 import { scriptEnvironment } from '../../app/config.js';
 import { createScriptRunner, type RunContext, type ScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger, type Logger } from '../../app/logger.js';
+import type { Notifier } from '../../app/notify/events.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
 import { TEST_KEY_NAME } from './app-aws.js';
@@ -34,6 +35,8 @@ export interface HarnessOptions {
   timeoutMs?: number;
   killGraceMs?: number;
   config?: Partial<AppDeps['config']>;
+  /** Where lifecycle events go (none by default). */
+  notifier?: Notifier;
   /** Reuse the database of an earlier harness (restart). */
   databasePath?: string;
 }
@@ -93,7 +96,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
       }
     },
   };
-  const app = createApp({ store, runner, logger, config });
+  const app = createApp({ store, runner, logger, config, notifier: options.notifier });
   return {
     app,
     store,

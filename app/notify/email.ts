@@ -1,0 +1,114 @@
+/**
+ * Email on lifecycle events, through nodemailer. Each event is sent in the background with
+ * exponential backoff between attempts; every attempt is logged; a failure is never thrown.
+ */
+import nodemailer from 'nodemailer';
+import type { Logger } from '../logger.js';
+import type { EmailConfig } from './config.js';
+import type { InstanceEvent, Notifier } from './events.js';
+
+/** The parts of a nodemailer transport we use; tests may hand in another. */
+export interface MailTransport {
+  sendMail(message: { from: string; to: string[]; subject: string; text: string }): Promise<unknown>;
+}
+
+const SOCKET_TIMEOUT_MS = 15_000;
+
+export function createSmtpTransport(config: EmailConfig): MailTransport {
+  return nodemailer.createTransport({
+    host: config.host,
+    port: config.port,
+    secure: config.secure,
+    requireTLS: config.requireTls,
+    auth: config.user === undefined ? undefined : { user: config.user, pass: config.password ?? '' },
+    // Bounded, so that a server that accepts and then says nothing costs one attempt, not forever.
+    connectionTimeout: SOCKET_TIMEOUT_MS,
+    greetingTimeout: SOCKET_TIMEOUT_MS,
+    socketTimeout: SOCKET_TIMEOUT_MS,
+  });
+}
+
+const VERBS: Record<InstanceEvent['type'], string> = {
+  created: 'created',
+  started: 'started',
+  stopped: 'stopped',
+  terminated: 'terminated',
+};
+
+export function emailFor(event: InstanceEvent): { subject: string; text: string } {
+  const { instance } = event;
+  const subject = `[ec2-creator] ${instance.name} (${instance.id}) ${VERBS[event.type]}`;
+  const lines: [string, string | number | null][] = [
+    ['Instance', instance.id],
+    ['Name', instance.name],
+    ['State', instance.state],
+    ['Type', instance.instance_type],
+    ['AMI', instance.ami],
+    ['Storage', instance.storage_gb === null ? null : `${instance.storage_gb} GiB`],
+    ['Public IP', instance.public_ip],
+    ['Private IP', instance.private_ip],
+    ['SSH', instance.ssh_string === '' ? null : instance.ssh_string],
+    ['Key pair', instance.key_name],
+    ['Recorded at', event.at],
+    ['Request id', event.requestId ?? null],
+  ];
+  const text = [
+    `Instance ${instance.name} (${instance.id}) was ${VERBS[event.type]}.`,
+    '',
+    ...lines.map(([label, value]) => `${`${label}:`.padEnd(13)}${value ?? '-'}`),
+    '',
+    'Sent by ec2-creator.',
+  ].join('\n');
+  return { subject, text };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export function createEmailNotifier(options: {
+  config: EmailConfig;
+  logger: Logger;
+  transport?: MailTransport;
+}): Notifier {
+  const { config, logger } = options;
+  const transport = options.transport ?? createSmtpTransport(config);
+  const inFlight = new Set<Promise<void>>();
+
+  async function deliver(event: InstanceEvent): Promise<void> {
+    const { subject, text } = emailFor(event);
+    const meta = { event: event.type, instance_id: event.instance.id, request_id: event.requestId, to: config.to };
+    for (let attempt = 1; attempt <= config.attempts; attempt += 1) {
+      try {
+        await transport.sendMail({ from: config.from, to: config.to, subject, text });
+        logger.info('email sent', { ...meta, attempt });
+        return;
+      } catch (error) {
+        const last = attempt === config.attempts;
+        const delayMs = config.retryBaseMs * 2 ** (attempt - 1);
+        logger.warn(last ? 'email given up' : 'email attempt failed', {
+          ...meta,
+          attempt,
+          attempts: config.attempts,
+          error: error instanceof Error ? error.message : String(error),
+          ...(last ? {} : { retry_in_ms: delayMs }),
+        });
+        if (!last) await sleep(delayMs);
+      }
+    }
+  }
+
+  return {
+    notify(event) {
+      // setImmediate: the send starts after the caller's response has gone out.
+      const delivery = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => deliver(event))
+        .catch((error: unknown) => {
+          logger.error('email notifier failed', { error: error instanceof Error ? error.message : String(error) });
+        })
+        .finally(() => inFlight.delete(delivery));
+      inFlight.add(delivery);
+    },
+    async idle() {
+      while (inFlight.size > 0) await Promise.all([...inFlight]);
+    },
+  };
+}

@@ -1,0 +1,29 @@
+/**
+ * Lifecycle events: what the domain announces after it has recorded a change. Subscribers (email
+ * now; webhooks or server-sent events later) are told after the fact and can never delay or fail
+ * the operation that caused the event.
+ */
+import type { Instance } from '../schemas/instance.js';
+
+export const INSTANCE_EVENT_TYPES = ['created', 'started', 'stopped', 'terminated'] as const;
+export type InstanceEventType = (typeof INSTANCE_EVENT_TYPES)[number];
+
+export interface InstanceEvent {
+  type: InstanceEventType;
+  instance: Instance;
+  requestId?: string | undefined;
+  /** When the change was recorded, ISO 8601 UTC. */
+  at: string;
+}
+
+export interface Notifier {
+  /** Hands the event over and returns at once; failures are the notifier's to log, never the caller's. */
+  notify(event: InstanceEvent): void;
+  /** Resolves when every event handed over so far has been delivered or given up on. */
+  idle(): Promise<void>;
+}
+
+export const silentNotifier: Notifier = {
+  notify() {},
+  idle: async () => {},
+};
