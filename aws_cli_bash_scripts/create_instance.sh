@@ -39,7 +39,7 @@ EOF
 
 main() {
   local name='' ami='' instance_type='' storage_gb='' security_group_id=''
-  local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false wait_timeout=600 poll_interval=5
+  local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false
   local -a positional=()
   while (($# > 0)); do
     case "$1" in
@@ -56,10 +56,8 @@ main() {
     --client-token | --client-token=*)
       option_value --client-token "$@"; client_token="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
     --wait) wait=true; shift ;;
-    --wait-timeout | --wait-timeout=*)
-      option_value --wait-timeout "$@"; wait_timeout="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --poll-interval | --poll-interval=*)
-      option_value --poll-interval "$@"; poll_interval="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
+      take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
     --) shift; positional+=("$@"); break ;;
     -*) usage_error "unknown option '$1'" ;;
     *) positional+=("$1"); shift ;;
@@ -97,8 +95,7 @@ main() {
     client_token="$(</proc/sys/kernel/random/uuid)"
   fi
   validate_client_token "${client_token}"
-  validate_integer --wait-timeout "${wait_timeout}" 1 86400
-  validate_integer --poll-interval "${poll_interval}" 1 3600
+  validate_wait_options
   require_tools
 
   # Checked here rather than left to run-instances: the error is clearer, and an emulator that
@@ -141,7 +138,7 @@ main() {
 
   local document
   if [[ "${wait}" == true ]]; then
-    document="$(wait_for_state "${instance_id}" running "${wait_timeout}" "${poll_interval}" pending)"
+    document="$(wait_for_state "${instance_id}" running "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" pending)"
   else
     # run-instances already describes the instance; describing it again right away can answer
     # NotFound on AWS, whose reads lag behind a launch by a few seconds.

@@ -21,18 +21,8 @@ USAGE
 }
 
 main() {
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  ((${#positional[@]} == 1)) || usage_error "expected exactly one AMI_ID, got ${#positional[@]}"
-  set -- "${positional[@]}"
-  local ami="$1" images
+  only_positional AMI_ID "$@"
+  local ami="${ARGUMENT}" images
   validate_ami_id "${ami}"
   require_tools
   images="$(aws_ec2 describe-images --image-ids="${ami}")"

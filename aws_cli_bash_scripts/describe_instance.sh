@@ -20,20 +20,10 @@ USAGE
 }
 
 main() {
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  ((${#positional[@]} == 1)) || usage_error "expected exactly one INSTANCE_ID, got ${#positional[@]}"
-  set -- "${positional[@]}"
-  validate_instance_id "$1"
+  only_positional INSTANCE_ID "$@"
+  validate_instance_id "${ARGUMENT}"
   require_tools
-  describe_instance_document "$1"
+  describe_instance_document "${ARGUMENT}"
 }
 
 main "$@"

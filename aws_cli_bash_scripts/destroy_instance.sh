@@ -28,27 +28,24 @@ USAGE
 }
 
 main() {
-  local wait=false wait_timeout=600 poll_interval=5 allow_unmanaged=false
+  local wait=false allow_unmanaged=false
   local -a positional=()
   while (($# > 0)); do
     case "$1" in
     -h | --help) usage; exit "${EXIT_OK}" ;;
     --wait) wait=true; shift ;;
     --allow-unmanaged) allow_unmanaged=true; shift ;;
-    --wait-timeout | --wait-timeout=*)
-      option_value --wait-timeout "$@"; wait_timeout="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --poll-interval | --poll-interval=*)
-      option_value --poll-interval "$@"; poll_interval="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
+      take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
     --) shift; positional+=("$@"); break ;;
     -*) usage_error "unknown option '$1'" ;;
     *) positional+=("$1"); shift ;;
     esac
   done
-  ((${#positional[@]} == 1)) || usage_error "expected exactly one INSTANCE_ID, got ${#positional[@]}"
-  local instance_id="${positional[0]}"
+  one_positional INSTANCE_ID "${positional[@]}"
+  local instance_id="${ARGUMENT}"
   validate_instance_id "${instance_id}"
-  validate_integer --wait-timeout "${wait_timeout}" 1 86400
-  validate_integer --poll-interval "${poll_interval}" 1 3600
+  validate_wait_options
   require_tools
 
   # A mistyped id must not take down somebody else's machine.
@@ -61,7 +58,7 @@ main() {
   err "terminating ${instance_id}"
   aws_ec2 terminate-instances --instance-ids="${instance_id}" >/dev/null
   if [[ "${wait}" == true ]]; then
-    wait_for_state "${instance_id}" terminated "${wait_timeout}" "${poll_interval}" \
+    wait_for_state "${instance_id}" terminated "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" \
       'pending running stopping stopped shutting-down'
   else
     describe_instance_document "${instance_id}"

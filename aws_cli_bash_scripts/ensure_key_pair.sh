@@ -48,8 +48,8 @@ main() {
     *) positional+=("$1"); shift ;;
     esac
   done
-  ((${#positional[@]} == 1)) || usage_error "expected exactly one NAME, got ${#positional[@]}"
-  local name="${positional[0]}"
+  one_positional NAME "${positional[@]}"
+  local name="${ARGUMENT}"
   validate_key_name "${name}"
   [[ -n "${key_file}" ]] || key_file="${HOME}/.ssh/${name}.pem"
   require_tools

@@ -90,6 +90,49 @@ option_value() {
   fi
 }
 
+# one_positional WHAT ARG...: exactly one positional argument, or a usage error. Sets ARGUMENT.
+one_positional() {
+  local what="$1"
+  shift
+  (($# == 1)) || usage_error "expected exactly one ${what}, got $#"
+  ARGUMENT="$1"
+}
+
+# only_positional WHAT "$@": parse the arguments of a script whose one input is a positional
+# argument (plus -h and --). Sets ARGUMENT. The script defines usage().
+only_positional() {
+  local what="$1"
+  shift
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+  one_positional "${what}" "${positional[@]}"
+}
+
+# Every script that can wait for a state takes the same two options.
+WAIT_TIMEOUT_S=600
+POLL_INTERVAL_S=5
+
+# take_wait_option "$@": record --wait-timeout or --poll-interval; sets OPTION_SHIFT.
+take_wait_option() {
+  case "$1" in
+  --wait-timeout | --wait-timeout=*) option_value --wait-timeout "$@"; WAIT_TIMEOUT_S="${OPTION_VALUE}" ;;
+  --poll-interval | --poll-interval=*) option_value --poll-interval "$@"; POLL_INTERVAL_S="${OPTION_VALUE}" ;;
+  *) usage_error "unknown option '$1'" ;;
+  esac
+}
+
+validate_wait_options() {
+  validate_integer --wait-timeout "${WAIT_TIMEOUT_S}" 1 86400
+  validate_integer --poll-interval "${POLL_INTERVAL_S}" 1 3600
+}
+
 # --- validation: every value is checked before any AWS call ---------------------------------------
 
 readonly RESOURCE_SUFFIX='[0-9a-f]{8}([0-9a-f]{9})?'

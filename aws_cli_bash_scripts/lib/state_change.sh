@@ -28,26 +28,23 @@ USAGE
 state_change_main() {
   local verb="$1" operation="$2" target="$3" passing="$4"
   shift 4
-  local wait=true wait_timeout=600 poll_interval=5
+  local wait=true
   local -a positional=()
   while (($# > 0)); do
     case "$1" in
     -h | --help) state_change_usage "${verb}" "${target}"; exit "${EXIT_OK}" ;;
     --no-wait) wait=false; shift ;;
-    --wait-timeout | --wait-timeout=*)
-      option_value --wait-timeout "$@"; wait_timeout="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --poll-interval | --poll-interval=*)
-      option_value --poll-interval "$@"; poll_interval="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
+      take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
     --) shift; positional+=("$@"); break ;;
     -*) usage_error "unknown option '$1'" ;;
     *) positional+=("$1"); shift ;;
     esac
   done
-  ((${#positional[@]} == 1)) || usage_error "expected exactly one INSTANCE_ID, got ${#positional[@]}"
-  local instance_id="${positional[0]}"
+  one_positional INSTANCE_ID "${positional[@]}"
+  local instance_id="${ARGUMENT}"
   validate_instance_id "${instance_id}"
-  validate_integer --wait-timeout "${wait_timeout}" 1 86400
-  validate_integer --poll-interval "${poll_interval}" 1 3600
+  validate_wait_options
   require_tools
 
   # EC2 refuses to start or stop a terminated instance; checking first gives the same answer on
@@ -61,7 +58,7 @@ state_change_main() {
   err "${verb} ${instance_id} (now ${state})"
   aws_ec2 "${operation}" --instance-ids="${instance_id}" >/dev/null
   if [[ "${wait}" == true ]]; then
-    wait_for_state "${instance_id}" "${target}" "${wait_timeout}" "${poll_interval}" "${passing}"
+    wait_for_state "${instance_id}" "${target}" "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" "${passing}"
   else
     describe_instance_document "${instance_id}"
   fi

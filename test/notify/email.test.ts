@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { freeLoopbackPort } from '../support/ports.js';
 import { capturedLogger } from '../support/log-capture.js';
-import { startSmtpServer } from '../support/smtp.js';
+import { startSmtpServer, testEmailConfig } from '../support/smtp.js';
 import { ConfigError } from '../../app/config.js';
-import { loadEmailConfig, type EmailConfig } from '../../app/notify/config.js';
+import { loadEmailConfig } from '../../app/notify/config.js';
 import { createEmailNotifier } from '../../app/notify/email.js';
 import type { InstanceEvent } from '../../app/notify/events.js';
 
@@ -21,21 +21,12 @@ function event(type: InstanceEvent['type'] = 'created'): InstanceEvent {
   };
 }
 
-function emailConfig(port: number, overrides: Partial<EmailConfig> = {}): EmailConfig {
-  const config = loadEmailConfig({
-    SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), NOTIFICATION_EMAIL: 'ops@example.test, lead@example.test',
-    SMTP_FROM: 'ec2-creator@example.test', SMTP_RETRY_BASE_MS: '10', SMTP_ATTEMPTS: '3',
-  });
-  assert.ok(config);
-  return { ...config, ...overrides };
-}
-
 describe('email notifications', () => {
   it('when an instance event is notified, then the SMTP server receives one message naming the instance', async () => {
     const smtp = await startSmtpServer();
     const log = capturedLogger();
     try {
-      const notifier = createEmailNotifier({ config: emailConfig(smtp.port), logger: log.logger });
+      const notifier = createEmailNotifier({ config: testEmailConfig(smtp.port, { to: ['ops@example.test', 'lead@example.test'] }), logger: log.logger });
       notifier.notify(event('stopped'));
       await notifier.idle();
 
@@ -60,7 +51,7 @@ describe('email notifications', () => {
     const smtp = await startSmtpServer({ refuseFirst: 2 });
     const log = capturedLogger();
     try {
-      const config = emailConfig(smtp.port, { to: ['ops@example.test'] });
+      const config = testEmailConfig(smtp.port, { to: ['ops@example.test'] });
       const notifier = createEmailNotifier({ config, logger: log.logger });
       notifier.notify(event());
       await notifier.idle();
@@ -80,7 +71,7 @@ describe('email notifications', () => {
 
   it('when nothing listens on the SMTP port, then notify returns at once and the notifier gives up after its attempts', async () => {
     const log = capturedLogger();
-    const notifier = createEmailNotifier({ config: emailConfig(await freeLoopbackPort()), logger: log.logger });
+    const notifier = createEmailNotifier({ config: testEmailConfig(await freeLoopbackPort()), logger: log.logger });
 
     const returned = notifier.notify(event());
     assert.equal(returned, undefined, 'notify hands over and returns; there is nothing to await');

@@ -4,18 +4,8 @@ import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById, UBUNTU_X86_AMI } from '../support/app-aws.js';
 import { createHarness, type Harness } from '../support/app-harness.js';
 import { capturedLogger } from '../support/log-capture.js';
-import { startSilentServer, startSmtpServer } from '../support/smtp.js';
-import { loadEmailConfig, type EmailConfig } from '../../app/notify/config.js';
+import { startSilentServer, startSmtpServer, testEmailConfig } from '../support/smtp.js';
 import { createEmailNotifier } from '../../app/notify/email.js';
-
-function emailConfig(port: number, overrides: Partial<EmailConfig> = {}): EmailConfig {
-  const config = loadEmailConfig({
-    SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), NOTIFICATION_EMAIL: 'ops@example.test',
-    SMTP_FROM: 'ec2-creator@example.test', SMTP_RETRY_BASE_MS: '10', SMTP_ATTEMPTS: '2',
-  });
-  assert.ok(config);
-  return { ...config, ...overrides };
-}
 
 async function launch(h: Harness): Promise<any> {
   const response = await request(h.app)
@@ -36,7 +26,7 @@ describe('email on lifecycle events through the API', () => {
   it('when an instance is created, stopped, started and terminated, then one message per event reaches the recipient', async () => {
     const smtp = await startSmtpServer();
     const log = capturedLogger();
-    const notifier = createEmailNotifier({ config: emailConfig(smtp.port), logger: log.logger });
+    const notifier = createEmailNotifier({ config: testEmailConfig(smtp.port, { attempts: 2 }), logger: log.logger });
     h = createHarness({ notifier });
     try {
       const created = await launch(h);
@@ -70,7 +60,7 @@ describe('email on lifecycle events through the API', () => {
   it('when the SMTP server hangs, then requests still answer while the message waits in the background', async () => {
     const silent = await startSilentServer();
     const log = capturedLogger();
-    const notifier = createEmailNotifier({ config: emailConfig(silent.port, { attempts: 1 }), logger: log.logger });
+    const notifier = createEmailNotifier({ config: testEmailConfig(silent.port, { attempts: 1 }), logger: log.logger });
     h = createHarness({ notifier });
     try {
       const created = await launch(h);

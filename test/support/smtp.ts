@@ -1,6 +1,18 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import assert from 'node:assert/strict';
 import { SMTPServer } from 'smtp-server';
+import { loadEmailConfig, type EmailConfig } from '../../app/notify/config.js';
+
+/** Email settings pointing at a test SMTP server on loopback, with short retry delays. */
+export function testEmailConfig(port: number, overrides: Partial<EmailConfig> = {}): EmailConfig {
+  const config = loadEmailConfig({
+    SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), NOTIFICATION_EMAIL: 'ops@example.test',
+    SMTP_FROM: 'ec2-creator@example.test', SMTP_RETRY_BASE_MS: '10', SMTP_ATTEMPTS: '3',
+  });
+  assert.ok(config);
+  return { ...config, ...overrides };
+}
 
 export interface ReceivedMail {
   from: string;
