@@ -1,0 +1,106 @@
+/**
+ * The security part of the configuration (issue 6): API tokens, AUTH_DISABLED, the instance quota, the
+ * per-token rate limit, whether the API docs are public and the HTTP server's timeouts for slow clients.
+ * Called by loadConfig (app/config.ts); every bad value is a ConfigError naming its variable.
+ */
+import path from 'node:path';
+import { ConfigError } from '../config.js';
+import { DEFAULT_MAX_INSTANCES } from '../domain/policy.js';
+import { generatedTokenFile, isLoopbackHost, parseTokenList, readTokenFile, type ApiToken } from './tokens.js';
+
+export type AuthConfig =
+  /** AUTH_DISABLED=true (loopback only): every caller is anonymous and may do everything. */
+  | { mode: 'disabled' }
+  /** Tokens from API_TOKENS or API_TOKENS_FILE (`warning` when the file's mode is wider than needed). */
+  | { mode: 'tokens'; source: 'API_TOKENS' | 'API_TOKENS_FILE'; tokens: ApiToken[]; file?: string; warning?: string }
+  /** Neither set: server start-up generates (or reuses) an operator token in `file`. */
+  | { mode: 'generate'; file: string };
+
+export interface HttpTimeouts {
+  /** Time a client has to send the request headers (slowloris). */
+  headersTimeoutMs: number;
+  /** Time a client has to send the whole request (headers and body). Node does not apply it to the response. */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open. */
+  keepAliveTimeoutMs: number;
+}
+
+export interface SecurityConfig {
+  auth: AuthConfig;
+  /** Live (not terminated, not failed) managed instances allowed at once. */
+  maxInstances: number;
+  /** Mutating requests per token per minute; 0 turns the limit off. */
+  rateLimitPerMinute: number;
+  /** Whether GET /openapi.json and /docs answer without a token. */
+  publicDocs: boolean;
+  http: HttpTimeouts;
+}
+
+export const DEFAULT_RATE_LIMIT_PER_MINUTE = 60;
+
+type Env = Record<string, string | undefined>;
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+export function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const v = raw.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+export function loadAuthConfig(env: Env, host: string, databasePath: string, cwd: string): AuthConfig {
+  const disabled = boolean(env, 'AUTH_DISABLED', false);
+  const list = read(env, 'API_TOKENS');
+  const file = read(env, 'API_TOKENS_FILE');
+  if (disabled) {
+    if (!isLoopbackHost(host)) {
+      throw new ConfigError(
+        'AUTH_DISABLED',
+        `authentication may only be turned off when HOST is a loopback address (127.0.0.1, ::1, localhost); HOST is ${JSON.stringify(host)}`,
+      );
+    }
+    if (list !== undefined || file !== undefined) {
+      throw new ConfigError('AUTH_DISABLED', `is true but ${list !== undefined ? 'API_TOKENS' : 'API_TOKENS_FILE'} is set too; choose one`);
+    }
+    return { mode: 'disabled' };
+  }
+  if (list !== undefined && file !== undefined) {
+    throw new ConfigError('API_TOKENS_FILE', 'and API_TOKENS are both set; use one of them');
+  }
+  if (list !== undefined) return { mode: 'tokens', source: 'API_TOKENS', tokens: parseTokenList(list) };
+  if (file !== undefined) {
+    const resolved = path.resolve(cwd, file);
+    const { tokens, warning } = readTokenFile(resolved);
+    return { mode: 'tokens', source: 'API_TOKENS_FILE', tokens, file: resolved, ...(warning ? { warning } : {}) };
+  }
+  return { mode: 'generate', file: generatedTokenFile(databasePath, cwd) };
+}
+
+export function loadSecurityConfig(env: Env, options: { host: string; databasePath: string; cwd: string }): SecurityConfig {
+  const auth = loadAuthConfig(env, options.host, options.databasePath, options.cwd);
+  const maxInstances = integer(env, 'MAX_INSTANCES', DEFAULT_MAX_INSTANCES, 0, 10_000);
+  const rateLimitPerMinute = integer(env, 'RATE_LIMIT_PER_MINUTE', DEFAULT_RATE_LIMIT_PER_MINUTE, 0, 100_000);
+  const publicDocs = boolean(env, 'PUBLIC_DOCS', true);
+  const headersTimeoutMs = integer(env, 'HTTP_HEADERS_TIMEOUT_MS', 15_000, 1_000, 600_000);
+  const requestTimeoutMs = integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1_000, 3_600_000);
+  const keepAliveTimeoutMs = integer(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1_000, 600_000);
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', `must not exceed HTTP_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
+  }
+  return { auth, maxInstances, rateLimitPerMinute, publicDocs, http: { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs } };
+}

@@ -1,0 +1,102 @@
+/**
+ * Authentication and function-level authorization (issue 6).
+ *
+ * Every route needs `Authorization: Bearer <token>` except /health (and /health/*) and, when the docs are
+ * public (PUBLIC_DOCS, the default), GET /openapi.json and /docs. Missing token → 401 with
+ * `WWW-Authenticate: Bearer realm="ec2-creator"`; a token that does not match → 401 with
+ * `error="invalid_token"`; a viewer on any method but GET/HEAD/OPTIONS → 403. The caller's name and role
+ * go to res.locals.principal; the token itself is never stored, logged or echoed.
+ */
+import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from '../logger.js';
+import type { ApiToken, Principal } from '../auth/tokens.js';
+import { createTokenVerifier } from '../auth/verify.js';
+import { requestId } from './context.js';
+import { sendProblem } from './problems.js';
+
+/** What createApp needs to know about authentication: explicit, so nothing is open by accident. */
+export type AuthSetup = { mode: 'disabled' } | { mode: 'tokens'; tokens: readonly ApiToken[] };
+
+export const REALM = 'ec2-creator';
+export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+const HEALTH = /^\/health(?:\/[A-Za-z0-9_-]+)?\/?$/;
+const DOCS = /^\/(?:openapi\.json|docs(?:\/.*)?)$/;
+/** RFC 6750: `Bearer` SP b64token. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+export function principalOf(res: Response): Principal | undefined {
+  return res.locals.principal as Principal | undefined;
+}
+
+export function isPublicPath(req: Request, publicDocs: boolean): boolean {
+  if (HEALTH.test(req.path)) return true;
+  return publicDocs && (req.method === 'GET' || req.method === 'HEAD') && DOCS.test(req.path);
+}
+
+export function authenticate(setup: AuthSetup, options: { logger: Logger; publicDocs?: boolean }): RequestHandler {
+  const publicDocs = options.publicDocs ?? true;
+  if (setup.mode === 'disabled') {
+    return (_req, _res, next) => next();
+  }
+  const verify = createTokenVerifier(setup.tokens);
+
+  const refuse = (req: Request, res: Response, reason: 'missing' | 'malformed' | 'invalid'): void => {
+    options.logger.info('authentication failed', {
+      request_id: requestId(res), reason, method: req.method, path: req.path, client_address: req.ip,
+    });
+    sendProblem(req, res, {
+      status: 401,
+      slug: 'unauthorized',
+      title: 'Unauthorized',
+      detail: reason === 'missing'
+        ? 'Send an API token as Authorization: Bearer <token>'
+        : 'The bearer token is not valid',
+      headers: {
+        'WWW-Authenticate': reason === 'missing' ? `Bearer realm="${REALM}"` : `Bearer realm="${REALM}", error="invalid_token"`,
+      },
+    });
+  };
+
+  return (req, res, next) => {
+    if (isPublicPath(req, publicDocs)) {
+      next();
+      return;
+    }
+    const header = req.get('authorization');
+    // No header, or another scheme (Basic, …): no bearer token was offered.
+    if (header === undefined || !/^bearer(?:\s|$)/i.test(header.trimStart())) {
+      refuse(req, res, 'missing');
+      return;
+    }
+    const match = BEARER.exec(header.trim());
+    if (!match?.[1]) {
+      refuse(req, res, 'malformed');
+      return;
+    }
+    const principal = verify(match[1]);
+    if (!principal) {
+      refuse(req, res, 'invalid');
+      return;
+    }
+    res.locals.principal = principal;
+    next();
+  };
+}
+
+/** Viewers read; only operators may call anything that is not GET, HEAD or OPTIONS. */
+export function authorize(): RequestHandler {
+  return (req, res, next) => {
+    const principal = principalOf(res);
+    if (principal && principal.role !== 'operator' && !SAFE_METHODS.has(req.method)) {
+      sendProblem(req, res, {
+        status: 403,
+        slug: 'forbidden',
+        title: 'Forbidden',
+        detail: `Token "${principal.name}" has the ${principal.role} role, which may only read; ${req.method} needs an operator token`,
+      });
+      return;
+    }
+    next();
+  };
+}
