@@ -1,0 +1,391 @@
+/**
+ * The operations engine: every mutating request (and every reconciliation) runs as an operation that is
+ * recorded in SQLite before it does anything. It enforces
+ *  - one mutating operation per instance at a time (a second one is refused, naming the first),
+ *  - a global cap on mutating script runs with a bounded FIFO queue behind it (beyond it: unavailable),
+ *  - Idempotency-Key semantics (same key + same request → the first result; different request → refused),
+ *  - draining on shutdown (new work refused, in-flight work awaited, leftovers marked interrupted).
+ * It knows nothing of HTTP: what a finished request "answered" is an opaque StoredResponse the caller builds.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger.js';
+import type { Operation, OperationList } from '../schemas/operation.js';
+import type { ListOperationsQuery } from '../schemas/operation.js';
+import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
+import type {
+  IdempotencyRepository, OperationKind, OperationRow, OperationsRepository,
+} from '../store/operations-repo.js';
+import {
+  AppError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, ScriptError,
+  UnavailableError,
+} from './errors.js';
+import { decodeCursor, encodeCursor, type OpContext } from './instances.js';
+
+export type { OperationKind } from '../store/operations-repo.js';
+
+/** What a finished request answered, kept for Idempotency-Key replays. */
+export interface StoredResponse {
+  status: number;
+  body: unknown;
+  location?: string | null | undefined;
+}
+
+export interface OperationHandle {
+  readonly id: string;
+  readonly clientToken: string | null;
+  /** Records the instance once it is known (a launch learns its id from EC2). */
+  setInstance(instanceId: string): void;
+  note(text: string): void;
+}
+
+export interface SubmitSpec<T> {
+  kind: OperationKind;
+  instanceId?: string | undefined;
+  clientToken?: string | undefined;
+  ctx?: OpContext | undefined;
+  idempotency?: { key: string; fingerprint: string } | undefined;
+  /** Whether it takes one of the MAX_CONCURRENT_SCRIPTS slots (mutations do; sync only reads EC2). */
+  capped?: boolean;
+  run(op: OperationHandle): Promise<T>;
+  /** What the operation record shows as its result on success. */
+  result?(value: T): unknown;
+  /** How to remember the outcome for replays; a failure mapped to undefined is not remembered (retry runs again). */
+  remember?: { success(value: T): StoredResponse; failure(error: unknown): StoredResponse | undefined } | undefined;
+}
+
+export type Submission<T> =
+  | { type: 'started'; operation: Operation; done: Promise<T> }
+  | { type: 'replay'; response: StoredResponse; operationId: string }
+  | { type: 'in-flight'; operation: Operation };
+
+export interface OperationsEngineOptions {
+  operations: OperationsRepository;
+  idempotency: IdempotencyRepository;
+  transaction<T>(fn: () => T): T;
+  logger: Logger;
+  maxConcurrent: number;
+  maxQueued: number;
+  /** Idempotency keys are purged once older than this. */
+  idempotencyTtlHours: number;
+  /** Seconds a client is told to wait when the queue is full or the server is draining. */
+  retryAfterSeconds?: number;
+}
+
+export interface OperationsEngine {
+  submit<T>(spec: SubmitSpec<T>): Submission<T>;
+  get(id: string): Operation;
+  list(query: ListOperationsQuery): OperationList;
+  /** The operation in flight on an instance, if any. */
+  activeOn(instanceId: string): string | undefined;
+  /** Counts for observability and tests. */
+  stats(): { running: number; queued: number; active: number };
+  readonly draining: boolean;
+  /** From now on new operations are refused; what runs goes on. */
+  beginShutdown(): void;
+  /** Resolves when no operation is queued or running. */
+  idle(): Promise<void>;
+  /** Marks every operation still in flight interrupted (shutdown timed out); returns their ids. */
+  interruptActive(note: string): string[];
+  /** Start-up: operations a previous process left queued or running are interrupted; returns them. */
+  recoverAbandoned(note: string): OperationRow[];
+  /** Deletes idempotency keys older than the TTL; returns how many. */
+  purgeIdempotencyKeys(): number;
+}
+
+export function toApiOperation(row: OperationRow): Operation {
+  let result: Record<string, unknown> | null = null;
+  if (row.result !== null) {
+    try {
+      result = JSON.parse(row.result) as Record<string, unknown>;
+    } catch {
+      result = null;
+    }
+  }
+  return {
+    id: row.id,
+    kind: row.kind,
+    status: row.status,
+    instance_id: row.instance_id,
+    client_token: row.client_token,
+    idempotency_key: row.idempotency_key,
+    exit_code: row.exit_code,
+    error_code: row.error_code,
+    error_message: row.error_message,
+    stderr_tail: row.stderr_tail,
+    note: row.note,
+    result,
+    request_id: row.request_id,
+    actor: row.actor,
+    client_address: row.client_address,
+    created_at: row.created_at,
+    started_at: row.started_at,
+    finished_at: row.finished_at,
+    duration_ms: row.duration_ms,
+  };
+}
+
+/** The failure as the operation record shows it. */
+export function describeFailure(error: unknown): {
+  errorCode: string; errorMessage: string; exitCode: number | null; stderrTail: string | null;
+} {
+  if (error instanceof ScriptError) {
+    return {
+      errorCode: error.failure,
+      errorMessage: error.details.code ? `${error.message} (${error.details.code})` : error.message,
+      exitCode: error.details.exitCode ?? null,
+      stderrTail: error.details.stderrTail ?? null,
+    };
+  }
+  if (error instanceof AppError) {
+    const code = error.kind === 'policy' ? 'launch-policy' : error.kind;
+    return { errorCode: code, errorMessage: error.message, exitCode: null, stderrTail: null };
+  }
+  return { errorCode: 'internal', errorMessage: error instanceof Error ? error.message : String(error), exitCode: null, stderrTail: null };
+}
+
+interface Active {
+  id: string;
+  instanceId: string | undefined;
+  interrupted: boolean;
+  /** Answers whoever waits for the operation at once (the work itself may take a moment to die). */
+  interrupt(): void;
+}
+
+/** The scope idempotency keys live in: one caller's keys never collide with another's. */
+export function idempotencyScope(ctx: OpContext | undefined): string {
+  return ctx?.actor ?? '';
+}
+
+export function createOperationsEngine(options: OperationsEngineOptions): OperationsEngine {
+  const { operations, idempotency, logger } = options;
+  const retryAfter = options.retryAfterSeconds ?? 5;
+  const active = new Map<string, Active>();
+  const byInstance = new Map<string, string>();
+  const waiting: Array<() => void> = [];
+  let running = 0;
+  let draining = false;
+  let idleWaiters: Array<() => void> = [];
+
+  function settleIdle(): void {
+    if (active.size > 0) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  function release(): void {
+    const next = waiting.shift();
+    if (next) next(); // the slot passes straight to the next in line (FIFO)
+    else running -= 1;
+  }
+
+  function mustGet(id: string): OperationRow {
+    const row = operations.get(id);
+    if (!row) throw new NotFoundError(`No operation ${id}`);
+    return row;
+  }
+
+  function submit<T>(spec: SubmitSpec<T>): Submission<T> {
+    if (draining) throw new UnavailableError('The service is shutting down; retry shortly', retryAfter);
+    const ctx = spec.ctx;
+    const scope = idempotencyScope(ctx);
+
+    // Idempotency-Key: everything from the lookup to the claim happens in this one synchronous turn.
+    if (spec.idempotency) {
+      const record = idempotency.find(scope, spec.idempotency.key);
+      if (record) {
+        if (record.fingerprint !== spec.idempotency.fingerprint) {
+          throw new IdempotencyMismatchError(
+            'This Idempotency-Key was already used with a different request; use a new key for a new request',
+          );
+        }
+        if (record.response_status !== null) {
+          return {
+            type: 'replay',
+            operationId: record.operation_id,
+            response: {
+              status: record.response_status,
+              body: record.response_body === null ? null : JSON.parse(record.response_body),
+              location: record.response_location,
+            },
+          };
+        }
+        const previous = operations.get(record.operation_id);
+        if (previous && (previous.status === 'queued' || previous.status === 'running')) {
+          return { type: 'in-flight', operation: toApiOperation(previous) };
+        }
+        // Interrupted, or failed in a way not remembered (5xx): run again under the same key (and client token).
+      }
+    }
+
+    if (spec.instanceId !== undefined) {
+      const busy = byInstance.get(spec.instanceId);
+      if (busy !== undefined) {
+        throw new OperationInFlightError(
+          `Operation ${busy} on instance ${spec.instanceId} is still in flight; retry when it has finished`,
+          busy,
+        );
+      }
+    }
+
+    const capped = spec.capped ?? true;
+    let startsNow = true;
+    if (capped) {
+      if (running < options.maxConcurrent) running += 1;
+      else if (waiting.length < options.maxQueued) startsNow = false;
+      else {
+        throw new UnavailableError(
+          `All ${options.maxConcurrent} script slots are busy and ${options.maxQueued} operations are queued; retry later`,
+          retryAfter,
+        );
+      }
+    }
+
+    const id = `op-${randomUUID()}`;
+    const row = options.transaction(() => {
+      const inserted = operations.insert({
+        id,
+        kind: spec.kind,
+        instanceId: spec.instanceId ?? null,
+        clientToken: spec.clientToken ?? null,
+        idempotencyKey: spec.idempotency?.key ?? null,
+        requestId: ctx?.requestId ?? null,
+        actor: ctx?.actor ?? null,
+        clientAddress: ctx?.clientAddress ?? null,
+      });
+      if (spec.idempotency) {
+        idempotency.claim({ scope, key: spec.idempotency.key, fingerprint: spec.idempotency.fingerprint, operationId: id });
+      }
+      return inserted;
+    });
+
+    let interrupt: () => void = () => undefined;
+    const interruption = new Promise<never>((_resolve, reject) => {
+      interrupt = () => reject(new InterruptedError(`Operation ${id} was interrupted by a shutdown`));
+    });
+    interruption.catch(() => undefined);
+    const entry: Active = { id, instanceId: spec.instanceId, interrupted: false, interrupt };
+    active.set(id, entry);
+    if (spec.instanceId !== undefined) byInstance.set(spec.instanceId, id);
+
+    const slot = startsNow ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve));
+    const handle: OperationHandle = {
+      id,
+      clientToken: spec.clientToken ?? null,
+      setInstance(instanceId) {
+        operations.setInstance(id, instanceId);
+      },
+      note(text) {
+        operations.setNote(id, text);
+      },
+    };
+
+    const remember = (response: StoredResponse | undefined): void => {
+      if (!spec.idempotency || !response) return;
+      idempotency.remember(scope, spec.idempotency.key, {
+        status: response.status,
+        body: JSON.stringify(response.body ?? null),
+        location: response.location ?? null,
+      });
+    };
+
+    const work = (async () => {
+      await slot;
+      try {
+        operations.markRunning(id);
+        let value: T;
+        try {
+          value = await spec.run(handle);
+        } catch (error) {
+          if (entry.interrupted) throw new InterruptedError(`Operation ${id} was interrupted by a shutdown`);
+          const failure = describeFailure(error);
+          options.transaction(() => {
+            operations.finish(id, { status: 'failed', ...failure });
+            remember(spec.remember?.failure(error));
+          });
+          logger.warn('operation failed', {
+            request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: spec.instanceId,
+            error_code: failure.errorCode, error: failure.errorMessage,
+          });
+          throw error;
+        }
+        options.transaction(() => {
+          operations.finish(id, { status: 'succeeded', result: spec.result ? spec.result(value) : undefined });
+          remember(spec.remember?.success(value));
+        });
+        logger.info('operation succeeded', {
+          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: operations.get(id)?.instance_id,
+        });
+        return value;
+      } finally {
+        if (capped) release();
+        active.delete(id);
+        if (spec.instanceId !== undefined && byInstance.get(spec.instanceId) === id) byInstance.delete(spec.instanceId);
+        settleIdle();
+      }
+    })();
+    work.catch(() => undefined);
+    const done = Promise.race([work, interruption]);
+    done.catch(() => undefined); // asynchronous requests never await it; the outcome is in the record
+
+    return { type: 'started', operation: toApiOperation(row), done };
+  }
+
+  return {
+    submit,
+    get: (id) => toApiOperation(mustGet(id)),
+    list(query) {
+      const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+      const rows = operations.list({
+        instanceId: query.instance_id,
+        status: query.status,
+        kind: query.kind,
+        actor: query.actor,
+        clientAddress: query.client_address,
+        beforeRowId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        operations: page.map(toApiOperation),
+        next_cursor: rows.length > limit && last ? encodeCursor(last.row_id) : null,
+      };
+    },
+    activeOn: (instanceId) => byInstance.get(instanceId),
+    stats: () => ({ running, queued: waiting.length, active: active.size }),
+    get draining() {
+      return draining;
+    },
+    beginShutdown() {
+      draining = true;
+    },
+    idle() {
+      if (active.size === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+    interruptActive(note) {
+      const ids: string[] = [];
+      for (const entry of active.values()) {
+        entry.interrupted = true;
+        operations.finish(entry.id, { status: 'interrupted', note });
+        entry.interrupt();
+        ids.push(entry.id);
+      }
+      if (ids.length) logger.warn('operations interrupted', { operation_ids: ids, note });
+      return ids;
+    },
+    recoverAbandoned(note) {
+      const rows = operations.unfinished();
+      for (const row of rows) operations.finish(row.id, { status: 'interrupted', note });
+      if (rows.length) logger.warn('operations left unfinished by the previous process are interrupted', { operation_ids: rows.map((r) => r.id) });
+      return rows.map((row) => mustGet(row.id));
+    },
+    purgeIdempotencyKeys() {
+      const cutoff = new Date(Date.now() - options.idempotencyTtlHours * 3_600_000).toISOString();
+      const purged = idempotency.purgeOlderThan(cutoff);
+      if (purged) logger.info('idempotency keys purged', { purged, older_than: cutoff });
+      return purged;
+    },
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * Reconciliation (issue 5): one read of EC2 through list_instances.sh --all, compared with the records.
+ *  - records whose instance EC2 reports are refreshed (state, addresses) — "updated" when something changed;
+ *  - records whose instance EC2 no longer knows are marked terminated — "vanished";
+ *  - instances tagged ManagedBy=ec2-creator without a record are recorded — "imported": a launch left
+ *    unresolved (crash, lost answer) is completed by its client token, anything else (a person ran
+ *    create_instance.sh) gets a new record.
+ * Instances with an operation in flight are left to that operation. Records created after EC2 was read
+ * are never judged against that read.
+ */
+import type { Ec2 } from '../ec2/scripts.js';
+import type { Logger } from '../logger.js';
+import type { Ec2Instance } from '../schemas/script-outputs.js';
+import type { InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
+import { GIVE_UP_AFTER_MS, snapshotOf, type OpContext } from './instances.js';
+import { DEFAULT_LOGIN_USER, loginUserFor } from './login-user.js';
+
+export interface SyncCounts {
+  updated: number;
+  imported: number;
+  vanished: number;
+}
+
+export interface ReconcilerDeps {
+  instances: InstancesRepository;
+  ec2: Ec2;
+  logger: Logger;
+  /** Runner timeout for the read (ms). */
+  describeTimeoutMs?: number | undefined;
+  /** Whether an operation is in flight on the instance (then it is not touched). */
+  isBusy(instanceId: string): boolean;
+}
+
+export interface Reconciler {
+  syncOnce(ctx?: OpContext): Promise<SyncCounts>;
+}
+
+const changed = (a: LaunchedRow, b: LaunchedRow): boolean =>
+  a.state !== b.state || a.public_ip !== b.public_ip || a.private_ip !== b.private_ip;
+
+export function createReconciler(deps: ReconcilerDeps): Reconciler {
+  const { instances, ec2, logger } = deps;
+  const run = (ctx?: OpContext) => ({ requestId: ctx?.requestId, timeoutMs: deps.describeTimeoutMs });
+
+  async function loginUserOf(instance: Ec2Instance, ctx?: OpContext): Promise<string> {
+    try {
+      return loginUserFor(await ec2.describeImage(instance.ami, run(ctx)));
+    } catch {
+      return DEFAULT_LOGIN_USER; // the image may be deregistered; the record matters more
+    }
+  }
+
+  return {
+    async syncOnce(ctx) {
+      // Only records that existed before EC2 was read can be judged by that read.
+      const known = instances.live();
+      const { instances: found } = await ec2.listInstances({ all: true }, run(ctx));
+      const byId = new Map(found.map((i) => [i.id, i]));
+      const counts: SyncCounts = { updated: 0, imported: 0, vanished: 0 };
+
+      for (const row of known) {
+        if (deps.isBusy(row.instance_id)) continue;
+        const current = instances.findByInstanceId(row.instance_id);
+        if (!current || current.state === 'terminated') continue;
+        const seen = byId.get(row.instance_id);
+        if (seen) {
+          const after = instances.refresh(snapshotOf(seen));
+          if (changed(current, after)) counts.updated += 1;
+        } else {
+          instances.markTerminated(row.instance_id, 'vanished from EC2 (reconciliation)');
+          counts.vanished += 1;
+        }
+      }
+
+      const unresolved = new Map(instances.unresolvedLaunches().map((r) => [r.client_token, r]));
+      for (const instance of found) {
+        if (instances.findByInstanceId(instance.id)) continue;
+        const launch = instance.client_token ? unresolved.get(instance.client_token) : undefined;
+        if (launch) {
+          instances.completeLaunch(launch.client_token, snapshotOf(instance));
+          unresolved.delete(launch.client_token);
+          counts.imported += 1;
+          logger.info('reconciliation recorded an unresolved launch found by its client token', {
+            request_id: ctx?.requestId, instance_id: instance.id, client_token: launch.client_token,
+          });
+          continue;
+        }
+        if (!instance.managed || instance.state === 'terminated') continue;
+        const token = instance.client_token ?? `import-${instance.id}`;
+        if (instances.findByClientToken(token)) continue; // a record holds the token already
+        instances.importInstance(
+          {
+            clientToken: token,
+            ami: instance.ami,
+            instanceType: instance.instance_type,
+            loginUser: await loginUserOf(instance, ctx),
+            lastError: null,
+          },
+          snapshotOf(instance),
+        );
+        counts.imported += 1;
+        logger.info('reconciliation imported an instance launched outside the API', {
+          request_id: ctx?.requestId, instance_id: instance.id,
+        });
+      }
+
+      // Launches that never reached EC2 (no instance carries their token) are given up after a while.
+      for (const launch of unresolved.values()) {
+        if (Date.now() - Date.parse(launch.created_at) > GIVE_UP_AFTER_MS) {
+          instances.failLaunch(launch.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');
+        }
+      }
+      logger.info('reconciled with EC2', { request_id: ctx?.requestId, ...counts, seen: found.length });
+      return counts;
+    },
+  };
+}

@@ -1,0 +1,206 @@
+/** The only code that reads or writes the operations and idempotency_keys tables. */
+import type { Db } from './db.js';
+
+export type OperationKind = 'create' | 'start' | 'stop' | 'terminate' | 'sync';
+export type OperationStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'interrupted';
+
+export interface OperationRow {
+  row_id: number;
+  id: string;
+  kind: OperationKind;
+  instance_id: string | null;
+  client_token: string | null;
+  idempotency_key: string | null;
+  status: OperationStatus;
+  exit_code: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  stderr_tail: string | null;
+  note: string | null;
+  /** JSON text: what the operation produced (the instance, sync counts), null until it succeeded. */
+  result: string | null;
+  request_id: string | null;
+  actor: string | null;
+  client_address: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  duration_ms: number | null;
+}
+
+export interface NewOperation {
+  id: string;
+  kind: OperationKind;
+  instanceId: string | null;
+  clientToken: string | null;
+  idempotencyKey: string | null;
+  requestId: string | null;
+  actor: string | null;
+  clientAddress: string | null;
+}
+
+export interface OperationOutcome {
+  status: 'succeeded' | 'failed' | 'interrupted';
+  exitCode?: number | null | undefined;
+  errorCode?: string | null | undefined;
+  errorMessage?: string | null | undefined;
+  stderrTail?: string | null | undefined;
+  note?: string | null | undefined;
+  result?: unknown;
+}
+
+export interface OperationFilter {
+  instanceId?: string | undefined;
+  status?: string | undefined;
+  kind?: string | undefined;
+  actor?: string | undefined;
+  clientAddress?: string | undefined;
+  beforeRowId?: number | undefined;
+  limit: number;
+}
+
+export interface IdempotencyRecord {
+  scope: string;
+  key: string;
+  fingerprint: string;
+  operation_id: string;
+  response_status: number | null;
+  response_body: string | null;
+  response_location: string | null;
+  created_at: string;
+}
+
+export interface OperationsRepository {
+  insert(op: NewOperation): OperationRow;
+  get(id: string): OperationRow | undefined;
+  markRunning(id: string): OperationRow;
+  setInstance(id: string, instanceId: string): void;
+  /** Records the outcome unless the operation already has one (an interrupted operation stays interrupted). */
+  finish(id: string, outcome: OperationOutcome): OperationRow;
+  setNote(id: string, note: string): void;
+  /** Operations still queued or running (after a crash: none of them is really running any more). */
+  unfinished(): OperationRow[];
+  list(filter: OperationFilter): OperationRow[];
+}
+
+export interface IdempotencyRepository {
+  find(scope: string, key: string): IdempotencyRecord | undefined;
+  /** Claims the key for an operation (a retry of an unfinished or 5xx key points it at the new operation). */
+  claim(record: { scope: string; key: string; fingerprint: string; operationId: string }): void;
+  remember(scope: string, key: string, response: { status: number; body: string; location: string | null }): void;
+  /** Deletes keys created before `cutoff` (ISO time); returns how many. */
+  purgeOlderThan(cutoff: string): number;
+}
+
+const now = (): string => new Date().toISOString();
+
+export function createOperationsRepository(db: Db): OperationsRepository {
+  const insertStmt = db.prepare(
+    `INSERT INTO operations (id, kind, instance_id, client_token, idempotency_key, status, request_id, actor,
+                             client_address, created_at)
+     VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress, @now)`,
+  );
+  const byId = db.prepare<[string], OperationRow>('SELECT * FROM operations WHERE id = ?');
+  const running = db.prepare(
+    `UPDATE operations SET status = 'running', started_at = @now WHERE id = @id AND status = 'queued'`,
+  );
+  const setInstanceStmt = db.prepare('UPDATE operations SET instance_id = @instanceId WHERE id = @id');
+  const finishStmt = db.prepare(
+    `UPDATE operations SET status = @status, exit_code = @exitCode, error_code = @errorCode,
+            error_message = @errorMessage, stderr_tail = @stderrTail, note = COALESCE(@note, note), result = @result,
+            finished_at = @now,
+            duration_ms = CAST(ROUND((julianday(@now) - julianday(COALESCE(started_at, created_at))) * 86400000) AS INTEGER)
+      WHERE id = @id AND status IN ('queued', 'running')`,
+  );
+  const noteStmt = db.prepare('UPDATE operations SET note = @note WHERE id = @id');
+  const unfinishedStmt = db.prepare<[], OperationRow>(
+    `SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY row_id`,
+  );
+
+  const mustGet = (id: string): OperationRow => {
+    const row = byId.get(id);
+    if (!row) throw new Error(`no operation ${id}`);
+    return row;
+  };
+
+  return {
+    insert(op) {
+      insertStmt.run({ ...op, now: now() });
+      return mustGet(op.id);
+    },
+    get: (id) => byId.get(id),
+    markRunning(id) {
+      running.run({ id, now: now() });
+      return mustGet(id);
+    },
+    setInstance(id, instanceId) {
+      setInstanceStmt.run({ id, instanceId });
+    },
+    finish(id, outcome) {
+      finishStmt.run({
+        id,
+        now: now(),
+        status: outcome.status,
+        exitCode: outcome.exitCode ?? null,
+        errorCode: outcome.errorCode ?? null,
+        errorMessage: outcome.errorMessage ?? null,
+        stderrTail: outcome.stderrTail ?? null,
+        note: outcome.note ?? null,
+        result: outcome.result === undefined ? null : JSON.stringify(outcome.result),
+      });
+      return mustGet(id);
+    },
+    setNote(id, note) {
+      noteStmt.run({ id, note });
+    },
+    unfinished: () => unfinishedStmt.all(),
+    list(filter) {
+      const where: string[] = [];
+      const params: Record<string, string | number> = { limit: filter.limit };
+      const add = (column: string, name: string, value: string | number | undefined) => {
+        if (value === undefined) return;
+        where.push(`${column} = @${name}`);
+        params[name] = value;
+      };
+      add('instance_id', 'instanceId', filter.instanceId);
+      add('status', 'status', filter.status);
+      add('kind', 'kind', filter.kind);
+      add('actor', 'actor', filter.actor);
+      add('client_address', 'clientAddress', filter.clientAddress);
+      if (filter.beforeRowId !== undefined) {
+        where.push('row_id < @beforeRowId');
+        params.beforeRowId = filter.beforeRowId;
+      }
+      const sql = `SELECT * FROM operations ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+                   ORDER BY row_id DESC LIMIT @limit`;
+      return db.prepare<[Record<string, string | number>], OperationRow>(sql).all(params);
+    },
+  };
+}
+
+export function createIdempotencyRepository(db: Db): IdempotencyRepository {
+  const findStmt = db.prepare<[string, string], IdempotencyRecord>(
+    'SELECT * FROM idempotency_keys WHERE scope = ? AND key = ?',
+  );
+  const claimStmt = db.prepare(
+    `INSERT INTO idempotency_keys (scope, key, fingerprint, operation_id, created_at)
+     VALUES (@scope, @key, @fingerprint, @operationId, @now)
+     ON CONFLICT (scope, key) DO UPDATE SET operation_id = excluded.operation_id,
+            response_status = NULL, response_body = NULL, response_location = NULL`,
+  );
+  const rememberStmt = db.prepare(
+    `UPDATE idempotency_keys SET response_status = @status, response_body = @body, response_location = @location
+      WHERE scope = @scope AND key = @key`,
+  );
+  const purgeStmt = db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?');
+  return {
+    find: (scope, key) => findStmt.get(scope, key),
+    claim(record) {
+      claimStmt.run({ ...record, now: now() });
+    },
+    remember(scope, key, response) {
+      rememberStmt.run({ scope, key, ...response });
+    },
+    purgeOlderThan: (cutoff) => purgeStmt.run(cutoff).changes,
+  };
+}

@@ -1,0 +1,139 @@
+/**
+ * Operations, asynchronous requests and concurrency limits (issue 5), in-process against moto with the
+ * lifecycle fake aws holding `aws ec2 stop-instances` until the test releases it. Ordering comes from the
+ * fake's marker files and the operation records, never from durations.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import { resetMoto } from '../support/global-fixture.js';
+import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
+import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+
+describe('operations and concurrency', function () {
+  this.timeout(240_000);
+  let h: Harness;
+  let launcher: Harness | undefined;
+  let gate: string;
+
+  beforeEach(async () => {
+    await resetMoto();
+    await createKeyPair();
+    gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
+  });
+  afterEach(() => {
+    writeFileSync(path.join(gate, 'release'), '');
+    h.close();
+    launcher?.close({ keepFiles: true });
+    launcher = undefined;
+    rmSync(gate, { recursive: true, force: true });
+  });
+
+  function harness(config: { maxConcurrentScripts?: number; maxQueuedOperations?: number } = {}): Harness {
+    h = createHarness({
+      env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }),
+      config: { maxInstances: 20, ...config },
+    });
+    return h;
+  }
+
+  /** Launches through a second app on the same database whose aws holds nothing. */
+  async function arrange(name: string): Promise<string> {
+    launcher ??= createHarness({ databasePath: h.databasePath, config: { maxInstances: 20 } });
+    const response = await request(launcher.app)
+      .post('/instances')
+      .send({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body.id as string;
+  }
+
+  it('when a stop is requested with Prefer: respond-async and a second stop follows, then 202 + Location, the record shows stopping, the second gets 409 naming the first', async () => {
+    harness();
+    const id = await arrange('async-1');
+
+    const accepted = await request(h.app).post(`/instances/${id}/stop`).set('Prefer', 'respond-async').set('X-Request-Id', 'async-stop');
+
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+    const op = accepted.body;
+    assert.match(op.id, /^op-[0-9a-f-]{36}$/);
+    assert.equal(accepted.headers.location, `/operations/${op.id}`);
+    assert.equal(accepted.headers['preference-applied'], 'respond-async');
+    assert.equal(op.kind, 'stop');
+    assert.equal(op.instance_id, id);
+    assert.equal(op.request_id, 'async-stop');
+    assert.ok(['queued', 'running'].includes(op.status));
+    await until('the stop is inside aws stop-instances', () => markers(gate, 'entered').length === 1);
+    const followed = await request(h.app).get(`/operations/${op.id}`);
+    assert.equal(followed.status, 200);
+    assert.equal(followed.body.status, 'running');
+    assert.equal((await request(h.app).get('/instances?state=stopping')).body.instances[0]?.id, id, 'transitional state shown');
+
+    const second = await request(h.app).post(`/instances/${id}/stop`);
+
+    const problem = expectProblem(second, 409);
+    assert.equal(problem.operation_id, op.id);
+    assert.match(problem.detail, new RegExp(op.id));
+    // Reads never wait behind the mutation.
+    const read = await request(h.app).get(`/instances/${id}`);
+    assert.equal(read.status, 200);
+    assert.equal(markers(gate, 'left').length, 0, 'the stop was still held while the read answered');
+
+    writeFileSync(path.join(gate, 'release'), '');
+    await until('the operation finished', async () => (await request(h.app).get(`/operations/${op.id}`)).body.status !== 'running');
+    const finished = (await request(h.app).get(`/operations/${op.id}`)).body;
+    assert.equal(finished.status, 'succeeded', JSON.stringify(finished));
+    assert.equal(finished.result.state, 'stopped');
+    assert.equal(typeof finished.duration_ms, 'number');
+    assert.ok(finished.finished_at >= finished.started_at);
+    assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
+    assert.equal(h.row(id)?.state, 'stopped');
+    assert.equal(h.store.operations.list({ instanceId: id, kind: 'stop', limit: 10 }).length, 1, 'the refused stop recorded nothing');
+    assert.ok(h.logs.some((l) => l.message === 'operation succeeded' && l.operation_id === op.id));
+    const listed = await request(h.app).get(`/operations?instance_id=${id}&kind=stop&status=succeeded`);
+    assert.deepEqual(listed.body.operations.map((o: any) => o.id), [op.id]);
+  });
+
+  it('when more stops arrive than MAX_CONCURRENT_SCRIPTS, then eight run in parallel, the next waits in the FIFO queue, and beyond the queue 503 with Retry-After', async () => {
+    harness({ maxConcurrentScripts: 8, maxQueuedOperations: 1 });
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i += 1) ids.push(await arrange(`par-${i}`));
+    const [queuedId, refusedId] = [ids[8] as string, ids[9] as string];
+
+    const parallel = ids.slice(0, 8).map((id) => request(h.app).post(`/instances/${id}/stop`).then((r) => r));
+    await until('eight stops are inside aws at once', () => markers(gate, 'entered').length === 8);
+    const queued = request(h.app).post(`/instances/${queuedId}/stop`).then((r) => r);
+    await until('the ninth is recorded as queued', () =>
+      h.store.operations.list({ instanceId: queuedId, kind: 'stop', limit: 1 })[0]?.status === 'queued');
+
+    const refused = await request(h.app).post(`/instances/${refusedId}/stop`);
+
+    const problem = expectProblem(refused, 503);
+    assert.match(problem.detail, /8 script slots/);
+    assert.match(String(refused.headers['retry-after']), /^\d+$/);
+    assert.deepEqual(h.services.operations.stats(), { running: 8, queued: 1, active: 9 });
+    assert.equal(markers(gate, 'entered').length, 8, 'the queued stop did not start');
+    assert.equal(h.runs.filter((r) => r.script === 'stop_instance.sh' && r.args.includes(queuedId)).length, 0);
+    assert.equal(h.store.operations.list({ instanceId: refusedId, kind: 'stop', limit: 5 }).length, 0, 'nothing recorded for the refused one');
+    assert.notEqual(h.row(queuedId)?.state, 'stopping', 'a queued operation has not started: no transitional state yet');
+    assert.equal((await request(h.app).get('/health/ready')).status, 200, 'a full queue is not a shutdown');
+
+    writeFileSync(path.join(gate, 'release'), '');
+    const answers = await Promise.all([...parallel, queued]);
+
+    for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    for (const id of ids.slice(0, 9)) {
+      assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
+      assert.equal(h.row(id)?.state, 'stopped');
+    }
+    assert.equal((await ec2InstanceById(refusedId)).State.Name, 'running');
+    const ops = h.store.operations.list({ kind: 'stop', limit: 20 });
+    assert.equal(ops.length, 9);
+    assert.ok(ops.every((o) => o.status === 'succeeded'));
+    const ninth = ops.find((o) => o.instance_id === queuedId);
+    const firstFinished = ops.filter((o) => o.instance_id !== queuedId).map((o) => o.finished_at as string).sort()[0] as string;
+    assert.ok((ninth?.started_at as string) >= firstFinished, 'the queued stop started only when a slot was free');
+  });
+});

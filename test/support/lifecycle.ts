@@ -1,0 +1,100 @@
+/** Shared by the lifecycle tests (issue 5): the fake aws in front of moto, marker files, polling on events. */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import path from 'node:path';
+import { fakeAwsEnv, fixturesDir } from './app-harness.js';
+
+const WAIT_LIMIT_MS = 60_000;
+
+/** PATH with test/fixtures/lifecycle-fake-aws first (FAKE_AWS_REAL = the real CLI) plus `extra`. */
+export function lifecycleAwsEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...fakeAwsEnv(extra),
+    PATH: `${path.join(fixturesDir, 'lifecycle-fake-aws')}${path.delimiter}${process.env.PATH ?? ''}`,
+  };
+}
+
+/** Polls `condition` until it holds (events, never durations: the limit only stops a hung test). */
+export async function until(what: string, condition: () => boolean | Promise<boolean>, limitMs = WAIT_LIMIT_MS): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Marker files `<prefix>.<pid>` the fake wrote in `dir`, with their content. */
+export function markers(dir: string, prefix: string): Array<{ pid: number; text: string }> {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(`${prefix}.`) && !f.endsWith('.tmp'))
+    .map((f) => ({ pid: Number(f.slice(prefix.length + 1)), text: readFileSync(path.join(dir, f), 'utf8').trim() }));
+}
+
+/** Lines "OPERATION TOKEN" the capturing fake recorded. */
+export function captured(file: string): Array<{ operation: string; token: string }> {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => {
+      const [operation = '', token = ''] = l.split(' ');
+      return { operation, token };
+    });
+}
+
+/** Live (non-zombie) processes whose process group is `pgid`, read from /proc. */
+export function liveMembersOfGroup(pgid: number): number[] {
+  const members: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid && fields[0] !== 'Z') members.push(Number(entry));
+    } catch {
+      // ended while we looked
+    }
+  }
+  return members;
+}
+
+/** Kills a whole process group (an orphaned script after the server was SIGKILLed); quiet when it is gone. */
+export function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * One HTTP request on a fresh connection (no keep-alive pool: a draining server closes idle connections,
+ * and a pooled one could be reused just as it is closed). Headers come back lower-cased in a Headers.
+ */
+export async function getJson(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string | undefined } = {},
+): Promise<{ status: number; headers: Headers; body: any }> {
+  return await new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method: init.method ?? 'GET', headers: init.headers, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(response.headers)) {
+          if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+        }
+        try {
+          resolve({ status: response.statusCode ?? 0, headers, body: text ? JSON.parse(text) : null });
+        } catch (error) {
+          reject(error);
+        }
+      });
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end(init.body);
+  });
+}

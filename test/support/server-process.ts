@@ -1,0 +1,97 @@
+/**
+ * The real server as a child process (`node --import tsx app/server.ts`), for what only a process can
+ * show: SIGKILL in the middle of an operation, SIGTERM and its exit code, a restart on the same database.
+ * Its JSON log lines are collected; `url` comes from its "listening" line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { freeLoopbackPort } from './ports.js';
+import { repoRoot } from './app-harness.js';
+import { TEST_KEY_NAME } from './app-aws.js';
+
+export interface ServerProcess {
+  url: string;
+  child: ChildProcess;
+  pid: number;
+  logs: Array<Record<string, any>>;
+  /** Resolves with how the process ended. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line matching `predicate` (seen already or still to come). */
+  waitForLog(what: string, predicate: (line: Record<string, any>) => boolean, timeoutMs?: number): Promise<Record<string, any>>;
+}
+
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const port = await freeLoopbackPort();
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'app', 'server.ts')], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      KEY_NAME: TEST_KEY_NAME,
+      AUTH_DISABLED: 'true',
+      LOG_LEVEL: 'debug',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, any>> = [];
+  const listeners = new Set<() => void>();
+  let stderr = '';
+  let buffered = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      try {
+        logs.push(JSON.parse(line) as Record<string, any>);
+      } catch {
+        logs.push({ message: 'unparsed', line });
+      }
+    }
+    for (const listener of listeners) listener();
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      resolve({ code, signal });
+      for (const listener of listeners) listener();
+    });
+  });
+  let ended = false;
+  void exited.then(() => {
+    ended = true;
+  });
+
+  function waitForLog(what: string, predicate: (line: Record<string, any>) => boolean, timeoutMs = 60_000) {
+    return new Promise<Record<string, any>>((resolve, reject) => {
+      const check = () => {
+        const found = logs.find(predicate);
+        if (found) {
+          done();
+          resolve(found);
+        } else if (ended) {
+          done();
+          reject(new Error(`server exited before logging ${what}; stderr: ${stderr}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`gave up waiting for the server to log ${what}; stderr: ${stderr}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
+  }
+
+  const listening = await waitForLog('listening', (line) => line.message === 'listening');
+  return { url: String(listening.url), child, pid: child.pid as number, logs, exited, waitForLog };
+}
