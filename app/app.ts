@@ -16,14 +16,35 @@ import { errorHandler, methodNotAllowed, notFoundHandler } from './http/problems
 import type { Logger } from './logger.js';
 import type { Notifier } from './notify/events.js';
 import type { Store } from './store/index.js';
+// --- security (issue 6) ---
+import { authenticate, authorize, type AuthSetup } from './http/auth.js';
+import { rateLimitMutations, securityHeaders } from './http/limits.js';
+import { DEFAULT_RATE_LIMIT_PER_MINUTE } from './auth/config.js';
+// --- lifecycle engine (issue 5) ---
+import { createLifecycleService, type LifecycleService } from './domain/lifecycle.js';
+import { createOperationsEngine, type OperationsEngine } from './domain/operations.js';
+import { createReconciler } from './domain/reconcile.js';
+import { operationsRouter } from './http/operations-router.js';
 
 export interface AppDeps {
   store: Store;
   runner: ScriptRunner;
   logger: Logger;
-  config: Pick<Config, 'keyName' | 'allowedInstanceTypes' | 'maxStorageGb'>;
+  config: Pick<Config, 'keyName' | 'allowedInstanceTypes' | 'maxStorageGb'>
+    // security (issue 6): defaults 5 live instances, 60 changes per token per minute, public docs
+    & Partial<Pick<Config, 'maxInstances' | 'rateLimitPerMinute' | 'publicDocs'>>
+    // lifecycle engine (issue 5): defaults 8 scripts at once, 32 queued, the runner's timeout, 24 h keys
+    & Partial<Pick<Config, 'maxConcurrentScripts' | 'maxQueuedOperations' | 'timeouts' | 'idempotencyTtlHours'>>;
   /** Lifecycle events go here (email); none when omitted. */
   notifier?: Notifier;
+  // --- security (issue 6) ---
+  /**
+   * Authentication, stated explicitly (createApp refuses to start without it): `{ mode: 'disabled' }` or
+   * `{ mode: 'tokens', tokens }` (app/auth/tokens.ts parses them).
+   */
+  auth?: AuthSetup;
+  /** Rate limiter clock and window (tests shorten them). */
+  rateLimit?: { now?: () => number; windowMs?: number };
 }
 
 export const BODY_LIMIT = '16kb';
@@ -38,20 +59,58 @@ function packageVersion(): string {
 }
 
 /** The domain services built from the dependencies (server.ts also uses them for start-up reconciliation). */
-export function createServices(deps: AppDeps): { instances: InstancesService } {
-  return {
-    instances: createInstancesService({
-      instances: deps.store.instances,
-      ec2: createEc2(deps.runner),
-      policy: {
-        keyName: deps.config.keyName,
-        allowedInstanceTypes: deps.config.allowedInstanceTypes,
-        maxStorageGb: deps.config.maxStorageGb,
-      },
-      logger: deps.logger,
-      notifier: deps.notifier,
-    }),
-  };
+export interface Services {
+  instances: InstancesService;
+  // --- lifecycle engine (issue 5) ---
+  operations: OperationsEngine;
+  lifecycle: LifecycleService;
+}
+
+export function createServices(deps: AppDeps): Services {
+  const ec2 = createEc2(deps.runner);
+  const instances = createInstancesService({
+    timeouts: deps.config.timeouts, // lifecycle engine (issue 5)
+    instances: deps.store.instances,
+    ec2,
+    policy: {
+      keyName: deps.config.keyName,
+      allowedInstanceTypes: deps.config.allowedInstanceTypes,
+      maxStorageGb: deps.config.maxStorageGb,
+      maxInstances: deps.config.maxInstances, // security (issue 6)
+    },
+    logger: deps.logger,
+    notifier: deps.notifier,
+  });
+  // --- lifecycle engine (issue 5) ---
+  const operations = createOperationsEngine({
+    operations: deps.store.operations,
+    idempotency: deps.store.idempotency,
+    transaction: (fn) => deps.store.transaction(fn),
+    logger: deps.logger,
+    maxConcurrent: deps.config.maxConcurrentScripts ?? 8,
+    maxQueued: deps.config.maxQueuedOperations ?? 32,
+    idempotencyTtlHours: deps.config.idempotencyTtlHours ?? 24,
+  });
+  const reconciler = createReconciler({
+    instances: deps.store.instances,
+    ec2,
+    logger: deps.logger,
+    describeTimeoutMs: deps.config.timeouts?.describe,
+    isBusy: (instanceId) => operations.activeOn(instanceId) !== undefined,
+  });
+  const lifecycle = createLifecycleService({
+    engine: operations,
+    instancesService: instances,
+    instances: deps.store.instances,
+    operations: deps.store.operations,
+    reconciler,
+    policy: {
+      allowedInstanceTypes: deps.config.allowedInstanceTypes,
+      maxStorageGb: deps.config.maxStorageGb,
+    },
+    logger: deps.logger,
+  });
+  return { instances, operations, lifecycle };
 }
 
 export function createApp(deps: AppDeps, services = createServices(deps)): Express {
@@ -59,14 +118,37 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
+  // --- security (issue 6): headers first (every answer carries them), then who is calling, may they,
+  // and how often; all before the body is parsed, so strangers cannot make us read 16 kB bodies.
+  if (!deps.auth) throw new Error('createApp: deps.auth is required ({ mode: "disabled" } or { mode: "tokens", tokens })');
+  app.use(securityHeaders());
   app.use(requestContext(deps.logger));
+  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs ?? true }));
+  app.use(authorize());
+  app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE, ...deps.rateLimit }));
+  // --- end security ---
   app.use(express.json({ limit: BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
 
   app.route('/health').get((_req, res) => {
     res.json({ status: 'ok' });
   }).all(methodNotAllowed('GET'));
+  // --- lifecycle engine (issue 5): liveness stays 200 while draining, readiness says "send no more";
+  // during a drain every answer closes its connection, so keep-alive clients move on.
+  app.route('/health/live').get((_req, res) => {
+    res.json({ status: 'ok' });
+  }).all(methodNotAllowed('GET'));
+  app.route('/health/ready').get((_req, res) => {
+    if (services.operations.draining) res.status(503).setHeader('Retry-After', '5').json({ status: 'draining' });
+    else res.json({ status: 'ok' });
+  }).all(methodNotAllowed('GET'));
+  app.use((_req, res, next) => {
+    if (services.operations.draining) res.setHeader('Connection', 'close');
+    next();
+  });
+  app.use(operationsRouter(services.operations));
+  // --- end lifecycle
   app.use(openApiRouter(buildOpenApiDocument(packageVersion())));
-  app.use(instancesRouter(services.instances));
+  app.use(instancesRouter(services.instances, services.lifecycle));
 
   app.use(notFoundHandler());
   app.use(errorHandler(deps.logger));

@@ -7,6 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadEmailConfig, type EmailConfig } from './notify/config.js';
+import { loadSecurityConfig, type SecurityConfig } from './auth/config.js'; // security (issue 6)
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
@@ -25,6 +26,33 @@ export interface Config {
   logLevel: LogLevel;
   /** Email on lifecycle events; null when SMTP_HOST and NOTIFICATION_EMAIL are unset. */
   email: EmailConfig | null;
+  // --- lifecycle engine (issue 5) ---
+  /** Mutating script runs at once (create, start, stop, terminate). */
+  maxConcurrentScripts: number;
+  /** Operations waiting for a slot; beyond it 503. */
+  maxQueuedOperations: number;
+  /** Runner timeout per script kind (ms). */
+  timeouts: ScriptTimeouts;
+  /** How long shutdown waits for in-flight work before killing it. */
+  shutdownTimeoutMs: number;
+  /** Reconcile with EC2 every this many seconds; 0 = never. */
+  syncIntervalS: number;
+  /** Idempotency keys are kept at least this long. */
+  idempotencyTtlHours: number;
+  // --- security (issue 6): tokens, quota, rate limit, docs, HTTP timeouts (app/auth/config.ts) ---
+  auth: SecurityConfig['auth'];
+  maxInstances: number;
+  rateLimitPerMinute: number;
+  publicDocs: boolean;
+  http: SecurityConfig['http'];
+}
+
+export interface ScriptTimeouts {
+  create: number;
+  start: number;
+  stop: number;
+  terminate: number;
+  describe: number;
 }
 
 export class ConfigError extends Error {
@@ -109,7 +137,29 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
+  // --- lifecycle engine (issue 5) ---
+  const maxConcurrentScripts = integer(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
+  const maxQueuedOperations = integer(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
+  const timeout = (name: string) => integer(env, name, scriptTimeoutMs, 1_000, 3_600_000);
+  const timeouts: ScriptTimeouts = {
+    create: timeout('CREATE_TIMEOUT_MS'),
+    start: timeout('START_TIMEOUT_MS'),
+    stop: timeout('STOP_TIMEOUT_MS'),
+    terminate: timeout('TERMINATE_TIMEOUT_MS'),
+    describe: timeout('DESCRIBE_TIMEOUT_MS'),
+  };
+  const shutdownTimeoutMs = integer(env, 'SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000);
+  const syncIntervalS = integer(env, 'SYNC_INTERVAL_S', 0, 0, 86_400);
+  if (syncIntervalS !== 0 && syncIntervalS < 10) throw new ConfigError('SYNC_INTERVAL_S', `must be 0 (off) or at least 10, got ${syncIntervalS}`);
+  const idempotencyTtlHours = integer(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 24, 8_760);
+
   return {
+    maxConcurrentScripts,
+    maxQueuedOperations,
+    timeouts,
+    shutdownTimeoutMs,
+    syncIntervalS,
+    idempotencyTtlHours,
     port,
     host,
     databasePath,
@@ -120,6 +170,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     scriptTimeoutMs,
     logLevel: logLevel as LogLevel,
     email: loadEmailConfig(env),
+    // --- security (issue 6) ---
+    ...loadSecurityConfig(env, { host, databasePath, cwd }),
   };
 }
 

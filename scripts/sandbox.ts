@@ -13,6 +13,7 @@ import { config as loadDotenv } from 'dotenv';
 import { loadConfig } from '../app/config.js';
 import { createScriptRunner } from '../app/ec2/runner.js';
 import { ensureKeyPair } from '../app/ec2/scripts.js';
+import { readGeneratedTokenValue } from '../app/auth/tokens.js'; // security (issue 6)
 import { createLogger } from '../app/logger.js';
 import { startServer, type RunningServer } from '../app/server.js';
 
@@ -101,6 +102,15 @@ async function main(): Promise<void> {
     await ensureKeyPair(runner, config.keyName, { create: true, privateKeyFile: keyFile });
     server = await startServer(process.env);
 
+    // --- security (issue 6): the API needs a token; show the generated one (or say where tokens come from) ---
+    const tokenFile = config.auth.mode === 'generate' ? config.auth.file : undefined;
+    const token = tokenFile ? readGeneratedTokenValue(tokenFile) : undefined;
+    const auth = token ? ` -H 'Authorization: Bearer ${token}'` : config.auth.mode === 'disabled' ? '' : " -H 'Authorization: Bearer <your token>'";
+    const tokenLines = token
+      ? [`  Token:    ${token}`, `            (operator; generated in ${tokenFile})`]
+      : [config.auth.mode === 'disabled' ? '  Auth:     DISABLED (AUTH_DISABLED=true)' : `  Auth:     tokens from ${config.auth.mode === 'tokens' ? config.auth.source : '?'}`];
+    // --- end security ---
+
     const line = '='.repeat(72);
     process.stdout.write(
       [
@@ -111,8 +121,10 @@ async function main(): Promise<void> {
         `  API:      ${server.url}`,
         `  Docs:     ${server.url}/docs`,
         `  Key pair: ${config.keyName} (private key ${keyFile})`,
-        `  Try:      curl -s -X POST ${server.url}/instances -H 'Content-Type: application/json' \\`,
+        ...tokenLines,
+        `  Try:      curl -s -X POST ${server.url}/instances${auth} -H 'Content-Type: application/json' \\`,
         `              -d '{"name":"demo","ami":"ami-1e749f67","instance_type":"t3.micro","storage_gb":8}'`,
+        `            curl -s ${server.url}/instances${auth}`,
         '  Ctrl-C stops the service and the emulator.',
         line,
         '',

@@ -74,6 +74,8 @@ export class ScriptError extends AppError {
       code?: string | undefined;
       /** Whether the failing arguments came from the client (an invalid-argument then means a 400). */
       clientInput?: boolean | undefined;
+      /** The last part of what the script wrote on stderr (recorded on the operation). */
+      stderrTail?: string | undefined;
     } = {},
   ) {
     super(message);
@@ -83,4 +85,33 @@ export class ScriptError extends AppError {
 /** Service is shutting down or otherwise unable to accept work right now. */
 export class UnavailableError extends AppError {
   readonly kind = 'unavailable';
+  constructor(message: string, readonly retryAfterSeconds = 5) {
+    super(message);
+  }
+}
+
+/** Another mutating operation on the same instance (or with the same Idempotency-Key) is in flight. */
+export class OperationInFlightError extends ConflictError {
+  constructor(message: string, readonly operationId: string) {
+    super(message);
+  }
+}
+
+/** An Idempotency-Key was reused with a different request. */
+export class IdempotencyMismatchError extends AppError {
+  readonly kind = 'idempotency-mismatch';
+}
+
+/** The operation was interrupted (shutdown killed it) before it finished. */
+export class InterruptedError extends AppError {
+  readonly kind = 'interrupted';
+}
+
+// --- security (issue 6) ---
+/** Launching would exceed the quota of live managed instances (MAX_INSTANCES). */
+export class QuotaExceededError extends AppError {
+  readonly kind = 'quota-exceeded';
+  constructor(message: string, readonly quota: string, readonly limit: number) {
+    super(message);
+  }
 }

@@ -11,11 +11,13 @@ import type { Instance, InstanceList } from '../schemas/instance.js';
 import type { CreateInstanceRequest, ListInstancesQuery } from '../schemas/requests.js';
 import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
 import type { Ec2Instance } from '../schemas/script-outputs.js';
-import type { Ec2Snapshot, InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
+import type { ScriptTimeouts } from '../config.js';
+import type { Ec2Snapshot, InstancesRepository, LaunchedRow, RecordedState } from '../store/instances-repo.js';
 import { ConflictError, NotFoundError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
-import { KeyedLock } from './keyed-lock.js';
 import { loginUserFor, sshString } from './login-user.js';
-import { checkImageFits, checkLaunchRequest, type LaunchPolicy } from './policy.js';
+import {
+  DEFAULT_MAX_INSTANCES, checkImageFits, checkInstanceQuota, checkLaunchRequest, countLiveInstances, type LaunchPolicy,
+} from './policy.js';
 
 export interface InstancesServiceDeps {
   instances: InstancesRepository;
@@ -24,10 +26,26 @@ export interface InstancesServiceDeps {
   logger: Logger;
   /** Told after each recorded lifecycle change; never awaited. */
   notifier?: Notifier;
+  /** Runner timeout per script kind (ms), lifecycle engine (issue 5); the runner's default where unset. */
+  timeouts?: Partial<ScriptTimeouts> | undefined;
+}
+
+/** How the operations engine drives a launch (issue 5). */
+export interface LaunchOptions {
+  /** The EC2 ClientToken (derived from the Idempotency-Key, or made by the caller); one is made when absent. */
+  clientToken?: string | undefined;
+  /** Told the instance id as soon as EC2 gave one. */
+  onInstance?: ((instanceId: string) => void) | undefined;
+  /** Told when the launch was found in EC2 by its client token instead of launched (again). */
+  onAdopted?: ((instanceId: string) => void) | undefined;
 }
 
 export interface OpContext {
   requestId?: string | undefined;
+  /** The authenticated caller: the API token's NAME, never the token (audit trail, issues 5 and 6). */
+  actor?: string | undefined;
+  /** The client's address as Express sees it (audit trail, issue 5). */
+  clientAddress?: string | undefined;
 }
 
 /**
@@ -39,7 +57,7 @@ export interface OpContext {
 const NOTHING_LAUNCHED: ReadonlySet<ScriptFailure> = new Set(['invalid-argument', 'not-found', 'missing-dependency', 'spawn']);
 
 /** Unresolved launches older than this with no instance carrying their token are marked failed. */
-const GIVE_UP_AFTER_MS = 15 * 60 * 1000;
+export const GIVE_UP_AFTER_MS = 15 * 60 * 1000;
 
 export function toApiInstance(row: LaunchedRow): Instance {
   return {
@@ -61,7 +79,7 @@ export function toApiInstance(row: LaunchedRow): Instance {
   };
 }
 
-function snapshotOf(instance: Ec2Instance): Ec2Snapshot {
+export function snapshotOf(instance: Ec2Instance): Ec2Snapshot {
   return {
     instanceId: instance.id,
     name: instance.name,
@@ -93,12 +111,15 @@ export function decodeCursor(cursor: string): number {
 }
 
 export interface InstancesService {
-  create(request: CreateInstanceRequest, ctx?: OpContext): Promise<Instance>;
+  create(request: CreateInstanceRequest, ctx?: OpContext, launch?: LaunchOptions): Promise<Instance>;
   get(instanceId: string, ctx?: OpContext): Promise<Instance>;
   list(query: ListInstancesQuery): InstanceList;
   start(instanceId: string, ctx?: OpContext): Promise<Instance>;
   stop(instanceId: string, ctx?: OpContext): Promise<Instance>;
-  destroy(instanceId: string, ctx?: OpContext): Promise<void>;
+  /** Terminates; resolves with the record (now terminated). */
+  destroy(instanceId: string, ctx?: OpContext): Promise<Instance>;
+  /** The record, or NotFoundError (no script runs). */
+  recorded(instanceId: string): Instance;
   /** Resolves launches left unknown by a crash or an indefinite failure, by their client token. */
   reconcileLaunches(ctx?: OpContext): Promise<{ adopted: string[]; failed: string[] }>;
 }
@@ -111,8 +132,11 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     notifier.notify({ type, instance, requestId: ctx?.requestId, at: instance.updated_at });
     return instance;
   };
-  const lock = new KeyedLock();
-  const run = (ctx: OpContext | undefined): RunContext => ({ requestId: ctx?.requestId });
+  type ScriptKind = keyof ScriptTimeouts;
+  const run = (ctx: OpContext | undefined, kind: ScriptKind = 'describe'): RunContext => ({
+    requestId: ctx?.requestId,
+    timeoutMs: deps.timeouts?.[kind],
+  });
 
   function recordOrNotFound(instanceId: string): LaunchedRow {
     const row = instances.findByInstanceId(instanceId);
@@ -126,44 +150,79 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     return match ? instances.completeLaunch(clientToken, snapshotOf(match)) : undefined;
   }
 
-  /** Best effort: re-read EC2 after a failed change so the record shows what really happened. */
-  async function refreshQuietly(instanceId: string, ctx?: OpContext): Promise<void> {
+  /**
+   * After a failed change the record must not keep the transitional state it showed: re-read EC2
+   * (reconcile), and when even that fails, put back the state recorded before the operation.
+   */
+  async function reconcileAfterFailure(instanceId: string, before: RecordedState, ctx?: OpContext): Promise<void> {
     try {
       instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx))));
     } catch (error) {
+      if (error instanceof ScriptError && error.failure === 'not-found') {
+        instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
+        return;
+      }
       logger.debug('refresh after failure did not succeed', { request_id: ctx?.requestId, instance_id: instanceId, error: String(error) });
+      instances.setState(instanceId, before);
     }
   }
+
+  /** The state an instance shows from the moment an operation on it starts (issue 5). */
+  const TRANSITIONAL: Record<'start' | 'stop' | 'terminate', RecordedState> = {
+    start: 'pending', stop: 'stopping', terminate: 'shutting-down',
+  };
 
   async function change(kind: 'start' | 'stop', instanceId: string, ctx?: OpContext): Promise<Instance> {
     const row = recordOrNotFound(instanceId);
     if (row.state === 'terminated') throw new ConflictError(`Instance ${instanceId} is terminated; it cannot ${kind}`);
-    return lock.with(instanceId, async () => {
-      try {
-        const result = kind === 'start'
-          ? await ec2.startInstance(instanceId, run(ctx))
-          : await ec2.stopInstance(instanceId, run(ctx));
-        return announce(kind === 'start' ? 'started' : 'stopped', toApiInstance(instances.refresh(snapshotOf(result))), ctx);
-      } catch (error) {
-        if (error instanceof ScriptError && error.failure === 'not-found') {
-          instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
-          throw new ConflictError(`Instance ${instanceId} no longer exists in EC2; its record is now terminated`);
-        }
-        if (error instanceof ScriptError && error.failure === 'conflict') {
-          await refreshQuietly(instanceId, ctx);
-          throw new ConflictError(`Instance ${instanceId} cannot ${kind} in its current state: ${error.message}`);
-        }
-        if (error instanceof ScriptError && (error.failure === 'wait-timeout' || error.failure === 'timeout')) {
-          await refreshQuietly(instanceId, ctx);
-        }
-        throw error;
+    const before = row.state;
+    instances.setState(instanceId, TRANSITIONAL[kind]);
+    try {
+      const result = kind === 'start'
+        ? await ec2.startInstance(instanceId, run(ctx, 'start'))
+        : await ec2.stopInstance(instanceId, run(ctx, 'stop'));
+      return announce(kind === 'start' ? 'started' : 'stopped', toApiInstance(instances.refresh(snapshotOf(result))), ctx);
+    } catch (error) {
+      if (error instanceof ScriptError && error.failure === 'not-found') {
+        instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
+        throw new ConflictError(`Instance ${instanceId} no longer exists in EC2; its record is now terminated`);
       }
-    });
+      await reconcileAfterFailure(instanceId, before, ctx);
+      if (error instanceof ScriptError && error.failure === 'conflict') {
+        throw new ConflictError(`Instance ${instanceId} cannot ${kind} in its current state: ${error.message}`);
+      }
+      throw error;
+    }
   }
 
   return {
-    async create(request, ctx) {
+    async create(request, ctx, launch = {}) {
       checkLaunchRequest(policy, request);
+      // --- lifecycle (issue 5): a retry under the same client token (Idempotency-Key, or a launch interrupted
+      // by a crash). If the first attempt got as far as EC2, its instance carries the token: never launch twice.
+      const clientToken = launch.clientToken ?? `ec2c-${randomUUID()}`;
+      const earlier = instances.findByClientToken(clientToken);
+      if (earlier?.instance_id) {
+        launch.onInstance?.(earlier.instance_id);
+        return toApiInstance(earlier as LaunchedRow);
+      }
+      if (earlier) {
+        const adopted = await adoptByToken(clientToken, ctx);
+        if (adopted) {
+          logger.warn('an earlier attempt of this launch reached EC2; recorded its instance instead of launching again', {
+            request_id: ctx?.requestId, instance_id: adopted.instance_id, client_token: clientToken,
+          });
+          launch.onInstance?.(adopted.instance_id);
+          launch.onAdopted?.(adopted.instance_id);
+          return announce('created', toApiInstance(adopted), ctx);
+        }
+      }
+      // --- end lifecycle
+      // --- security (issue 6): the live-instance quota, before any script runs, and again (synchronously)
+      // right before the intent row is written, so concurrent creates cannot overshoot it together.
+      const checkQuota = (): void =>
+        checkInstanceQuota(countLiveInstances(instances), policy.maxInstances ?? DEFAULT_MAX_INSTANCES);
+      checkQuota();
 
       let image;
       try {
@@ -178,21 +237,25 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
 
       let securityGroupId: string | null = null;
       if (request.create_security_group) {
-        securityGroupId = (await ec2.ensureSecurityGroup({}, run(ctx))).id;
+        securityGroupId = (await ec2.ensureSecurityGroup({}, run(ctx, 'create'))).id;
       }
 
       // Intent first: if we die from here on, the row and its client token let reconciliation find the instance.
-      const clientToken = `ec2c-${randomUUID()}`;
-      instances.insertLaunch({
-        clientToken,
-        name: request.name,
-        ami: request.ami,
-        instanceType: request.instance_type,
-        storageGb: request.storage_gb,
-        keyName: policy.keyName,
-        securityGroupId,
-        loginUser: loginUserFor(image),
-      });
+      checkQuota(); // security (issue 6): no await between this check and the insert
+      if (earlier) {
+        instances.relaunch(clientToken); // lifecycle (issue 5): same row, same token, nothing reached EC2
+      } else {
+        instances.insertLaunch({
+          clientToken,
+          name: request.name,
+          ami: request.ami,
+          instanceType: request.instance_type,
+          storageGb: request.storage_gb,
+          keyName: policy.keyName,
+          securityGroupId,
+          loginUser: loginUserFor(image),
+        });
+      }
 
       try {
         const launched = await ec2.createInstance(
@@ -205,8 +268,9 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
             clientToken,
             securityGroupId: securityGroupId ?? undefined,
           },
-          run(ctx),
+          run(ctx, 'create'),
         );
+        launch.onInstance?.(launched.id);
         return announce('created', toApiInstance(instances.completeLaunch(clientToken, snapshotOf(launched))), ctx);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
@@ -225,6 +289,8 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
             logger.warn('launch script failed but EC2 has the instance; recorded it', {
               request_id: ctx?.requestId, instance_id: adopted.instance_id, client_token: clientToken, error: message,
             });
+            launch.onInstance?.(adopted.instance_id);
+            launch.onAdopted?.(adopted.instance_id);
             return announce('created', toApiInstance(adopted), ctx);
           }
         } catch (lookupError) {
@@ -271,24 +337,28 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     stop: (instanceId, ctx) => change('stop', instanceId, ctx),
 
     async destroy(instanceId, ctx) {
-      recordOrNotFound(instanceId);
-      await lock.with(instanceId, async () => {
-        try {
-          const result = await ec2.destroyInstance(instanceId, run(ctx));
-          instances.refresh(snapshotOf(result));
-          // shutting-down only ever leads to terminated: the record says so now, so lists stop showing it.
-          announce('terminated', toApiInstance(instances.markTerminated(instanceId, null)), ctx);
-        } catch (error) {
-          if (error instanceof ScriptError && error.failure === 'not-found') {
-            instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
-            return;
-          }
-          if (error instanceof ScriptError && error.failure === 'conflict') {
-            throw new ConflictError(`Instance ${instanceId} cannot be destroyed: ${error.message}`);
-          }
-          throw error;
+      const row = recordOrNotFound(instanceId);
+      const before = row.state;
+      if (before !== 'terminated') instances.setState(instanceId, TRANSITIONAL.terminate);
+      try {
+        const result = await ec2.destroyInstance(instanceId, run(ctx, 'terminate'));
+        instances.refresh(snapshotOf(result));
+        // shutting-down only ever leads to terminated: the record says so now, so lists stop showing it.
+        return announce('terminated', toApiInstance(instances.markTerminated(instanceId, null)), ctx);
+      } catch (error) {
+        if (error instanceof ScriptError && error.failure === 'not-found') {
+          return toApiInstance(instances.markTerminated(instanceId, 'EC2 no longer knows this instance'));
         }
-      });
+        if (before !== 'terminated') await reconcileAfterFailure(instanceId, before, ctx);
+        if (error instanceof ScriptError && error.failure === 'conflict') {
+          throw new ConflictError(`Instance ${instanceId} cannot be destroyed: ${error.message}`);
+        }
+        throw error;
+      }
+    },
+
+    recorded(instanceId) {
+      return toApiInstance(recordOrNotFound(instanceId));
     },
 
     async reconcileLaunches(ctx) {

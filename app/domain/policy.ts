@@ -2,11 +2,13 @@
  * The launch policy: what the service agrees to launch. Pure functions; the AMI facts come from
  * describe_image.sh through the caller.
  */
-import { PolicyError, type FieldError } from './errors.js';
+import { PolicyError, QuotaExceededError, type FieldError } from './errors.js';
 
 export interface LaunchPolicy {
   allowedInstanceTypes: readonly string[];
   maxStorageGb: number;
+  /** Security (issue 6): live managed instances allowed at once; DEFAULT_MAX_INSTANCES when omitted. */
+  maxInstances?: number | undefined;
 }
 
 /**
@@ -53,4 +55,28 @@ export function checkImageFits(
     });
   }
   if (errors.length > 0) throw new PolicyError('The AMI does not fit the instance type', errors);
+}
+
+// --- security (issue 6): the instance quota (OWASP API4/API6: unrestricted resource consumption) ---
+/** How many instances count against the quota: recorded, not terminated, not failed (launches in flight count). */
+export interface LiveInstanceCounter {
+  live(): readonly unknown[];
+  unresolvedLaunches(): readonly unknown[];
+}
+
+export function countLiveInstances(instances: LiveInstanceCounter): number {
+  return instances.live().length + instances.unresolvedLaunches().length;
+}
+
+/** Refuses a launch when `live` instances already use the whole quota of `maxInstances`. */
+export const DEFAULT_MAX_INSTANCES = 5;
+
+export function checkInstanceQuota(live: number, maxInstances: number): void {
+  if (live >= maxInstances) {
+    throw new QuotaExceededError(
+      `quota of ${maxInstances} live instances reached (${live} live); terminate one or raise MAX_INSTANCES`,
+      'MAX_INSTANCES',
+      maxInstances,
+    );
+  }
 }

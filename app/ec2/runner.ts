@@ -11,6 +11,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { ScriptError, type ScriptFailure } from '../domain/errors.js';
+import { redactText } from '../auth/redact.js'; // security (issue 6)
 import type { Logger } from '../logger.js';
 import { describeAjvErrors, validateScriptError, type ValidateFunction } from '../schemas/validators.js';
 
@@ -26,8 +27,11 @@ export interface ScriptRunner {
   run<T>(script: string, args: readonly string[], validate: ValidateFunction<T>, ctx?: RunContext): Promise<T>;
   /** Default per-script timeout (adapters derive the scripts' own --wait-timeout from it). */
   readonly timeoutMs: number;
-  /** Kills every running script's process group (shutdown). */
-  killAll(): void;
+  /**
+   * Kills every running script's process group (shutdown): SIGTERM, then SIGKILL after the grace time;
+   * with `force`, SIGKILL at once (the process is about to exit and could not send the second signal).
+   */
+  killAll(options?: { force?: boolean }): void;
 }
 
 export interface RunnerOptions {
@@ -125,8 +129,12 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
     const stdout = typeof result.stdout === 'string' ? result.stdout : '';
     const stderr = typeof result.stderr === 'string' ? result.stderr : '';
 
+    // Security (issue 6): script output is untrusted and may echo secrets (AWS keys, tokens); the message and
+    // stderr tail travel on into logs, operation records and problem details, so they are redacted here.
     const fail = (failure: ScriptFailure, message: string, code?: string): ScriptError =>
-      new ScriptError(failure, script, message, { exitCode, signal, code, clientInput: ctx.clientInput });
+      new ScriptError(failure, script, redactText(message), {
+        exitCode, signal, code, clientInput: ctx.clientInput, stderrTail: stderr ? redactText(tail(stderr, 2000)) : undefined,
+      });
 
     let outcome: { ok: true; value: T } | { ok: false; error: ScriptError };
     let parsed: unknown;
@@ -193,8 +201,12 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
   return {
     run,
     timeoutMs: options.timeoutMs,
-    killAll() {
+    killAll(killOptions = {}) {
       for (const pid of running) {
+        if (killOptions.force) {
+          signalGroup(pid, 'SIGKILL');
+          continue;
+        }
         signalGroup(pid, 'SIGTERM');
         setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs).unref();
       }

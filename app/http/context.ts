@@ -16,7 +16,13 @@ export function requestId(res: Response): string {
 }
 
 export function opContext(res: Response): OpContext {
-  return { requestId: requestId(res) };
+  return {
+    requestId: requestId(res),
+    // --- security (issue 6): set by app/http/auth.ts; the token's NAME, never the token ---
+    actor: (res.locals.principal as { name?: string } | undefined)?.name,
+    // --- lifecycle (issue 5): the audit trail records where the request came from ---
+    clientAddress: res.req.ip,
+  };
 }
 
 export function requestContext(logger: Logger): RequestHandler {
@@ -33,6 +39,7 @@ export function requestContext(logger: Logger): RequestHandler {
         path: req.originalUrl.split('?')[0],
         status: res.statusCode,
         duration_ms: Math.round(performance.now() - started),
+        actor: (res.locals.principal as { name?: string } | undefined)?.name, // security (issue 6)
       });
     });
     next();

@@ -1,14 +1,17 @@
 /** Thin handlers: validate with the shared schemas, call the instances service, shape the response. */
 import { Router } from 'express';
 import type { InstancesService } from '../domain/instances.js';
+import type { LifecycleService } from '../domain/lifecycle.js';
 import {
   validateCreateInstanceRequest, validateInstanceIdParams, validateListInstancesQuery,
 } from '../schemas/validators.js';
 import { opContext } from './context.js';
+import { answer, idempotencyFrom, prefersAsync, rememberFor } from './operations.js';
 import { methodNotAllowed } from './problems.js';
 import { check, requireJsonBody } from './validate.js';
 
-export function instancesRouter(service: InstancesService): Router {
+/** Reads go to the instances service directly; changes run as operations of the lifecycle service. */
+export function instancesRouter(service: InstancesService, lifecycle: LifecycleService): Router {
   const router = Router();
   const idOf = (params: unknown): string => check(validateInstanceIdParams, { ...(params as object) }, 'instance id').id;
 
@@ -20,10 +23,30 @@ export function instancesRouter(service: InstancesService): Router {
     })
     .post(requireJsonBody(), async (req, res) => {
       const body = check(validateCreateInstanceRequest, req.body, 'request body');
-      const instance = await service.create(body, opContext(res));
-      res.status(201).location(`/instances/${instance.id}`).json(instance);
+      const submission = lifecycle.create(body, opContext(res), {
+        idempotency: idempotencyFrom(req, body),
+        remember: rememberFor(req, res, (instance) => ({ status: 201, body: instance, location: `/instances/${instance.id}` })),
+      });
+      await answer(req, res, submission, (instance) => {
+        res.status(201).location(`/instances/${instance.id}`).json(instance);
+      });
     })
     .all(methodNotAllowed('GET, POST'));
+
+  // Before /instances/:id, which would read "sync" as a (malformed) instance id.
+  router
+    .route('/instances/sync')
+    .post(async (req, res) => {
+      const { operationId, done } = lifecycle.sync(opContext(res));
+      res.setHeader('Operation-Id', operationId);
+      if (prefersAsync(req)) {
+        res.status(202).location(`/operations/${operationId}`).setHeader('Preference-Applied', 'respond-async');
+        res.json(lifecycle.operation(operationId));
+        return;
+      }
+      res.json({ ...(await done), operation_id: operationId });
+    })
+    .all(methodNotAllowed('POST'));
 
   router
     .route('/instances/:id')
@@ -31,22 +54,42 @@ export function instancesRouter(service: InstancesService): Router {
       res.json(await service.get(idOf(req.params), opContext(res)));
     })
     .delete(async (req, res) => {
-      await service.destroy(idOf(req.params), opContext(res));
-      res.status(204).end();
+      const id = idOf(req.params);
+      const submission = lifecycle.destroy(id, opContext(res), {
+        idempotency: idempotencyFrom(req),
+        remember: rememberFor(req, res, () => ({ status: 204, body: null })),
+      });
+      await answer(req, res, submission, () => {
+        res.status(204).end();
+      });
     })
     .all(methodNotAllowed('GET, DELETE'));
 
   router
     .route('/instances/:id/start')
     .post(async (req, res) => {
-      res.json(await service.start(idOf(req.params), opContext(res)));
+      const id = idOf(req.params);
+      const submission = lifecycle.start(id, opContext(res), {
+        idempotency: idempotencyFrom(req),
+        remember: rememberFor(req, res, (instance) => ({ status: 200, body: instance })),
+      });
+      await answer(req, res, submission, (instance) => {
+        res.json(instance);
+      });
     })
     .all(methodNotAllowed('POST'));
 
   router
     .route('/instances/:id/stop')
     .post(async (req, res) => {
-      res.json(await service.stop(idOf(req.params), opContext(res)));
+      const id = idOf(req.params);
+      const submission = lifecycle.stop(id, opContext(res), {
+        idempotency: idempotencyFrom(req),
+        remember: rememberFor(req, res, (instance) => ({ status: 200, body: instance })),
+      });
+      await answer(req, res, submission, (instance) => {
+        res.json(instance);
+      });
     })
     .all(methodNotAllowed('POST'));
 

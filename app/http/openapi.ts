@@ -4,6 +4,8 @@
  */
 import { Router } from 'express';
 import swaggerUi from 'swagger-ui-express';
+import { withSecurity } from './openapi-security.js'; // security (issue 6)
+import { withLifecycle } from './openapi-lifecycle.js'; // lifecycle engine (issue 5)
 import { healthSchema, instanceListSchema, instanceSchema, problemSchema } from '../schemas/instance.js';
 import { createInstanceRequestSchema, instanceIdParamsSchema, listInstancesQuerySchema } from '../schemas/requests.js';
 
@@ -54,7 +56,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
     },
   });
 
-  return {
+  // lifecycle engine (issue 5): withLifecycle adds operations, sync, readiness and the change headers
+  return withSecurity(withLifecycle({ // security (issue 6): bearer scheme, 401/403/429 on every operation
     openapi: '3.1.0',
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     info: {
@@ -130,7 +133,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         Problem: problemSchema,
       },
     },
-  };
+  }));
 }
 
 export function openApiRouter(document: Record<string, unknown>): Router {

@@ -8,6 +8,9 @@ import {
   AppError, ConflictError, NotFoundError, PolicyError, ScriptError, UnavailableError, ValidationError,
   type FieldError, type ScriptFailure,
 } from '../domain/errors.js';
+import { QuotaExceededError } from '../domain/errors.js'; // security (issue 6)
+// lifecycle (issue 5)
+import { IdempotencyMismatchError, InterruptedError, OperationInFlightError } from '../domain/errors.js';
 import type { Logger } from '../logger.js';
 import { requestId } from './context.js';
 
@@ -20,6 +23,8 @@ interface ProblemSpec {
   detail: string;
   errors?: FieldError[];
   headers?: Record<string, string>;
+  /** Extension members (RFC 9457 §3.2), e.g. operation_id. */
+  extensions?: Record<string, unknown>;
 }
 
 /** Seconds a client should wait after AWS throttled us (503). */
@@ -79,10 +84,35 @@ export function problemFor(error: unknown): ProblemSpec | undefined {
   if (error instanceof PolicyError) {
     return { status: 422, slug: 'launch-policy', title: 'Refused by the launch policy', detail: error.message, errors: error.errors };
   }
+  // security (issue 6): the live-instance quota
+  if (error instanceof QuotaExceededError) {
+    return { status: 409, slug: 'quota-exceeded', title: `Quota ${error.quota} exceeded`, detail: error.message };
+  }
+  // --- lifecycle (issue 5) ---
+  if (error instanceof OperationInFlightError) {
+    return {
+      status: 409,
+      slug: 'operation-in-flight',
+      title: 'Another operation is in flight',
+      detail: error.message,
+      headers: { Location: `/operations/${error.operationId}` },
+      extensions: { operation_id: error.operationId },
+    };
+  }
+  if (error instanceof IdempotencyMismatchError) {
+    return { status: 422, slug: 'idempotency-key-reused', title: 'Idempotency-Key reused with a different request', detail: error.message };
+  }
+  if (error instanceof InterruptedError) {
+    return { status: 503, slug: 'interrupted', title: 'Interrupted by a shutdown', detail: error.message, headers: { 'Retry-After': '5' } };
+  }
+  // --- end lifecycle
   if (error instanceof NotFoundError) return { status: 404, slug: 'not-found', title: 'Not found', detail: error.message };
   if (error instanceof ConflictError) return { status: 409, slug: 'conflict', title: 'Conflict', detail: error.message };
   if (error instanceof UnavailableError) {
-    return { status: 503, slug: 'unavailable', title: 'Service unavailable', detail: error.message, headers: { 'Retry-After': '5' } };
+    return {
+      status: 503, slug: 'unavailable', title: 'Service unavailable', detail: error.message,
+      headers: { 'Retry-After': String(error.retryAfterSeconds) }, // lifecycle (issue 5): the engine says how long
+    };
   }
   if (error instanceof ScriptError) return fromScriptError(error);
   if (error instanceof AppError) return undefined;
@@ -90,22 +120,26 @@ export function problemFor(error: unknown): ProblemSpec | undefined {
   return undefined;
 }
 
+/** The problem document (also what an Idempotency-Key replay answers, issue 5). */
+export function problemBody(req: Request, res: Response, spec: ProblemSpec): Record<string, unknown> {
+  return {
+    type: `${PROBLEM_BASE}${spec.slug}`,
+    title: spec.title,
+    status: spec.status,
+    detail: spec.detail,
+    instance: req.originalUrl.split('?')[0],
+    request_id: requestId(res),
+    ...(spec.errors && spec.errors.length > 0 ? { errors: spec.errors } : {}),
+    ...spec.extensions,
+  };
+}
+
 export function sendProblem(req: Request, res: Response, spec: ProblemSpec): void {
   for (const [name, value] of Object.entries(spec.headers ?? {})) res.setHeader(name, value);
   res
     .status(spec.status)
     .type('application/problem+json')
-    .send(
-      JSON.stringify({
-        type: `${PROBLEM_BASE}${spec.slug}`,
-        title: spec.title,
-        status: spec.status,
-        detail: spec.detail,
-        instance: req.originalUrl.split('?')[0],
-        request_id: requestId(res),
-        ...(spec.errors && spec.errors.length > 0 ? { errors: spec.errors } : {}),
-      }),
-    );
+    .send(JSON.stringify(problemBody(req, res, spec)));
 }
 
 export function notFoundHandler(): RequestHandler {

@@ -58,6 +58,15 @@ export const healthSchema = {
   properties: { status: { type: 'string', const: 'ok' } },
 } as const;
 
+/** GET /health/ready (issue 5): 503 with status "draining" from the moment a shutdown starts. */
+export const readinessSchema = {
+  title: 'Readiness',
+  type: 'object',
+  additionalProperties: false,
+  required: ['status'],
+  properties: { status: { type: 'string', enum: ['ok', 'draining'] } },
+} as const;
+
 export const problemSchema = {
   title: 'Problem',
   description: 'RFC 9457 problem details (application/problem+json).',
@@ -70,6 +79,7 @@ export const problemSchema = {
     detail: { type: 'string' },
     instance: { type: 'string' },
     request_id: { type: 'string' },
+    operation_id: { type: 'string', description: 'The operation in flight (409 operation-in-flight).' },
     errors: {
       type: 'array',
       description: 'The failing fields (validation and policy problems).',

@@ -1,5 +1,5 @@
 import type { FromSchema } from 'json-schema-to-ts';
-import { INSTANCE_STATES } from './common.js';
+import { INSTANCE_STATES, INSTANCE_TYPE_PATTERN, SECURITY_GROUP_ID_PATTERN } from './common.js';
 
 /**
  * What each script prints on stdout (the EC2 layer's JSON contract). The runner validates every document
@@ -7,6 +7,11 @@ import { INSTANCE_STATES } from './common.js';
  * Extra fields are tolerated so the scripts can grow without breaking the service.
  */
 const nullableString = { type: ['string', 'null'] } as const;
+// --- security (issue 6): script output is untrusted (OWASP API10); values that reach records, logs and
+// answers must be printable, bounded text (EC2 tag values are at most 256 characters). ---
+const PRINTABLE = '^[^\\u0000-\\u001f\\u007f]*$';
+const printableOrNull = { type: ['string', 'null'], maxLength: 256, pattern: PRINTABLE } as const;
+const ipOrNull = { type: ['string', 'null'], maxLength: 45, pattern: '^[0-9A-Fa-f.:]+$' } as const;
 
 export const scriptErrorOutputSchema = {
   title: 'ScriptErrorOutput',
@@ -30,18 +35,18 @@ export const ec2InstanceSchema = {
     'security_group_ids', 'launch_time', 'client_token', 'managed',
   ],
   properties: {
-    id: { type: 'string', pattern: '^i-[0-9a-f]+$' },
-    name: nullableString,
+    id: { type: 'string', pattern: '^i-[0-9a-f]{8,17}$' },
+    name: printableOrNull,
     state: { type: 'string', enum: INSTANCE_STATES },
-    public_ip: nullableString,
-    private_ip: nullableString,
-    ami: { type: 'string', pattern: '^ami-[0-9a-f]+$' },
-    instance_type: { type: 'string', minLength: 1 },
-    storage_gb: { type: ['integer', 'null'] },
-    key_name: nullableString,
-    security_group_ids: { type: 'array', items: { type: 'string' } },
-    launch_time: { type: 'string', minLength: 1 },
-    client_token: nullableString,
+    public_ip: ipOrNull,
+    private_ip: ipOrNull,
+    ami: { type: 'string', pattern: '^ami-[0-9a-f]{8,17}$' },
+    instance_type: { type: 'string', pattern: INSTANCE_TYPE_PATTERN },
+    storage_gb: { type: ['integer', 'null'], minimum: 0 },
+    key_name: printableOrNull,
+    security_group_ids: { type: 'array', items: { type: 'string', pattern: SECURITY_GROUP_ID_PATTERN } },
+    launch_time: { type: 'string', minLength: 1, maxLength: 64, pattern: PRINTABLE },
+    client_token: printableOrNull,
     managed: { type: 'boolean' },
   },
 } as const;

@@ -9,6 +9,9 @@ import {
   type CreateInstanceRequest, type InstanceIdParams, type ListInstancesQuery,
 } from './requests.js';
 import {
+  listOperationsQuerySchema, operationIdParamsSchema, type ListOperationsQuery, type OperationIdParams,
+} from './operation.js';
+import {
   ec2InstanceSchema, imageOutputSchema, instanceListOutputSchema, keyPairOutputSchema, scriptErrorOutputSchema,
   securityGroupOutputSchema,
   type Ec2Image, type Ec2Instance, type Ec2InstanceList, type Ec2KeyPair, type Ec2SecurityGroup,
@@ -32,6 +35,11 @@ export const validateInstanceIdParams: ValidateFunction<InstanceIdParams> =
   strictAjv.compile<InstanceIdParams>(instanceIdParamsSchema);
 export const validateListInstancesQuery: ValidateFunction<ListInstancesQuery> =
   queryAjv.compile<ListInstancesQuery>(listInstancesQuerySchema);
+
+export const validateListOperationsQuery: ValidateFunction<ListOperationsQuery> =
+  queryAjv.compile<ListOperationsQuery>(listOperationsQuerySchema);
+export const validateOperationIdParams: ValidateFunction<OperationIdParams> =
+  strictAjv.compile<OperationIdParams>(operationIdParamsSchema);
 
 export const validateScriptError: ValidateFunction<ScriptErrorOutput> =
   strictAjv.compile<ScriptErrorOutput>(scriptErrorOutputSchema);

@@ -34,6 +34,44 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX instances_by_state ON instances (state, row_id);
    CREATE INDEX instances_by_name ON instances (name, row_id);`,
+  // 2: operations (the lifecycle engine's audit trail) and idempotency keys (issue 5).
+  `CREATE TABLE operations (
+     row_id          INTEGER PRIMARY KEY AUTOINCREMENT,
+     id              TEXT NOT NULL UNIQUE,
+     kind            TEXT NOT NULL CHECK (kind IN ('create', 'start', 'stop', 'terminate', 'sync')),
+     instance_id     TEXT,
+     client_token    TEXT,
+     idempotency_key TEXT,
+     status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')),
+     exit_code       INTEGER,
+     error_code      TEXT,
+     error_message   TEXT,
+     stderr_tail     TEXT,
+     note            TEXT,
+     result          TEXT,
+     request_id      TEXT,
+     actor           TEXT,
+     client_address  TEXT,
+     created_at      TEXT NOT NULL,
+     started_at      TEXT,
+     finished_at     TEXT,
+     duration_ms     INTEGER
+   );
+   CREATE INDEX operations_by_instance ON operations (instance_id, row_id);
+   CREATE INDEX operations_by_status ON operations (status, row_id);
+   CREATE INDEX operations_by_actor ON operations (actor, row_id);
+   CREATE TABLE idempotency_keys (
+     scope           TEXT NOT NULL,
+     key             TEXT NOT NULL,
+     fingerprint     TEXT NOT NULL,
+     operation_id    TEXT NOT NULL,
+     response_status INTEGER,
+     response_body   TEXT,
+     response_location TEXT,
+     created_at      TEXT NOT NULL,
+     PRIMARY KEY (scope, key)
+   );
+   CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

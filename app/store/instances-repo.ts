@@ -1,5 +1,8 @@
 /** The only code that reads or writes the instances table. */
 import type { Db } from './db.js';
+import {
+  createIdempotencyRepository, createOperationsRepository, type IdempotencyRepository, type OperationsRepository,
+} from './operations-repo.js';
 
 export type LaunchStatus = 'launching' | 'launched' | 'failed' | 'unknown';
 export type RecordedState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'failed';
@@ -73,6 +76,14 @@ export interface InstancesRepository {
   refresh(snapshot: Ec2Snapshot): LaunchedRow;
   markTerminated(instanceId: string, note: string | null): LaunchedRow;
   list(filter: ListFilter): LaunchedRow[];
+  /** Shows a transitional state (pending, stopping, shutting-down) while an operation runs. */
+  setState(instanceId: string, state: RecordedState): LaunchedRow;
+  /** A launch that failed or whose outcome is unknown is tried again with the same client token. */
+  relaunch(clientToken: string): InstanceRow;
+  /** Records an instance found in EC2 that this service did not launch (or whose launch it lost). */
+  importInstance(row: { clientToken: string; ami: string; instanceType: string; loginUser: string; lastError: string | null }, snapshot: Ec2Snapshot): LaunchedRow;
+  /** Every record with an instance id that is not terminated (what reconciliation compares with EC2). */
+  live(): LaunchedRow[];
 }
 
 const now = (): string => new Date().toISOString();
@@ -114,6 +125,24 @@ export function createInstancesRepository(db: Db): InstancesRepository {
     `UPDATE instances SET state = 'terminated', public_ip = NULL, last_error = COALESCE(@note, last_error),
             updated_at = @now
       WHERE instance_id = @instanceId`,
+  );
+
+  const setStateStmt = db.prepare(
+    `UPDATE instances SET state = @state, updated_at = @now WHERE instance_id = @instanceId AND state <> 'terminated'`,
+  );
+  const relaunchStmt = db.prepare(
+    `UPDATE instances SET launch_status = 'launching', state = 'pending', updated_at = @now
+      WHERE client_token = @clientToken AND instance_id IS NULL`,
+  );
+  const importStmt = db.prepare(
+    `INSERT INTO instances (instance_id, client_token, launch_status, name, state, public_ip, private_ip, ami,
+                            instance_type, storage_gb, key_name, security_group_id, login_user, launch_time,
+                            last_error, created_at, updated_at)
+     VALUES (@instanceId, @clientToken, 'launched', COALESCE(@name, @instanceId), @state, @publicIp, @privateIp, @ami,
+             @instanceType, @storageGb, @keyName, @securityGroupId, @loginUser, @launchTime, @lastError, @now, @now)`,
+  );
+  const liveStmt = db.prepare<[], LaunchedRow>(
+    `SELECT * FROM instances WHERE instance_id IS NOT NULL AND state <> 'terminated' ORDER BY row_id`,
   );
 
   function mustFind(instanceId: string): LaunchedRow {
@@ -168,12 +197,29 @@ export function createInstancesRepository(db: Db): InstancesRepository {
       const sql = `SELECT * FROM instances WHERE ${where.join(' AND ')} ORDER BY row_id DESC LIMIT @limit`;
       return db.prepare<[Record<string, string | number>], LaunchedRow>(sql).all(params);
     },
+    setState(instanceId, state) {
+      setStateStmt.run({ instanceId, state, now: now() });
+      return mustFind(instanceId);
+    },
+    relaunch(clientToken) {
+      relaunchStmt.run({ clientToken, now: now() });
+      return byToken.get(clientToken) as InstanceRow;
+    },
+    importInstance(row, snapshot) {
+      importStmt.run({ ...row, ...snapshot, now: now() });
+      return mustFind(snapshot.instanceId);
+    },
+    live: () => liveStmt.all(),
   };
 }
 
 export interface Store {
   db: Db;
   instances: InstancesRepository;
+  operations: OperationsRepository;
+  idempotency: IdempotencyRepository;
+  /** Runs `fn` in one SQLite transaction. */
+  transaction<T>(fn: () => T): T;
   close(): void;
 }
 
@@ -181,6 +227,9 @@ export function createStore(db: Db): Store {
   return {
     db,
     instances: createInstancesRepository(db),
+    operations: createOperationsRepository(db),
+    idempotency: createIdempotencyRepository(db),
+    transaction: (fn) => db.transaction(fn)(),
     close: () => db.close(),
   };
 }

@@ -1,6 +1,7 @@
 /**
  * With a slow AWS (a fake `aws` first on PATH that holds stop-instances until the test releases it),
- * the server keeps answering and independent stops run side by side. No wall-clock thresholds: the
+ * the server keeps answering, independent stops run side by side and a second change of the same
+ * instance is refused (409) rather than queued. No wall-clock thresholds: the
  * fake records when each call entered and left, and the test orders events, not durations.
  */
 import assert from 'node:assert/strict';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
-import { createHarness, fakeAwsEnv, type Harness } from '../support/app-harness.js';
+import { createHarness, expectProblem, fakeAwsEnv, type Harness } from '../support/app-harness.js';
 
 const WAIT_LIMIT_MS = 45_000;
 
@@ -108,22 +109,27 @@ describe('a slow AWS does not block the service', function () {
     }
   });
 
-  it('when a start is requested while a stop of the same instance is held, then the start waits its turn', async () => {
+  it('when a start is requested while a stop of the same instance is held, then 409 names the stop in flight', async () => {
     const id = await arrange('same');
     const stop = request(h.app).post(`/instances/${id}/stop`).then((r) => r);
     await until('the stop reaches aws stop-instances', () => stamps(gate, 'entered').length === 1);
-    const start = request(h.app).post(`/instances/${id}/start`).then((r) => r);
-    // Give the start every chance to run early: /health round-trips let the event loop turn.
-    for (let i = 0; i < 5; i += 1) await request(h.app).get('/health');
-    assert.equal(h.runs.filter((r) => r.script === 'start_instance.sh').length, 0, 'start did not run during the stop');
+
+    const start = await request(h.app).post(`/instances/${id}/start`);
+
+    const problem = expectProblem(start, 409);
+    const [running] = h.store.operations.list({ instanceId: id, kind: 'stop', limit: 10 });
+    assert.equal(running?.status, 'running');
+    assert.equal(problem.operation_id, running?.id, 'the problem names the operation in flight');
+    assert.equal(start.headers.location, `/operations/${running?.id}`);
+    assert.equal(h.runs.filter((r) => r.script === 'start_instance.sh').length, 0, 'start did not run');
+    assert.equal(h.store.operations.list({ instanceId: id, kind: 'start', limit: 10 }).length, 0, 'a refused start records nothing');
+    assert.equal(h.row(id)?.state, 'stopping', 'the record shows the transitional state while the stop runs');
 
     writeFileSync(path.join(gate, 'release'), '');
-    assert.equal((await stop).status, 200);
-    const started = await start;
-
-    assert.equal(started.status, 200, JSON.stringify(started.body));
-    assert.equal(started.body.state, 'running');
-    assert.equal((await ec2InstanceById(id)).State.Name, 'running');
+    const stopped = await stop;
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
+    assert.equal(h.store.operations.get(running!.id)?.status, 'succeeded');
     assert.ok(existsSync(path.join(gate, 'release')));
   });
 });

@@ -109,7 +109,7 @@ describe('OpenAPI document and docs', () => {
   });
   afterEach(() => h.close());
 
-  it('when /openapi.json is fetched, then it is OpenAPI 3.1 describing all seven operations', async () => {
+  it('when /openapi.json is fetched, then it is OpenAPI 3.1 describing every operation', async () => {
     const response = await request(h.app).get('/openapi.json');
 
     assert.equal(response.status, 200);
@@ -121,9 +121,14 @@ describe('OpenAPI document and docs', () => {
     assert.deepEqual(operations, [
       'DELETE /instances/{id} destroyInstance',
       'GET /health health',
+      'GET /health/live liveness', // lifecycle engine (issue 5)
+      'GET /health/ready readiness', // lifecycle engine (issue 5)
       'GET /instances listInstances',
       'GET /instances/{id} getInstance',
+      'GET /operations listOperations', // lifecycle engine (issue 5)
+      'GET /operations/{id} getOperation', // lifecycle engine (issue 5)
       'POST /instances createInstance',
+      'POST /instances/sync syncInstances', // lifecycle engine (issue 5)
       'POST /instances/{id}/start startInstance',
       'POST /instances/{id}/stop stopInstance',
     ]);

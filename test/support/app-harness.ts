@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Express } from 'express';
-import { createApp, type AppDeps } from '../../app/app.js';
+import { createApp, createServices, type AppDeps, type Services } from '../../app/app.js';
 import { scriptEnvironment } from '../../app/config.js';
 import { createScriptRunner, type RunContext, type ScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger, type Logger } from '../../app/logger.js';
@@ -39,10 +39,17 @@ export interface HarnessOptions {
   notifier?: Notifier;
   /** Reuse the database of an earlier harness (restart). */
   databasePath?: string;
+  // --- security (issue 6) ---
+  /** Authentication; disabled unless a test passes tokens. */
+  auth?: AppDeps['auth'];
+  /** Rate limiter clock/window. */
+  rateLimit?: AppDeps['rateLimit'];
 }
 
 export interface Harness {
   app: Express;
+  /** The domain services behind the app (lifecycle engine, issue 5). */
+  services: Services;
   store: Store;
   runner: ScriptRunner;
   databasePath: string;
@@ -85,7 +92,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   const runs: ScriptRun[] = [];
   const runner: ScriptRunner = {
     timeoutMs: inner.timeoutMs,
-    killAll: () => inner.killAll(),
+    killAll: (killOptions) => inner.killAll(killOptions),
     async run(script, args, validate, ctx?: RunContext) {
       const record: ScriptRun = { script, args, startedAt: process.hrtime.bigint() };
       runs.push(record);
@@ -96,9 +103,15 @@ export function createHarness(options: HarnessOptions = {}): Harness {
       }
     },
   };
-  const app = createApp({ store, runner, logger, config, notifier: options.notifier });
+  const deps: AppDeps = {
+    store, runner, logger, config, notifier: options.notifier,
+    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit, // security (issue 6)
+  };
+  const services = createServices(deps); // lifecycle engine (issue 5): tests look at the engine too
+  const app = createApp(deps, services);
   return {
     app,
+    services,
     store,
     runner,
     databasePath,
