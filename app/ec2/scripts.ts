@@ -26,8 +26,14 @@ export function waitTimeoutSeconds(runnerTimeoutMs: number): number {
   return Math.max(1, Math.floor((runnerTimeoutMs * 0.8) / 1000));
 }
 
+/**
+ * Waits until the instance runs, like start and stop do, so the answer and the record carry the state,
+ * public IP and ssh_string a person needs rather than run-instances' provisional "pending". If the wait
+ * runs out, the launch is still found by its client token.
+ */
 export async function createInstance(runner: ScriptRunner, input: CreateInstanceInput, ctx: RunContext = {}): Promise<Ec2Instance> {
-  const args = [`--key-name=${input.keyName}`, `--client-token=${input.clientToken}`];
+  const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
+  const args = [`--key-name=${input.keyName}`, `--client-token=${input.clientToken}`, '--wait', `--wait-timeout=${wait}`];
   if (input.securityGroupId) args.push(`--security-group-id=${input.securityGroupId}`);
   args.push('--', input.name, input.ami, input.instanceType, String(input.storageGb));
   return runner.run('create_instance.sh', args, validateEc2Instance, { clientInput: true, ...ctx });

@@ -63,9 +63,10 @@ describe('instances API against moto', function () {
 
     const ec2 = await ec2InstanceById(body.id);
     assert.ok(ec2, 'EC2 knows the instance');
-    // run-instances reports pending; moto then switches to running at once. Never a hard-coded "running".
-    assert.equal(body.state, 'pending', 'state is what EC2 reported at launch');
-    assert.ok(['pending', 'running'].includes(ec2.State.Name));
+    // The create waits for the launch to settle, so the answer is EC2's state after it, never a guess.
+    assert.equal(body.state, 'running', 'state is what EC2 reports once the launch settled');
+    assert.equal(ec2.State.Name, body.state);
+    assert.ok(body.public_ip, 'a running instance has its public IP in the answer');
     assert.equal(body.public_ip, ec2.PublicIpAddress ?? null);
     assert.equal(body.private_ip, ec2.PrivateIpAddress ?? null);
     assert.equal(ec2.KeyName, TEST_KEY_NAME);
@@ -86,6 +87,7 @@ describe('instances API against moto', function () {
     assert.equal(tags['ec2-creator:client-token'], row.client_token, 'the launch carries the recorded client token');
     const createRun = h.runs.find((r) => r.script === 'create_instance.sh');
     assert.ok(createRun?.args.includes(`--client-token=${row.client_token}`));
+    assert.ok(createRun?.args.includes('--wait'), 'the create waits for the launch to settle');
 
     const scriptLine = h.logs.find((l) => l.message === 'script run' && l.script === 'create_instance.sh');
     assert.ok(scriptLine, 'one log line per script run');
