@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ConfigError, readVariable, wholeNumber, type Env } from './env.js';
 import { loadEmailConfig, type EmailConfig } from './notify/config.js';
 import { loadSecurityConfig, type SecurityConfig } from './auth/config.js'; // security (issue 6)
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
@@ -55,12 +56,7 @@ export interface ScriptTimeouts {
   describe: number;
 }
 
-export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError } from './env.js';
 
 /** The repository root (works from app/ under tsx and from dist/app/ after a build). */
 export function repoRoot(): string {
@@ -70,22 +66,6 @@ export function repoRoot(): string {
     dir = path.dirname(dir);
   }
   return process.cwd();
-}
-
-type Env = Record<string, string | undefined>;
-
-function read(env: Env, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === undefined || value === '' ? undefined : value;
-}
-
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = read(env, name);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
-  const value = Number(raw);
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
-  return value;
 }
 
 /** Accepts a plain path, `file:path`, `sqlite:path` or `sqlite:///abs/path`; relative paths resolve against cwd. */
@@ -99,23 +79,23 @@ export function databasePathFrom(url: string, cwd: string): string {
 }
 
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
-  const port = integer(env, 'PORT', 8000, 0, 65535);
-  const host = read(env, 'HOST') ?? '127.0.0.1';
+  const port = wholeNumber(env, 'PORT', 8000, 0, 65535);
+  const host = readVariable(env, 'HOST') ?? '127.0.0.1';
   if (/\s/.test(host)) throw new ConfigError('HOST', `must be a host name or address, got ${JSON.stringify(host)}`);
 
-  const databasePath = databasePathFrom(read(env, 'DATABASE_URL') ?? './data/instances.db', cwd);
+  const databasePath = databasePathFrom(readVariable(env, 'DATABASE_URL') ?? './data/instances.db', cwd);
 
-  const scriptsDir = path.resolve(cwd, read(env, 'SCRIPTS_DIR') ?? path.join(repoRoot(), 'aws_cli_bash_scripts'));
+  const scriptsDir = path.resolve(cwd, readVariable(env, 'SCRIPTS_DIR') ?? path.join(repoRoot(), 'aws_cli_bash_scripts'));
   if (!existsSync(scriptsDir) || !statSync(scriptsDir).isDirectory()) {
     throw new ConfigError('SCRIPTS_DIR', `${scriptsDir} is not a directory`);
   }
 
-  const keyName = read(env, 'KEY_NAME') ?? 'my_ec2_keypair';
+  const keyName = readVariable(env, 'KEY_NAME') ?? 'my_ec2_keypair';
   if (!new RegExp(KEY_NAME_PATTERN).test(keyName)) {
     throw new ConfigError('KEY_NAME', `${JSON.stringify(keyName)} is not a valid EC2 key pair name`);
   }
 
-  const allowedInstanceTypes = (read(env, 'ALLOWED_INSTANCE_TYPES') ?? 't3.micro,t4g.micro')
+  const allowedInstanceTypes = (readVariable(env, 'ALLOWED_INSTANCE_TYPES') ?? 't3.micro,t4g.micro')
     .split(',')
     .map((t) => t.trim())
     .filter((t) => t !== '');
@@ -129,18 +109,18 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     }
   }
 
-  const maxStorageGb = integer(env, 'MAX_STORAGE_GB', 30, 1, 16384);
-  const scriptTimeoutMs = integer(env, 'SCRIPT_TIMEOUT_MS', 300_000, 1_000, 3_600_000);
+  const maxStorageGb = wholeNumber(env, 'MAX_STORAGE_GB', 30, 1, 16384);
+  const scriptTimeoutMs = wholeNumber(env, 'SCRIPT_TIMEOUT_MS', 300_000, 1_000, 3_600_000);
 
-  const logLevel = (read(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
+  const logLevel = (readVariable(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
   // --- lifecycle engine (issue 5) ---
-  const maxConcurrentScripts = integer(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
-  const maxQueuedOperations = integer(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
-  const timeout = (name: string) => integer(env, name, scriptTimeoutMs, 1_000, 3_600_000);
+  const maxConcurrentScripts = wholeNumber(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
+  const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
+  const timeout = (name: string) => wholeNumber(env, name, scriptTimeoutMs, 1_000, 3_600_000);
   const timeouts: ScriptTimeouts = {
     create: timeout('CREATE_TIMEOUT_MS'),
     start: timeout('START_TIMEOUT_MS'),
@@ -148,10 +128,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     terminate: timeout('TERMINATE_TIMEOUT_MS'),
     describe: timeout('DESCRIBE_TIMEOUT_MS'),
   };
-  const shutdownTimeoutMs = integer(env, 'SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000);
-  const syncIntervalS = integer(env, 'SYNC_INTERVAL_S', 0, 0, 86_400);
+  const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000);
+  const syncIntervalS = wholeNumber(env, 'SYNC_INTERVAL_S', 0, 0, 86_400);
   if (syncIntervalS !== 0 && syncIntervalS < 10) throw new ConfigError('SYNC_INTERVAL_S', `must be 0 (off) or at least 10, got ${syncIntervalS}`);
-  const idempotencyTtlHours = integer(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 24, 8_760);
+  const idempotencyTtlHours = wholeNumber(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 24, 8_760);
 
   return {
     maxConcurrentScripts,

@@ -4,7 +4,7 @@
  * Called by loadConfig (app/config.ts); every bad value is a ConfigError naming its variable.
  */
 import path from 'node:path';
-import { ConfigError } from '../config.js';
+import { booleanVariable, ConfigError, readVariable, wholeNumber, type Env } from '../env.js';
 import { DEFAULT_MAX_INSTANCES } from '../domain/policy.js';
 import { generatedTokenFile, isLoopbackHost, parseTokenList, readTokenFile, type ApiToken } from './tokens.js';
 
@@ -38,35 +38,10 @@ export interface SecurityConfig {
 
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 60;
 
-type Env = Record<string, string | undefined>;
-
-function read(env: Env, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === undefined || value === '' ? undefined : value;
-}
-
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = read(env, name);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
-  const value = Number(raw);
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
-  return value;
-}
-
-export function boolean(env: Env, name: string, fallback: boolean): boolean {
-  const raw = read(env, name);
-  if (raw === undefined) return fallback;
-  const v = raw.toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(v)) return true;
-  if (['false', '0', 'no', 'off'].includes(v)) return false;
-  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(raw)}`);
-}
-
 export function loadAuthConfig(env: Env, host: string, databasePath: string, cwd: string): AuthConfig {
-  const disabled = boolean(env, 'AUTH_DISABLED', false);
-  const list = read(env, 'API_TOKENS');
-  const file = read(env, 'API_TOKENS_FILE');
+  const disabled = booleanVariable(env, 'AUTH_DISABLED', false);
+  const list = readVariable(env, 'API_TOKENS');
+  const file = readVariable(env, 'API_TOKENS_FILE');
   if (disabled) {
     if (!isLoopbackHost(host)) {
       throw new ConfigError(
@@ -93,12 +68,12 @@ export function loadAuthConfig(env: Env, host: string, databasePath: string, cwd
 
 export function loadSecurityConfig(env: Env, options: { host: string; databasePath: string; cwd: string }): SecurityConfig {
   const auth = loadAuthConfig(env, options.host, options.databasePath, options.cwd);
-  const maxInstances = integer(env, 'MAX_INSTANCES', DEFAULT_MAX_INSTANCES, 0, 10_000);
-  const rateLimitPerMinute = integer(env, 'RATE_LIMIT_PER_MINUTE', DEFAULT_RATE_LIMIT_PER_MINUTE, 0, 100_000);
-  const publicDocs = boolean(env, 'PUBLIC_DOCS', true);
-  const headersTimeoutMs = integer(env, 'HTTP_HEADERS_TIMEOUT_MS', 15_000, 1_000, 600_000);
-  const requestTimeoutMs = integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1_000, 3_600_000);
-  const keepAliveTimeoutMs = integer(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1_000, 600_000);
+  const maxInstances = wholeNumber(env, 'MAX_INSTANCES', DEFAULT_MAX_INSTANCES, 0, 10_000);
+  const rateLimitPerMinute = wholeNumber(env, 'RATE_LIMIT_PER_MINUTE', DEFAULT_RATE_LIMIT_PER_MINUTE, 0, 100_000);
+  const publicDocs = booleanVariable(env, 'PUBLIC_DOCS', true);
+  const headersTimeoutMs = wholeNumber(env, 'HTTP_HEADERS_TIMEOUT_MS', 15_000, 1_000, 600_000);
+  const requestTimeoutMs = wholeNumber(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1_000, 3_600_000);
+  const keepAliveTimeoutMs = wholeNumber(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1_000, 600_000);
   if (headersTimeoutMs > requestTimeoutMs) {
     throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', `must not exceed HTTP_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
   }
