@@ -15,6 +15,7 @@ import type { ScriptTimeouts } from '../config.js';
 import type { Ec2Snapshot, InstancesRepository, LaunchedRow, RecordedState } from '../store/instances-repo.js';
 import { ConflictError, NotFoundError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
 import { loginUserFor, sshString } from './login-user.js';
+import { decodeCursor, pageOf } from './pagination.js';
 import {
   DEFAULT_MAX_INSTANCES, checkImageFits, checkInstanceQuota, checkLaunchRequest, countLiveInstances, type LaunchPolicy,
 } from './policy.js';
@@ -99,16 +100,7 @@ function normaliseTime(value: string): string | null {
   return Number.isNaN(ms) ? null : new Date(ms).toISOString();
 }
 
-export function encodeCursor(rowId: number): string {
-  return Buffer.from(`v1:${rowId}`, 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string): number {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^v1:([1-9]\d{0,15})$/.exec(text);
-  if (!match) throw new ValidationError('The cursor is not one this service issued', [{ field: 'cursor', message: 'is not a valid cursor' }]);
-  return Number(match[1]);
-}
+export { decodeCursor, encodeCursor } from './pagination.js';
 
 export interface InstancesService {
   create(request: CreateInstanceRequest, ctx?: OpContext, launch?: LaunchOptions): Promise<Instance>;
@@ -325,12 +317,8 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
         beforeRowId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
         limit: limit + 1,
       });
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        instances: page.map(toApiInstance),
-        next_cursor: rows.length > limit && last ? encodeCursor(last.row_id) : null,
-      };
+      const { items, next_cursor } = pageOf(rows, limit, toApiInstance);
+      return { instances: items, next_cursor };
     },
 
     start: (instanceId, ctx) => change('start', instanceId, ctx),

@@ -19,7 +19,8 @@ import {
   AppError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, ScriptError,
   UnavailableError,
 } from './errors.js';
-import { decodeCursor, encodeCursor, type OpContext } from './instances.js';
+import type { OpContext } from './instances.js';
+import { decodeCursor, pageOf } from './pagination.js';
 
 export type { OperationKind } from '../store/operations-repo.js';
 
@@ -345,12 +346,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
         beforeRowId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
         limit: limit + 1,
       });
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        operations: page.map(toApiOperation),
-        next_cursor: rows.length > limit && last ? encodeCursor(last.row_id) : null,
-      };
+      const { items, next_cursor } = pageOf(rows, limit, toApiOperation);
+      return { operations: items, next_cursor };
     },
     activeOn: (instanceId) => byInstance.get(instanceId),
     stats: () => ({ running, queued: waiting.length, active: active.size }),

@@ -9,18 +9,7 @@
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib/api.sh"
 
 main() {
-  init_result instance-stop
-  local id
-  id="$(valid_instance_id)"
-  api_configuration
-
-  api_request POST "/instances/${id}/stop"
-  expect_status 'stop' "${RESULT_FILE}" 200
-  save_response "${RESULT_FILE}"
-  info ''
-  info "Instance ${id} is $(jq -r .state "${RESULT_FILE}")"
-  print_instance <"${RESULT_FILE}"
-  info "Answer saved to ${RESULT_FILE}"
+  change_state_job stop
 }
 
 main "$@"

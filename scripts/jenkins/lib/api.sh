@@ -204,3 +204,19 @@ print_instance() {
     "  security group: \(.security_group_id | v)",
     "  ssh:            \(.ssh_string | v)"'
 }
+
+# change_state_job ACTION: the whole of the "start" and "stop" jobs, which differ only in the action.
+change_state_job() {
+  local action="$1" id
+  init_result "instance-${action}"
+  id="$(valid_instance_id)"
+  api_configuration
+
+  api_request POST "/instances/${id}/${action}"
+  expect_status "${action}" "${RESULT_FILE}" 200
+  save_response "${RESULT_FILE}"
+  info ''
+  info "Instance ${id} is $(jq -r .state "${RESULT_FILE}")"
+  print_instance <"${RESULT_FILE}"
+  info "Answer saved to ${RESULT_FILE}"
+}
