@@ -123,7 +123,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   if (!deps.auth) throw new Error('createApp: deps.auth is required ({ mode: "disabled" } or { mode: "tokens", tokens })');
   app.use(securityHeaders());
   app.use(requestContext(deps.logger));
-  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs ?? true }));
+  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs ?? false }));
   app.use(authorize());
   app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE, ...deps.rateLimit }));
   // --- end security ---

@@ -74,6 +74,8 @@ async function main(): Promise<void> {
     AWS_EC2_METADATA_DISABLED: 'true',
     AWS_ENDPOINT_URL: moto.endpoint,
     DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? path.join(work, 'instances.db'),
+    // Loopback only, and a browser cannot send a bearer token to load Swagger UI: open the docs here.
+    PUBLIC_DOCS: process.env.PUBLIC_DOCS ?? 'true',
   });
 
   let server: RunningServer | undefined;

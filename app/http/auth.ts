@@ -2,7 +2,7 @@
  * Authentication and function-level authorization (issue 6).
  *
  * Every route needs `Authorization: Bearer <token>` except /health (and /health/*) and, when the docs are
- * public (PUBLIC_DOCS, the default), GET /openapi.json and /docs. Missing token → 401 with
+ * public (PUBLIC_DOCS=true; off by default), GET /openapi.json and /docs. Missing token → 401 with
  * `WWW-Authenticate: Bearer realm="ec2-creator"`; a token that does not match → 401 with
  * `error="invalid_token"`; a viewer on any method but GET/HEAD/OPTIONS → 403. The caller's name and role
  * go to res.locals.principal; the token itself is never stored, logged or echoed.
@@ -35,7 +35,7 @@ export function isPublicPath(req: Request, publicDocs: boolean): boolean {
 }
 
 export function authenticate(setup: AuthSetup, options: { logger: Logger; publicDocs?: boolean }): RequestHandler {
-  const publicDocs = options.publicDocs ?? true;
+  const publicDocs = options.publicDocs ?? false;
   if (setup.mode === 'disabled') {
     return (_req, _res, next) => next();
   }

@@ -27,7 +27,7 @@ describe('authentication', function () {
   before(async () => {
     const probe = securedHarness();
     try {
-      document = (await request(probe.app).get('/openapi.json')).body;
+      document = (await request(probe.app).get('/openapi.json').set('Authorization', bearer(VIEWER_TOKEN))).body;
     } finally {
       probe.close();
     }
@@ -97,22 +97,23 @@ describe('authentication', function () {
     assert.deepEqual(response.body.instances, []);
   });
 
-  it('when /health, /openapi.json and /docs are called without a token, then they answer (public by design)', async () => {
+  it('when /openapi.json or /docs is called without a token, then 401 like every endpoint but /health', async () => {
     assert.equal((await request(h.app).get('/health')).status, 200);
-    assert.equal((await request(h.app).get('/openapi.json')).status, 200);
-    assert.ok([200, 301].includes((await request(h.app).get('/docs')).status));
-    // …but only for reading: POST /openapi.json is not public.
-    expectProblem(await request(h.app).post('/openapi.json').send({}), 401);
+    assert.equal((await request(h.app).get('/health/live')).status, 200);
+    expectProblem(await request(h.app).get('/openapi.json'), 401);
+    expectProblem(await request(h.app).get('/docs/'), 401);
+    assert.equal((await request(h.app).get('/openapi.json').set('Authorization', bearer(VIEWER_TOKEN))).status, 200);
   });
 
-  it('when the docs are not public, then /openapi.json needs a token too', async () => {
-    const closed = createHarness({ auth: { mode: 'tokens', tokens }, config: { publicDocs: false } });
+  it('when PUBLIC_DOCS opens the docs, then they answer without a token, for reading only', async () => {
+    const open = createHarness({ auth: { mode: 'tokens', tokens }, config: { publicDocs: true } });
     try {
-      expectProblem(await request(closed.app).get('/openapi.json'), 401);
-      assert.equal((await request(closed.app).get('/openapi.json').set('Authorization', bearer(VIEWER_TOKEN))).status, 200);
-      assert.equal((await request(closed.app).get('/health')).status, 200);
+      assert.equal((await request(open.app).get('/openapi.json')).status, 200);
+      assert.ok([200, 301].includes((await request(open.app).get('/docs')).status));
+      expectProblem(await request(open.app).post('/openapi.json').send({}), 401);
+      expectProblem(await request(open.app).get('/instances'), 401);
     } finally {
-      closed.close();
+      open.close();
     }
   });
 

@@ -117,10 +117,10 @@ describe('security configuration', () => {
   });
 
   it('when the limits are set, then they are parsed; bad values name their variable', () => {
-    const cfg = loadSecurityConfig({ MAX_INSTANCES: '2', RATE_LIMIT_PER_MINUTE: '10', PUBLIC_DOCS: 'false', HTTP_REQUEST_TIMEOUT_MS: '20000' }, { host: '127.0.0.1', databasePath: ':memory:', cwd: dir });
-    assert.deepEqual([cfg.maxInstances, cfg.rateLimitPerMinute, cfg.publicDocs, cfg.http.requestTimeoutMs], [2, 10, false, 20_000]);
+    const cfg = loadSecurityConfig({ MAX_INSTANCES: '2', RATE_LIMIT_PER_MINUTE: '10', PUBLIC_DOCS: 'true', HTTP_REQUEST_TIMEOUT_MS: '20000' }, { host: '127.0.0.1', databasePath: ':memory:', cwd: dir });
+    assert.deepEqual([cfg.maxInstances, cfg.rateLimitPerMinute, cfg.publicDocs, cfg.http.requestTimeoutMs], [2, 10, true, 20_000]);
     const defaults = loadConfig({}, dir);
-    assert.deepEqual([defaults.maxInstances, defaults.rateLimitPerMinute, defaults.publicDocs], [5, 60, true]);
+    assert.deepEqual([defaults.maxInstances, defaults.rateLimitPerMinute, defaults.publicDocs], [5, 60, false]);
     assert.deepEqual(defaults.auth, { mode: 'generate', file: path.join(dir, 'data', 'api-token') });
     for (const [name, value] of [['MAX_INSTANCES', '-1'], ['RATE_LIMIT_PER_MINUTE', 'lots'], ['PUBLIC_DOCS', 'perhaps'], ['HTTP_HEADERS_TIMEOUT_MS', '999999']] as const) {
       configError(() => loadConfig({ [name]: value }, dir), name);
