@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startServer } from '../app/server.js';
-import { startMoto } from '../test/support/moto.js';
+import { startMoto } from '../scripts/lib/moto.js';
 
 const SAMPLES = 400;
 const CONCURRENT_STOPS = 4;

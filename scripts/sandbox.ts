@@ -4,9 +4,7 @@
  * AWS config files, so no real profile is ever read), creates the key pair, starts the service and prints
  * its URL under a "SANDBOX — not real AWS" banner. Ctrl-C stops both and removes the temporary files.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { config as loadDotenv } from 'dotenv';
@@ -16,45 +14,7 @@ import { ensureKeyPair } from '../app/ec2/scripts.js';
 import { readGeneratedTokenValue } from '../app/auth/tokens.js'; // security (issue 6)
 import { createLogger } from '../app/logger.js';
 import { startServer, type RunningServer } from '../app/server.js';
-
-async function freeLoopbackPort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-async function startMoto(): Promise<{ endpoint: string; child: ChildProcess }> {
-  const port = await freeLoopbackPort();
-  const endpoint = `http://127.0.0.1:${port}`;
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
-  const failed = new Promise<never>((_, reject) => {
-    child.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'ENOENT' ? new Error('moto_server is not on PATH (pip install "moto[server]")') : error));
-    child.once('exit', (code) => reject(new Error(`moto_server exited with code ${code}:\n${output}`)));
-  });
-  const answering = (async () => {
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      try {
-        if ((await fetch(`${endpoint}/moto-api/`)).status < 500) return;
-      } catch {
-        // not yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`moto_server did not answer within 30 s:\n${output}`);
-  })();
-  await Promise.race([answering, failed]);
-  failed.catch(() => undefined);
-  return { endpoint, child };
-}
+import { startMoto } from './lib/moto.js';
 
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
@@ -84,13 +44,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     await server?.close();
-    moto.child.kill('SIGTERM');
+    await moto.stop();
     rmSync(work, { recursive: true, force: true });
     process.exit(code);
   };
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
-  moto.child.once('exit', () => {
+  void moto.exited.then(() => {
     if (!stopping) {
       process.stderr.write('moto_server stopped unexpectedly; stopping the sandbox\n');
       void stop(1);

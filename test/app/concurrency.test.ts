@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
+import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, fakeAwsEnv, type Harness } from '../support/app-harness.js';
 
 const WAIT_LIMIT_MS = 45_000;

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import {
   AL2022_ARM_AMI, UBUNTU_X86_AMI, TEST_KEY_NAME, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById,
-} from '../support/app-aws.js';
+} from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
 
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;

@@ -5,7 +5,7 @@ import { architectureForType, checkImageFits, checkLaunchRequest } from '../../a
 import { PolicyError } from '../../app/domain/errors.js';
 import { loginUserFor, sshString } from '../../app/domain/login-user.js';
 import { resetMoto } from '../support/global-fixture.js';
-import { AL2022_ARM_AMI, UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/app-aws.js';
+import { AL2022_ARM_AMI, UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
 
 describe('launch policy through POST /instances', function () {

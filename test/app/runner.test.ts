@@ -14,7 +14,7 @@ import { createScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger } from '../../app/logger.js';
 import { validateEc2Image, validateEc2Instance, validateEc2InstanceList } from '../../app/schemas/validators.js';
 import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
+import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import {
   createHarness, expectProblem, fakeAwsEnv, fixturesDir, realScriptsDir, type Harness, type HarnessOptions,
 } from '../support/app-harness.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import request from 'supertest';
 import { clientTokenForKey } from '../../app/domain/lifecycle.js';
 import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
+import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
 import { captured, lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
-import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById } from '../support/app-aws.js';
+import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, realScriptsDir, type Harness } from '../support/app-harness.js';
 import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { freeLoopbackPort } from '../support/ports.js';
+import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 import { capturedLogger } from '../support/log-capture.js';
 import { startSmtpServer, testEmailConfig } from '../support/smtp.js';
 import { ConfigError } from '../../app/config.js';

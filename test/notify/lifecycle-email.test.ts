@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
-import { createKeyPair, ec2InstanceById, UBUNTU_X86_AMI } from '../support/app-aws.js';
+import { createKeyPair, ec2InstanceById, UBUNTU_X86_AMI } from '../support/ec2-reader.js';
 import { createHarness, type Harness } from '../support/app-harness.js';
 import { capturedLogger } from '../support/log-capture.js';
 import { startSilentServer, startSmtpServer, testEmailConfig } from '../support/smtp.js';

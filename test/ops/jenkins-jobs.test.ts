@@ -6,7 +6,7 @@ import path from 'node:path';
 import { resetMoto } from '../support/global-fixture.js';
 import { removeJobWorkspaces, runJob, startRecorder, type Recorder } from '../support/ops-jobs.js';
 import { createServerSandbox, ensureBuilt, repoRoot, run, type ServerSandbox } from '../support/ops-manager.js';
-import { allEc2Instances, ec2InstanceById, UBUNTU_X86_AMI } from '../support/app-aws.js';
+import { allEc2Instances, ec2InstanceById, UBUNTU_X86_AMI } from '../support/ec2-reader.js';
 
 const KEY_NAME = 'ec2c-ops-jenkins-key';
 

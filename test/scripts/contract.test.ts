@@ -4,7 +4,8 @@ import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resetMoto } from '../support/global-fixture.js';
-import { allInstances, createKeyPair, runScript, scriptsDir, X86_AMI } from '../support/scripts.js';
+import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
+import { SCRIPT_DEFAULT_KEY_NAME, runScript, scriptsDir } from '../support/scripts.js';
 
 const SCRIPTS = readdirSync(scriptsDir).filter((file) => file.endsWith('.sh')).sort();
 const TAKES_INSTANCE_ID = ['describe_instance.sh', 'destroy_instance.sh', 'start_instance.sh', 'stop_instance.sh'];
@@ -85,12 +86,12 @@ describe('every script', () => {
 
   it('when a script succeeds, then stdout holds exactly one JSON document and the progress went to stderr', async () => {
     await resetMoto();
-    await createKeyPair();
-    const result = await runScript('create_instance.sh', ['one doc', X86_AMI, 't3.micro', '8']);
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
+    const result = await runScript('create_instance.sh', ['one doc', UBUNTU_X86_AMI, 't3.micro', '8']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.doesNotThrow(() => result.json());
     assert.equal(result.stdout.trim().split('\n')[0], '{');
     assert.match(result.stderr, /launching/);
-    assert.equal((await allInstances()).length, 1);
+    assert.equal((await allEc2Instances()).length, 1);
   });
 });

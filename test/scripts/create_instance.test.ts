@@ -3,9 +3,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resetMoto } from '../support/global-fixture.js';
-import {
-  allInstances, aws, createKeyPair, ec2Instance, runScript, tagsOf, ARM_AMI, X86_AMI,
-} from '../support/scripts.js';
+import { AL2022_ARM_AMI, UBUNTU_X86_AMI, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { SCRIPT_DEFAULT_KEY_NAME, runScript, tagsOf } from '../support/scripts.js';
 
 const INSTANCE_FIELDS = [
   'ami', 'client_token', 'id', 'instance_type', 'key_name', 'launch_time', 'managed', 'name',
@@ -13,18 +12,18 @@ const INSTANCE_FIELDS = [
 ].sort();
 
 async function volumesOf(instanceId: string): Promise<any[]> {
-  const described = await aws('describe-volumes', `--filters=Name=attachment.instance-id,Values=${instanceId}`);
+  const described = await awsEc2('describe-volumes', `--filters=Name=attachment.instance-id,Values=${instanceId}`);
   return described.Volumes;
 }
 
 describe('create_instance.sh', () => {
   beforeEach(async () => {
     await resetMoto();
-    await createKeyPair();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
   });
 
   it('when given a name, AMI, type and size, then it launches one tagged instance with a gp3 root volume of that size', async () => {
-    const result = await runScript('create_instance.sh', ['web 1', X86_AMI, 't3.micro', '12']);
+    const result = await runScript('create_instance.sh', ['web 1', UBUNTU_X86_AMI, 't3.micro', '12']);
 
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = result.json();
@@ -35,7 +34,7 @@ describe('create_instance.sh', () => {
     assert.equal(printed.key_name, 'my_ec2_keypair');
     assert.equal(printed.managed, true);
 
-    const instance = await ec2Instance(printed.id);
+    const instance = await ec2InstanceById(printed.id);
     assert.equal(instance.KeyName, 'my_ec2_keypair');
     assert.equal(instance.InstanceType, 't3.micro');
     assert.deepEqual(tagsOf(instance), {
@@ -52,18 +51,18 @@ describe('create_instance.sh', () => {
 
   it('when options are used instead of positions, then KEY_NAME, the key name option, the token and the group all apply', async () => {
     await createKeyPair('deploy key');
-    const group = await aws('create-security-group', '--group-name=web', '--description=web');
+    const group = await awsEc2('create-security-group', '--group-name=web', '--description=web');
 
     const result = await runScript('create_instance.sh', [
       '--key-name=deploy key', '--client-token', 'retry-42', '--security-group-id', group.GroupId,
-      '--name=api', `--ami=${ARM_AMI}`, '--instance-type=t4g.micro', '--storage-gb=8',
+      '--name=api', `--ami=${AL2022_ARM_AMI}`, '--instance-type=t4g.micro', '--storage-gb=8',
     ], { env: { KEY_NAME: 'ignored-because-the-option-wins' } });
 
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = result.json();
     assert.equal(printed.client_token, 'retry-42');
     assert.deepEqual(printed.security_group_ids, [group.GroupId]);
-    const instance = await ec2Instance(printed.id);
+    const instance = await ec2InstanceById(printed.id);
     assert.equal(instance.ClientToken, 'retry-42');
     assert.equal(instance.KeyName, 'deploy key');
     assert.deepEqual(instance.SecurityGroups.map((g: any) => g.GroupId), [group.GroupId]);
@@ -72,13 +71,13 @@ describe('create_instance.sh', () => {
 
   it('when KEY_NAME is set, then the instance uses that key pair', async () => {
     await createKeyPair('team-key');
-    const result = await runScript('create_instance.sh', ['db', X86_AMI, 't3.micro', '8'], { env: { KEY_NAME: 'team-key' } });
+    const result = await runScript('create_instance.sh', ['db', UBUNTU_X86_AMI, 't3.micro', '8'], { env: { KEY_NAME: 'team-key' } });
     assert.equal(result.exitCode, 0, result.stderr);
-    assert.equal((await ec2Instance(result.json().id)).KeyName, 'team-key');
+    assert.equal((await ec2InstanceById(result.json().id)).KeyName, 'team-key');
   });
 
   it('when --wait is given, then it prints the instance once EC2 reports it running', async () => {
-    const result = await runScript('create_instance.sh', ['--wait', '--poll-interval=1', 'w', X86_AMI, 't3.micro', '8']);
+    const result = await runScript('create_instance.sh', ['--wait', '--poll-interval=1', 'w', UBUNTU_X86_AMI, 't3.micro', '8']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().state, 'running');
     assert.match(result.stderr, /waiting up to 600s/);
@@ -86,42 +85,42 @@ describe('create_instance.sh', () => {
 
   for (const [storage, why] of [['1000000', 'far above the cap'], ['31', 'one above the default cap'], ['0', 'zero'], ['-5', 'negative'], ['8.5', 'fractional'], ['1e3', 'exponent']] as const) {
     it(`when the storage size is ${why} (${storage}), then it exits 2 and launches nothing`, async () => {
-      const result = await runScript('create_instance.sh', ['--', 'web', X86_AMI, 't3.micro', storage]);
+      const result = await runScript('create_instance.sh', ['--', 'web', UBUNTU_X86_AMI, 't3.micro', storage]);
       assert.equal(result.exitCode, 2);
       assert.equal(result.json().error.code, 'InvalidArgument');
       assert.match(result.stderr, /STORAGE_GB|storage|option/i);
-      assert.deepEqual(await allInstances(), []);
+      assert.deepEqual(await allEc2Instances(), []);
     });
   }
 
   it('when MAX_STORAGE_GB raises the cap, then a larger volume is allowed', async () => {
-    const result = await runScript('create_instance.sh', ['big', X86_AMI, 't3.micro', '100'], { env: { MAX_STORAGE_GB: '100' } });
+    const result = await runScript('create_instance.sh', ['big', UBUNTU_X86_AMI, 't3.micro', '100'], { env: { MAX_STORAGE_GB: '100' } });
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal((await volumesOf(result.json().id))[0].Size, 100);
   });
 
   it('when the key pair does not exist, then it exits 3 naming the key and launches nothing', async () => {
-    const result = await runScript('create_instance.sh', ['--key-name=missing', 'web', X86_AMI, 't3.micro', '8']);
+    const result = await runScript('create_instance.sh', ['--key-name=missing', 'web', UBUNTU_X86_AMI, 't3.micro', '8']);
     assert.equal(result.exitCode, 3);
     assert.equal(result.json().error.code, 'InvalidKeyPair.NotFound');
     assert.match(result.stderr, /missing/);
-    assert.deepEqual(await allInstances(), []);
+    assert.deepEqual(await allEc2Instances(), []);
   });
 
   it('when the AMI does not exist, then it exits 3 and launches nothing', async () => {
     const result = await runScript('create_instance.sh', ['web', 'ami-0123456789abcdef0', 't3.micro', '8']);
     assert.equal(result.exitCode, 3);
     assert.equal(result.json().error.code, 'InvalidAMIID.NotFound');
-    assert.deepEqual(await allInstances(), []);
+    assert.deepEqual(await allEc2Instances(), []);
   });
 
   it('when an argument is missing or one too many, then it exits 2 with the usage hint', async () => {
-    for (const args of [['web', X86_AMI, 't3.micro'], ['web', X86_AMI, 't3.micro', '8', 'sg-12345678', 'extra']]) {
+    for (const args of [['web', UBUNTU_X86_AMI, 't3.micro'], ['web', UBUNTU_X86_AMI, 't3.micro', '8', 'sg-12345678', 'extra']]) {
       const result = await runScript('create_instance.sh', args);
       assert.equal(result.exitCode, 2, args.join(' '));
       assert.match(result.json().error.message, /--help/);
     }
-    assert.deepEqual(await allInstances(), []);
+    assert.deepEqual(await allEc2Instances(), []);
   });
 });
 
@@ -133,7 +132,7 @@ describe('create_instance.sh against hostile input', () => {
   after(() => rmSync(canaryDir, { recursive: true, force: true }));
   beforeEach(async () => {
     await resetMoto();
-    await createKeyPair();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
   });
 
   const canary = () => path.join(canaryDir, 'pwned');
@@ -156,10 +155,10 @@ describe('create_instance.sh against hostile input', () => {
 
   it('when the name carries injection attempts, then each is refused with exit 2 or stored literally as the Name tag and nothing else', async () => {
     for (const name of names()) {
-      const result = await runScript('create_instance.sh', ['--', name, X86_AMI, 't3.micro', '8']);
+      const result = await runScript('create_instance.sh', ['--', name, UBUNTU_X86_AMI, 't3.micro', '8']);
       assert.ok([0, 2].includes(result.exitCode), `${JSON.stringify(name)} exited ${result.exitCode}: ${result.stderr}`);
       if (result.exitCode === 0) {
-        const instance = await ec2Instance(result.json().id);
+        const instance = await ec2InstanceById(result.json().id);
         const tags = tagsOf(instance);
         assert.equal(tags.Name, name, 'the name is stored exactly as given');
         assert.deepEqual(Object.keys(tags).sort(), ['ManagedBy', 'Name', 'ec2-creator:client-token']);
@@ -168,7 +167,7 @@ describe('create_instance.sh against hostile input', () => {
         assert.equal(result.json().error.code, 'InvalidArgument');
       }
     }
-    const instances = await allInstances();
+    const instances = await allEc2Instances();
     for (const instance of instances) {
       assert.deepEqual(Object.keys(tagsOf(instance)).sort(), ['ManagedBy', 'Name', 'ec2-creator:client-token']);
     }
@@ -178,14 +177,14 @@ describe('create_instance.sh against hostile input', () => {
   it('when another argument carries an option or a URL, then it exits 2 before any AWS call', async () => {
     const hostile: [string, string[]][] = [
       ['AMI', ['web', '--endpoint-url=http://127.0.0.1:1', 't3.micro', '8']],
-      ['type', ['web', X86_AMI, 't3.micro --dry-run', '8']],
-      ['type', ['web', X86_AMI, '--instance-type=t3.micro', '8']],
-      ['size', ['web', X86_AMI, 't3.micro', '8; touch /tmp/x']],
-      ['group', ['web', X86_AMI, 't3.micro', '8', 'sg-1234567g']],
-      ['key', ['--key-name=file:///etc/passwd', 'web', X86_AMI, 't3.micro', '8']],
-      ['key', ['--key-name=http://127.0.0.1:1/key', 'web', X86_AMI, 't3.micro', '8']],
-      ['token', ['--client-token=$(id)', 'web', X86_AMI, 't3.micro', '8']],
-      ['token', [`--client-token=${'t'.repeat(65)}`, 'web', X86_AMI, 't3.micro', '8']],
+      ['type', ['web', UBUNTU_X86_AMI, 't3.micro --dry-run', '8']],
+      ['type', ['web', UBUNTU_X86_AMI, '--instance-type=t3.micro', '8']],
+      ['size', ['web', UBUNTU_X86_AMI, 't3.micro', '8; touch /tmp/x']],
+      ['group', ['web', UBUNTU_X86_AMI, 't3.micro', '8', 'sg-1234567g']],
+      ['key', ['--key-name=file:///etc/passwd', 'web', UBUNTU_X86_AMI, 't3.micro', '8']],
+      ['key', ['--key-name=http://127.0.0.1:1/key', 'web', UBUNTU_X86_AMI, 't3.micro', '8']],
+      ['token', ['--client-token=$(id)', 'web', UBUNTU_X86_AMI, 't3.micro', '8']],
+      ['token', [`--client-token=${'t'.repeat(65)}`, 'web', UBUNTU_X86_AMI, 't3.micro', '8']],
     ];
     for (const [what, args] of hostile) {
       const result = await runScript('create_instance.sh', args, {
@@ -195,6 +194,6 @@ describe('create_instance.sh against hostile input', () => {
       assert.equal(result.exitCode, 2, `${what}: ${args.join(' ')} → ${result.stderr}`);
       assert.equal(result.json().error.code, 'InvalidArgument');
     }
-    assert.deepEqual(await allInstances(), []);
+    assert.deepEqual(await allEc2Instances(), []);
   });
 });

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startThrottlingProxy } from '../support/fault-proxy.js';
 import { motoEndpoint, resetMoto } from '../support/global-fixture.js';
-import { createKeyPair, ec2Instance, fakeAwsEnv, runScript, X86_AMI } from '../support/scripts.js';
+import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { SCRIPT_DEFAULT_KEY_NAME, fakeAwsEnv, runScript } from '../support/scripts.js';
 
 describe('scripts when AWS misbehaves', () => {
   let dir: string;
@@ -17,9 +18,9 @@ describe('scripts when AWS misbehaves', () => {
   it('when EC2 throttles a few times, then the CLI retries on its own and the script succeeds', async () => {
     const proxy = await startThrottlingProxy(motoEndpoint(), 2);
     try {
-      const result = await runScript('describe_image.sh', [X86_AMI], { env: { AWS_ENDPOINT_URL: proxy.endpoint } });
+      const result = await runScript('describe_image.sh', [UBUNTU_X86_AMI], { env: { AWS_ENDPOINT_URL: proxy.endpoint } });
       assert.equal(result.exitCode, 0, result.stderr);
-      assert.equal(result.json().id, X86_AMI);
+      assert.equal(result.json().id, UBUNTU_X86_AMI);
       assert.equal(proxy.throttled, 2);
       assert.equal(proxy.requests, 3);
     } finally {
@@ -30,7 +31,7 @@ describe('scripts when AWS misbehaves', () => {
   it('when EC2 keeps throttling, then the CLI stops after the default bound of 5 attempts and the script exits 5', async () => {
     const proxy = await startThrottlingProxy(motoEndpoint(), Number.POSITIVE_INFINITY);
     try {
-      const result = await runScript('describe_image.sh', [X86_AMI], { env: { AWS_ENDPOINT_URL: proxy.endpoint } });
+      const result = await runScript('describe_image.sh', [UBUNTU_X86_AMI], { env: { AWS_ENDPOINT_URL: proxy.endpoint } });
       assert.equal(result.exitCode, 5, result.stderr);
       assert.equal(result.json().error.code, 'RequestLimitExceeded');
       assert.equal(proxy.requests, 5);
@@ -42,7 +43,7 @@ describe('scripts when AWS misbehaves', () => {
   it("when the caller sets AWS_MAX_ATTEMPTS, then the caller's bound is kept", async () => {
     const proxy = await startThrottlingProxy(motoEndpoint(), Number.POSITIVE_INFINITY);
     try {
-      const result = await runScript('describe_image.sh', [X86_AMI], {
+      const result = await runScript('describe_image.sh', [UBUNTU_X86_AMI], {
         env: { AWS_ENDPOINT_URL: proxy.endpoint, AWS_MAX_ATTEMPTS: '2' },
       });
       assert.equal(result.exitCode, 5);
@@ -98,8 +99,8 @@ describe('scripts when AWS misbehaves', () => {
   });
 
   it('when a call hangs while waiting for a state, then the wait bound fires and the script exits 7', async () => {
-    await createKeyPair();
-    const created = (await runScript('create_instance.sh', ['slow', X86_AMI, 't3.micro', '8'])).json();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
+    const created = (await runScript('create_instance.sh', ['slow', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
     const log = path.join(dir, 'calls.log');
     const result = await runScript('stop_instance.sh', ['--wait-timeout=3', created.id], {
       // The state check before the request passes; the first describe of the wait hangs.
@@ -111,19 +112,19 @@ describe('scripts when AWS misbehaves', () => {
   });
 
   it('when the instance never reaches the target state, then the wait bound fires with the state it is stuck in', async () => {
-    await createKeyPair();
-    const created = (await runScript('create_instance.sh', ['stuck', X86_AMI, 't3.micro', '8'])).json();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
+    const created = (await runScript('create_instance.sh', ['stuck', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
     const result = await runScript('stop_instance.sh', ['--wait-timeout=2', '--poll-interval=1', created.id], {
       env: await fakeAwsEnv('stuck-state=stopping'),
     });
     assert.equal(result.exitCode, 7);
     assert.match(result.json().error.message, /still stopping after 2s/);
-    assert.equal((await ec2Instance(created.id)).State.Name, 'stopped', 'the request itself reached EC2');
+    assert.equal((await ec2InstanceById(created.id)).State.Name, 'stopped', 'the request itself reached EC2');
   });
 
   it('when someone else terminates the instance during a wait, then the script exits 4 instead of waiting on', async () => {
-    await createKeyPair();
-    const created = (await runScript('create_instance.sh', ['raced', X86_AMI, 't3.micro', '8'])).json();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
+    const created = (await runScript('create_instance.sh', ['raced', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
     const log = path.join(dir, 'calls.log');
     const result = await runScript('stop_instance.sh', ['--wait-timeout=60', created.id], {
       // The state check before the request sees the truth; from then on EC2 reports "terminated".

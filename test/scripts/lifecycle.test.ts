@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { resetMoto } from '../support/global-fixture.js';
-import {
-  aws, createKeyPair, ec2Instance, launchUnmanaged, runScript, ARM_AMI, X86_AMI,
-} from '../support/scripts.js';
+import { AL2022_ARM_AMI, UBUNTU_X86_AMI, awsEc2, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { SCRIPT_DEFAULT_KEY_NAME, launchUnmanaged, runScript } from '../support/scripts.js';
 
 async function createManaged(name = 'web'): Promise<any> {
-  const result = await runScript('create_instance.sh', [name, X86_AMI, 't3.micro', '8']);
+  const result = await runScript('create_instance.sh', [name, UBUNTU_X86_AMI, 't3.micro', '8']);
   assert.equal(result.exitCode, 0, result.stderr);
   return result.json();
 }
@@ -15,7 +14,7 @@ const FAST_POLL = ['--poll-interval=1'];
 describe('describe_instance.sh', () => {
   beforeEach(async () => {
     await resetMoto();
-    await createKeyPair();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
   });
 
   it('when the instance exists, then it prints it with the root volume size and the state EC2 reports', async () => {
@@ -26,8 +25,8 @@ describe('describe_instance.sh', () => {
     assert.equal(printed.id, created.id);
     assert.equal(printed.name, 'described');
     assert.equal(printed.storage_gb, 8);
-    assert.equal(printed.state, (await ec2Instance(created.id)).State.Name);
-    assert.equal(printed.public_ip, (await ec2Instance(created.id)).PublicIpAddress);
+    assert.equal(printed.state, (await ec2InstanceById(created.id)).State.Name);
+    assert.equal(printed.public_ip, (await ec2InstanceById(created.id)).PublicIpAddress);
   });
 
   it('when EC2 does not know the id, then it exits 3 with the AWS error code', async () => {
@@ -48,7 +47,7 @@ describe('describe_instance.sh', () => {
 describe('stop_instance.sh and start_instance.sh', () => {
   beforeEach(async () => {
     await resetMoto();
-    await createKeyPair();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
   });
 
   it('when a running instance is stopped, then it prints it stopped with no public IP (null, not "None")', async () => {
@@ -58,17 +57,17 @@ describe('stop_instance.sh and start_instance.sh', () => {
     const printed = result.json();
     assert.equal(printed.state, 'stopped');
     assert.equal(printed.public_ip, null);
-    assert.equal((await ec2Instance(created.id)).State.Name, 'stopped');
+    assert.equal((await ec2InstanceById(created.id)).State.Name, 'stopped');
     assert.match(result.stderr, /waiting up to 600s for i-\w+ to be stopped/);
   });
 
   it('when a stopped instance is started, then it prints it running with the public IP EC2 now reports', async () => {
     const created = await createManaged();
-    await aws('stop-instances', `--instance-ids=${created.id}`);
+    await awsEc2('stop-instances', `--instance-ids=${created.id}`);
     const result = await runScript('start_instance.sh', [...FAST_POLL, created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = result.json();
-    const instance = await ec2Instance(created.id);
+    const instance = await ec2InstanceById(created.id);
     assert.equal(printed.state, 'running');
     assert.equal(instance.State.Name, 'running');
     assert.ok(printed.public_ip, 'a running instance has a public IP');
@@ -77,7 +76,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
 
   it('when the instance is already stopped, then stopping it again succeeds and changes nothing', async () => {
     const created = await createManaged();
-    await aws('stop-instances', `--instance-ids=${created.id}`);
+    await awsEc2('stop-instances', `--instance-ids=${created.id}`);
     const result = await runScript('stop_instance.sh', [created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().state, 'stopped');
@@ -94,11 +93,11 @@ describe('stop_instance.sh and start_instance.sh', () => {
   for (const script of ['start_instance.sh', 'stop_instance.sh']) {
     it(`when ${script} meets a terminated instance, then it exits 4 and leaves it terminated`, async () => {
       const created = await createManaged();
-      await aws('terminate-instances', `--instance-ids=${created.id}`);
+      await awsEc2('terminate-instances', `--instance-ids=${created.id}`);
       const result = await runScript(script, [created.id]);
       assert.equal(result.exitCode, 4, result.stderr);
       assert.equal(result.json().error.code, 'IncorrectInstanceState');
-      assert.equal((await ec2Instance(created.id)).State.Name, 'terminated');
+      assert.equal((await ec2InstanceById(created.id)).State.Name, 'terminated');
     });
 
     it(`when ${script} is given an id EC2 does not know, then it exits 3`, async () => {
@@ -112,7 +111,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
 describe('destroy_instance.sh', () => {
   beforeEach(async () => {
     await resetMoto();
-    await createKeyPair();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
   });
 
   it('when a managed instance is destroyed with --wait, then EC2 reports it terminated and so does the output', async () => {
@@ -120,7 +119,7 @@ describe('destroy_instance.sh', () => {
     const result = await runScript('destroy_instance.sh', ['--wait', ...FAST_POLL, created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().state, 'terminated');
-    assert.equal((await ec2Instance(created.id)).State.Name, 'terminated');
+    assert.equal((await ec2InstanceById(created.id)).State.Name, 'terminated');
   });
 
   it('when it is destroyed twice, then the second run succeeds and changes nothing', async () => {
@@ -137,21 +136,21 @@ describe('destroy_instance.sh', () => {
     assert.equal(result.exitCode, 4);
     assert.equal(result.json().error.code, 'NotManaged');
     assert.match(result.stderr, /--allow-unmanaged/);
-    assert.equal((await ec2Instance(id)).State.Name, 'running');
+    assert.equal((await ec2InstanceById(id)).State.Name, 'running');
   });
 
   it('when --allow-unmanaged is given, then an unmanaged instance is terminated too', async () => {
     const id = await launchUnmanaged();
     const result = await runScript('destroy_instance.sh', ['--allow-unmanaged', id]);
     assert.equal(result.exitCode, 0, result.stderr);
-    assert.equal((await ec2Instance(id)).State.Name, 'terminated');
+    assert.equal((await ec2InstanceById(id)).State.Name, 'terminated');
   });
 });
 
 describe('list_instances.sh', () => {
   beforeEach(async () => {
     await resetMoto();
-    await createKeyPair();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
   });
 
   it('when instances exist, then it prints one object holding only the managed ones, newest first', async () => {
@@ -179,14 +178,14 @@ describe('list_instances.sh', () => {
   it('when --state is given, then only instances in that state are listed', async () => {
     const running = await createManaged('running one');
     const stopped = await createManaged('stopped one');
-    await aws('stop-instances', `--instance-ids=${stopped.id}`);
+    await awsEc2('stop-instances', `--instance-ids=${stopped.id}`);
     const listed = (await runScript('list_instances.sh', ['--state=stopped'])).json().instances;
     assert.deepEqual(listed.map((i: any) => i.id), [stopped.id]);
     assert.ok(!listed.some((i: any) => i.id === running.id));
   });
 
   it('when there are more instances than one page holds, then every page is read', async () => {
-    await aws('run-instances', `--image-id=${X86_AMI}`, '--instance-type=t3.micro', '--count=7',
+    await awsEc2('run-instances', `--image-id=${UBUNTU_X86_AMI}`, '--instance-type=t3.micro', '--count=7',
       '--tag-specifications=ResourceType=instance,Tags=[{Key=ManagedBy,Value=ec2-creator}]');
     const result = await runScript('list_instances.sh', ['--page-size=5']);
     assert.equal(result.exitCode, 0, result.stderr);
@@ -209,11 +208,11 @@ describe('describe_image.sh', () => {
   beforeEach(resetMoto);
 
   it('when the image exists, then it prints its architecture and name', async () => {
-    const arm = (await runScript('describe_image.sh', [ARM_AMI])).json();
-    assert.equal(arm.id, ARM_AMI);
+    const arm = (await runScript('describe_image.sh', [AL2022_ARM_AMI])).json();
+    assert.equal(arm.id, AL2022_ARM_AMI);
     assert.equal(arm.architecture, 'arm64');
     assert.match(arm.name, /^al2022-ami/);
-    const x86 = (await runScript('describe_image.sh', [X86_AMI])).json();
+    const x86 = (await runScript('describe_image.sh', [UBUNTU_X86_AMI])).json();
     assert.equal(x86.architecture, 'x86_64');
     assert.equal(x86.root_device_name, '/dev/sda1');
   });

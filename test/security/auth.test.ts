@@ -9,7 +9,7 @@ import request from 'supertest';
 import { timingSafeEqual } from 'node:crypto';
 import { createTokenVerifier } from '../../app/auth/verify.js';
 import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/app-aws.js';
+import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
 import {
   ALL_TOKENS, OPERATOR_TOKEN, OTHER_OPERATOR_TOKEN, VALID_CREATE, VIEWER_TOKEN, bearer, capturedText, concretePath,

@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import request from 'supertest';
 import { applyServerTimeouts } from '../../app/http/limits.js';
 import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/app-aws.js';
+import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import { expectProblem, type Harness } from '../support/app-harness.js';
 import { OPERATOR_TOKEN, OTHER_OPERATOR_TOKEN, VIEWER_TOKEN, bearer, securedHarness } from './support.js';
 

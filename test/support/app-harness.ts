@@ -16,7 +16,7 @@ import { createLogger, type Logger } from '../../app/logger.js';
 import type { Notifier } from '../../app/notify/events.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
-import { TEST_KEY_NAME } from './app-aws.js';
+import { TEST_KEY_NAME } from './ec2-reader.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const realScriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startMoto, type MotoServer } from './moto.js';
+import { startMoto, type MotoServer } from '../../scripts/lib/moto.js';
 
 const MOTO_ENDPOINT_VARIABLE = 'EC2_CREATOR_TEST_MOTO_ENDPOINT';
 let moto: MotoServer | undefined;

@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freeLoopbackPort } from './ports.js';
+import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const manageScript = path.join(repoRoot, 'scripts', 'manage_server.sh');

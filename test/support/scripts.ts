@@ -1,6 +1,7 @@
 import { execa } from 'execa';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { awsEc2, UBUNTU_X86_AMI } from './ec2-reader.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const scriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
@@ -42,37 +43,16 @@ export async function runScript(script: string, args: readonly string[] = [], op
   };
 }
 
-/** Reads EC2 independently of the scripts under test, with the plain aws CLI. */
-export async function aws(...args: string[]): Promise<any> {
-  const result = await execa('aws', ['ec2', ...args, '--output=json'], { stdin: 'ignore' });
-  return result.stdout.trim() === '' ? {} : JSON.parse(result.stdout);
-}
-
-export async function allInstances(): Promise<any[]> {
-  const described = await aws('describe-instances');
-  return described.Reservations.flatMap((reservation: any) => reservation.Instances);
-}
-
-export async function ec2Instance(id: string): Promise<any> {
-  const described = await aws('describe-instances', `--instance-ids=${id}`);
-  return described.Reservations[0].Instances[0];
-}
-
 export function tagsOf(resource: { Tags?: { Key: string; Value: string }[] }): Record<string, string> {
   return Object.fromEntries((resource.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
 }
 
-/** moto ships these images; both exist on any region it serves. */
-export const X86_AMI = 'ami-1e749f67'; // ubuntu trusty, root device /dev/sda1
-export const ARM_AMI = 'ami-0e9271c829888680e'; // al2022 arm64, root device /dev/xvda
-
-export async function createKeyPair(name = 'my_ec2_keypair'): Promise<void> {
-  await aws('create-key-pair', `--key-name=${name}`);
-}
+/** The key pair create_instance.sh uses when KEY_NAME is not set. */
+export const SCRIPT_DEFAULT_KEY_NAME = 'my_ec2_keypair';
 
 /** Launches an instance behind the scripts' back, as a person with the console would. */
 export async function launchUnmanaged(): Promise<string> {
-  const launched = await aws('run-instances', `--image-id=${X86_AMI}`, '--instance-type=t3.micro', '--count=1');
+  const launched = await awsEc2('run-instances', `--image-id=${UBUNTU_X86_AMI}`, '--instance-type=t3.micro', '--count=1');
   return launched.Instances[0].InstanceId;
 }
 

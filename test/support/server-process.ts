@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freeLoopbackPort } from './ports.js';
+import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 import { repoRoot } from './app-harness.js';
-import { TEST_KEY_NAME } from './app-aws.js';
+import { TEST_KEY_NAME } from './ec2-reader.js';
 
 export interface ServerProcess {
   url: string;

@@ -1,8 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freeLoopbackPort } from './ports.js';
 
+/**
+ * The moto EC2 emulator on a free loopback port: for the tests, the sandbox and the benchmarks, so
+ * nothing they do can reach AWS.
+ */
 export interface MotoServer {
   endpoint: string;
+  /** Settles when moto_server exits, with its exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
   stop(): Promise<void>;
 }
 
@@ -49,8 +55,13 @@ export async function startMoto(): Promise<MotoServer> {
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await Promise.race([waitUntilAnswering(endpoint, child, () => output), spawnFailure]);
 
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
   return {
     endpoint,
+    exited,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
