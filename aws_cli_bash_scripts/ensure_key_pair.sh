@@ -54,15 +54,18 @@ main() {
   [[ -n "${key_file}" ]] || key_file="${HOME}/.ssh/${name}.pem"
   require_tools
 
+  # One call; its error document is kept (fd 3 into the variable) and passed on unless the key pair
+  # is merely missing, which --create remedies.
   local existing status=0
-  existing="$(aws_ec2 describe-key-pairs --key-names="${name}" 2>/dev/null 3>/dev/null)" || status=$?
+  existing="$(aws_ec2 describe-key-pairs --key-names="${name}" 2>/dev/null 3>&1)" || status=$?
   if ((status == 0)); then
     key_pair_document false '' <<<"${existing}"
     return 0
   fi
   if ((status != EXIT_NOT_FOUND)); then
-    # Not a plain "missing": ask again so the real error reaches the caller in full.
-    aws_ec2 describe-key-pairs --key-names="${name}" >/dev/null
+    err "$(jq -r '.error.message' <<<"${existing}")"
+    printf '%s\n' "${existing}" >&3
+    exit "${status}"
   fi
   if [[ "${create}" != true ]]; then
     fail InvalidKeyPair.NotFound "${EXIT_NOT_FOUND}" \
