@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { dieWithParent } from './die-with-parent.js';
 import { freeLoopbackPort } from './ports.js';
 
 /**
@@ -13,11 +14,15 @@ export interface MotoServer {
 }
 
 const STARTUP_LIMIT_MS = 30_000;
+const MOTO_MISSING =
+  'moto_server is not on PATH. The integration tests need the moto EC2 emulator ' +
+  '(pip install "moto[server]"); it ships with the development image.';
 
 async function waitUntilAnswering(endpoint: string, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + STARTUP_LIMIT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
+      if (/FileNotFoundError/.test(output())) throw new Error(MOTO_MISSING);
       throw new Error(`moto_server exited with code ${child.exitCode} before answering:\n${output()}`);
     }
     try {
@@ -32,21 +37,19 @@ async function waitUntilAnswering(endpoint: string, child: ChildProcess, output:
 }
 
 /** Starts the real EC2 emulator on a free loopback port. */
-export async function startMoto(): Promise<MotoServer> {
+export async function startMoto(options: { holdsProcessOpen?: boolean } = {}): Promise<MotoServer> {
   const port = await freeLoopbackPort();
   const endpoint = `http://127.0.0.1:${port}`;
   let output = '';
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+  const [command, args] = dieWithParent('moto_server', ['-H', '127.0.0.1', '-p', String(port)]);
+  const child = spawn(command, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const spawnFailure = new Promise<never>((_, reject) => {
     child.once('error', (error: NodeJS.ErrnoException) => {
       reject(
         error.code === 'ENOENT'
-          ? new Error(
-              'moto_server is not on PATH. The integration tests need the moto EC2 emulator ' +
-                '(pip install "moto[server]"); it ships with the development image.',
-            )
+          ? new Error(MOTO_MISSING)
           : error,
       );
     });
@@ -55,6 +58,11 @@ export async function startMoto(): Promise<MotoServer> {
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await Promise.race([waitUntilAnswering(endpoint, child, () => output), spawnFailure]);
 
+  if (options.holdsProcessOpen === false) {
+    // The emulator dies with this process anyway (dieWithParent); it must not keep it running.
+    child.unref();
+    for (const stream of [child.stdout, child.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
+  }
   const exited = new Promise<number | null>((resolve) => {
     if (child.exitCode !== null) resolve(child.exitCode);
     else child.once('exit', (code) => resolve(code));

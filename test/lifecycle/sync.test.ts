@@ -3,6 +3,7 @@
  * in line: instances launched outside the API are imported, states changed behind our back are updated,
  * instances EC2 forgot are marked terminated. Concurrent syncs share one run. Plus the operations list.
  */
+import { TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
-import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, realScriptsDir, type Harness } from '../support/app-harness.js';
 import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
 
@@ -51,7 +52,7 @@ describe('reconciliation and the operations list', function () {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
     })) as { id: string };
-    await awsEc2('terminate-instances', `--instance-ids=${doomed}`);
+    await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [doomed] }));
     assert.equal((await request(h.app).get('/instances')).body.instances.some((i: any) => i.id === direct.id), false);
 
     const response = await request(h.app).post('/instances/sync').set('X-Request-Id', 'sync-1');

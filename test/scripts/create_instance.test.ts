@@ -1,9 +1,10 @@
+import { CreateSecurityGroupCommand, DescribeVolumesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resetMoto } from '../support/global-fixture.js';
-import { AL2022_ARM_AMI, UBUNTU_X86_AMI, allEc2Instances, awsEc2, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { AL2022_ARM_AMI, UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
 import { SCRIPT_DEFAULT_KEY_NAME, runScript, tagsOf } from '../support/scripts.js';
 
 const INSTANCE_FIELDS = [
@@ -12,8 +13,10 @@ const INSTANCE_FIELDS = [
 ].sort();
 
 async function volumesOf(instanceId: string): Promise<any[]> {
-  const described = await awsEc2('describe-volumes', `--filters=Name=attachment.instance-id,Values=${instanceId}`);
-  return described.Volumes;
+  const described = await ec2Client().send(new DescribeVolumesCommand({
+    Filters: [{ Name: 'attachment.instance-id', Values: [instanceId] }],
+  }));
+  return described.Volumes ?? [];
 }
 
 describe('create_instance.sh', () => {
@@ -51,10 +54,10 @@ describe('create_instance.sh', () => {
 
   it('when options are used instead of positions, then KEY_NAME, the key name option, the token and the group all apply', async () => {
     await createKeyPair('deploy key');
-    const group = await awsEc2('create-security-group', '--group-name=web', '--description=web');
+    const group = await ec2Client().send(new CreateSecurityGroupCommand({ GroupName: 'web', Description: 'web' }));
 
     const result = await runScript('create_instance.sh', [
-      '--key-name=deploy key', '--client-token', 'retry-42', '--security-group-id', group.GroupId,
+      '--key-name=deploy key', '--client-token', 'retry-42', '--security-group-id', group.GroupId as string,
       '--name=api', `--ami=${AL2022_ARM_AMI}`, '--instance-type=t4g.micro', '--storage-gb=8',
     ], { env: { KEY_NAME: 'ignored-because-the-option-wins' } });
 

@@ -1,13 +1,18 @@
+import { AuthorizeSecurityGroupIngressCommand, CreateKeyPairCommand, CreateSecurityGroupCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, DescribeVpcsCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resetMoto } from '../support/global-fixture.js';
-import { awsEc2 } from '../support/ec2-reader.js';
+import { ec2Client } from '../support/ec2-reader.js';
 import { runScript, tagsOf } from '../support/scripts.js';
 
 async function groupByName(name: string): Promise<any[]> {
-  return (await awsEc2('describe-security-groups', `--filters=Name=group-name,Values=${name}`)).SecurityGroups;
+  return (await ec2Client().send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: [name] }] }))).SecurityGroups ?? [];
+}
+
+async function keyPairNames(): Promise<string[]> {
+  return ((await ec2Client().send(new DescribeKeyPairsCommand({}))).KeyPairs ?? []).map((pair) => pair.KeyName as string);
 }
 
 function openPorts(group: any, cidr: string): number[] {
@@ -28,7 +33,7 @@ describe('ensure_security_group.sh', () => {
     assert.deepEqual(printed.rules.map((r: any) => r.port), [22, 80, 443]);
 
     const [group] = await groupByName('web-in');
-    const defaultVpc = (await awsEc2('describe-vpcs', '--filters=Name=is-default,Values=true')).Vpcs[0].VpcId;
+    const defaultVpc = (await ec2Client().send(new DescribeVpcsCommand({ Filters: [{ Name: 'is-default', Values: ['true'] }] }))).Vpcs?.[0]?.VpcId;
     assert.equal(group.GroupId, printed.id);
     assert.equal(group.VpcId, defaultVpc);
     assert.deepEqual(openPorts(group, '203.0.113.7/32'), [22, 80, 443]);
@@ -48,8 +53,10 @@ describe('ensure_security_group.sh', () => {
   });
 
   it('when an existing group lacks some rules, then only the missing ones are added', async () => {
-    const group = await awsEc2('create-security-group', '--group-name=partial', '--description=partial');
-    await awsEc2('authorize-security-group-ingress', `--group-id=${group.GroupId}`, '--protocol=tcp', '--port=22', '--cidr=192.0.2.0/24');
+    const group = await ec2Client().send(new CreateSecurityGroupCommand({ GroupName: 'partial', Description: 'partial' }));
+    await ec2Client().send(new AuthorizeSecurityGroupIngressCommand({
+      GroupId: group.GroupId, IpProtocol: 'tcp', FromPort: 22, ToPort: 22, CidrIp: '192.0.2.0/24',
+    }));
     const result = await runScript('ensure_security_group.sh', ['--name', 'partial', '--cidr', '192.0.2.0/24']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().created, false);
@@ -71,7 +78,7 @@ describe('ensure_security_group.sh', () => {
       assert.equal(result.exitCode, 2, args.join(' '));
       assert.equal(result.json().error.code, 'InvalidArgument');
     }
-    const groups = (await awsEc2('describe-security-groups')).SecurityGroups;
+    const groups = (await ec2Client().send(new DescribeSecurityGroupsCommand({}))).SecurityGroups ?? [];
     assert.deepEqual(groups.map((g: any) => g.GroupName), ['default']);
   });
 
@@ -90,7 +97,7 @@ describe('ensure_key_pair.sh', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('when the key pair exists, then it prints it without creating anything', async () => {
-    await awsEc2('create-key-pair', '--key-name=present');
+    await ec2Client().send(new CreateKeyPairCommand({ KeyName: 'present' }));
     const result = await runScript('ensure_key_pair.sh', ['present']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().name, 'present');
@@ -102,7 +109,7 @@ describe('ensure_key_pair.sh', () => {
     const result = await runScript('ensure_key_pair.sh', ['absent']);
     assert.equal(result.exitCode, 3);
     assert.match(result.stderr, /--create/);
-    assert.deepEqual((await awsEc2('describe-key-pairs')).KeyPairs, []);
+    assert.deepEqual(await keyPairNames(), []);
   });
 
   it('when --create is given, then the key pair exists in EC2 and its private key is in a 0400 file, never on stdout', async () => {
@@ -116,8 +123,8 @@ describe('ensure_key_pair.sh', () => {
     const key = readFileSync(keyFile, 'utf8');
     assert.match(key, /^-----BEGIN [A-Z ]*PRIVATE KEY-----/);
     assert.ok(!result.stdout.includes('PRIVATE KEY') && !result.stderr.includes('PRIVATE KEY'));
-    const pairs = (await awsEc2('describe-key-pairs', '--key-names=new')).KeyPairs;
-    assert.equal(pairs[0].KeyFingerprint, result.json().fingerprint);
+    const pairs = (await ec2Client().send(new DescribeKeyPairsCommand({ KeyNames: ['new'] }))).KeyPairs ?? [];
+    assert.equal(pairs[0]?.KeyFingerprint, result.json().fingerprint);
   });
 
   it('when the key file already exists, then it exits 4, keeps the file and creates no key pair', async () => {
@@ -126,7 +133,7 @@ describe('ensure_key_pair.sh', () => {
     const result = await runScript('ensure_key_pair.sh', ['--create', '--private-key-file', keyFile, 'taken']);
     assert.equal(result.exitCode, 4);
     assert.equal(readFileSync(keyFile, 'utf8'), 'precious');
-    assert.deepEqual((await awsEc2('describe-key-pairs')).KeyPairs, []);
+    assert.deepEqual(await keyPairNames(), []);
   });
 
   it('when no key file is named, then it goes to ~/.ssh/NAME.pem', async () => {

@@ -1,6 +1,7 @@
+import { StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { resetMoto } from '../support/global-fixture.js';
-import { AL2022_ARM_AMI, UBUNTU_X86_AMI, awsEc2, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { AL2022_ARM_AMI, UBUNTU_X86_AMI, createKeyPair, ec2Client, ec2InstanceById, launchOutsideTheService } from '../support/ec2-reader.js';
 import { SCRIPT_DEFAULT_KEY_NAME, launchUnmanaged, runScript } from '../support/scripts.js';
 
 async function createManaged(name = 'web'): Promise<any> {
@@ -63,7 +64,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
 
   it('when a stopped instance is started, then it prints it running with the public IP EC2 now reports', async () => {
     const created = await createManaged();
-    await awsEc2('stop-instances', `--instance-ids=${created.id}`);
+    await ec2Client().send(new StopInstancesCommand({ InstanceIds: [created.id] }));
     const result = await runScript('start_instance.sh', [...FAST_POLL, created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = result.json();
@@ -76,7 +77,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
 
   it('when the instance is already stopped, then stopping it again succeeds and changes nothing', async () => {
     const created = await createManaged();
-    await awsEc2('stop-instances', `--instance-ids=${created.id}`);
+    await ec2Client().send(new StopInstancesCommand({ InstanceIds: [created.id] }));
     const result = await runScript('stop_instance.sh', [created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().state, 'stopped');
@@ -93,7 +94,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
   for (const script of ['start_instance.sh', 'stop_instance.sh']) {
     it(`when ${script} meets a terminated instance, then it exits 4 and leaves it terminated`, async () => {
       const created = await createManaged();
-      await awsEc2('terminate-instances', `--instance-ids=${created.id}`);
+      await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [created.id] }));
       const result = await runScript(script, [created.id]);
       assert.equal(result.exitCode, 4, result.stderr);
       assert.equal(result.json().error.code, 'IncorrectInstanceState');
@@ -178,15 +179,14 @@ describe('list_instances.sh', () => {
   it('when --state is given, then only instances in that state are listed', async () => {
     const running = await createManaged('running one');
     const stopped = await createManaged('stopped one');
-    await awsEc2('stop-instances', `--instance-ids=${stopped.id}`);
+    await ec2Client().send(new StopInstancesCommand({ InstanceIds: [stopped.id] }));
     const listed = (await runScript('list_instances.sh', ['--state=stopped'])).json().instances;
     assert.deepEqual(listed.map((i: any) => i.id), [stopped.id]);
     assert.ok(!listed.some((i: any) => i.id === running.id));
   });
 
   it('when there are more instances than one page holds, then every page is read', async () => {
-    await awsEc2('run-instances', `--image-id=${UBUNTU_X86_AMI}`, '--instance-type=t3.micro', '--count=7',
-      '--tag-specifications=ResourceType=instance,Tags=[{Key=ManagedBy,Value=ec2-creator}]');
+    await launchOutsideTheService({ count: 7, tags: { ManagedBy: 'ec2-creator' } });
     const result = await runScript('list_instances.sh', ['--page-size=5']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().instances.length, 7);

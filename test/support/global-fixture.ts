@@ -1,6 +1,8 @@
 /**
- * One moto_server for the whole run. Child processes (scripts, the aws CLI) inherit these variables,
- * so nothing a test starts can reach a real AWS account or any host but loopback.
+ * One moto_server for each test process: for the whole run when mocha runs serially, for each worker
+ * under --parallel, so files in different workers never reset each other's emulator. Child processes
+ * (scripts, the aws CLI, servers) inherit these variables, so nothing a test starts can reach a real AWS
+ * account or any host but loopback. moto dies with the process that started it, even on SIGKILL.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,11 +10,12 @@ import path from 'node:path';
 import { startMoto, type MotoServer } from '../../scripts/lib/moto.js';
 
 const MOTO_ENDPOINT_VARIABLE = 'EC2_CREATOR_TEST_MOTO_ENDPOINT';
-let moto: MotoServer | undefined;
-let awsHome: string | undefined;
+const MOTO_OWNER_VARIABLE = 'EC2_CREATOR_TEST_MOTO_PID';
+let moto: Promise<MotoServer> | undefined;
 
-export async function mochaGlobalSetup(): Promise<void> {
-  awsHome = mkdtempSync(path.join(tmpdir(), 'ec2-creator-aws-home-'));
+function isolateFromRealAws(): void {
+  const awsHome = mkdtempSync(path.join(tmpdir(), 'ec2-creator-aws-home-'));
+  process.once('exit', () => rmSync(awsHome, { recursive: true, force: true }));
   for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_MAX_ATTEMPTS', 'AWS_RETRY_MODE']) {
     delete process.env[name];
   }
@@ -24,22 +27,36 @@ export async function mochaGlobalSetup(): Promise<void> {
     AWS_SHARED_CREDENTIALS_FILE: path.join(awsHome, 'credentials'),
     AWS_EC2_METADATA_DISABLED: 'true',
   });
-  moto = await startMoto();
-  process.env.AWS_ENDPOINT_URL = moto.endpoint;
-  // Spec files may load this module a second time (mocha requires it, tests import it), so the
-  // endpoint travels in the environment rather than in module state.
-  process.env[MOTO_ENDPOINT_VARIABLE] = moto.endpoint;
 }
 
-export async function mochaGlobalTeardown(): Promise<void> {
-  await moto?.stop();
-  if (awsHome) rmSync(awsHome, { recursive: true, force: true });
+/** Starts this process's emulator once; the environment says which process owns it (a worker inherits
+ * its parent's variables, and must not use the parent's emulator). */
+async function ensureMoto(): Promise<void> {
+  if (process.env[MOTO_OWNER_VARIABLE] !== String(process.pid)) {
+    isolateFromRealAws();
+    process.env[MOTO_OWNER_VARIABLE] = String(process.pid);
+    moto = startMoto({ holdsProcessOpen: false });
+  }
+  const endpoint = (await moto)?.endpoint;
+  if (!endpoint) throw new Error('moto_server did not start');
+  process.env.AWS_ENDPOINT_URL = endpoint;
+  process.env[MOTO_ENDPOINT_VARIABLE] = endpoint;
 }
 
-/** The emulator every test talks to. */
+/** Root hooks: run before each file under --parallel, once for the run when serial. */
+export const mochaHooks = {
+  async beforeAll(this: Mocha.Context): Promise<void> {
+    this.timeout(60_000);
+    await ensureMoto();
+  },
+};
+
+/** The emulator every test in this process talks to. */
 export function motoEndpoint(): string {
   const endpoint = process.env[MOTO_ENDPOINT_VARIABLE];
-  if (!endpoint) throw new Error('moto_server is not running: the global fixture did not start it');
+  if (!endpoint || process.env[MOTO_OWNER_VARIABLE] !== String(process.pid)) {
+    throw new Error('moto_server is not running: the root hook in test/support/global-fixture.ts did not start it');
+  }
   return endpoint;
 }
 

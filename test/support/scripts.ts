@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { awsEc2, UBUNTU_X86_AMI } from './ec2-reader.js';
+import { launchOutsideTheService } from './ec2-reader.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const scriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
@@ -52,8 +52,8 @@ export const SCRIPT_DEFAULT_KEY_NAME = 'my_ec2_keypair';
 
 /** Launches an instance behind the scripts' back, as a person with the console would. */
 export async function launchUnmanaged(): Promise<string> {
-  const launched = await awsEc2('run-instances', `--image-id=${UBUNTU_X86_AMI}`, '--instance-type=t3.micro', '--count=1');
-  return launched.Instances[0].InstanceId;
+  const [id] = await launchOutsideTheService();
+  return id as string;
 }
 
 export const fakeAwsDir = path.join(repoRoot, 'test/fixtures/fake-aws');
