@@ -230,7 +230,7 @@ classify_aws_failure() {
   fi
 
   if ((status == 124 || status == 137)); then
-    fail Timeout "${EXIT_TIMEOUT}" "the aws call did not finish within its time bound"
+    fail Timeout "${EXIT_TIMEOUT}" "${AWS_DEADLINE_MESSAGE:-the aws call did not finish within its time bound}"
   fi
   case "${code}" in
   *NotFound* | InvalidInstanceID.Unavailable)
@@ -378,11 +378,14 @@ describe_instance_document() {
 # poll until TARGET, print the instance document. A state outside TARGET and the passing ones
 # means someone else changed the instance: a conflict, not something to wait out.
 wait_for_state() {
-  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" document state remaining
-  local deadline=$((SECONDS + timeout_s))
+  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" document state='' remaining
+  local deadline=$((SECONDS + timeout_s)) stuck
   err "waiting up to ${timeout_s}s for ${id} to be ${target}"
   while true; do
-    document="$(AWS_CALL_DEADLINE="${deadline}" describe_instance_document "${id}")"
+    # The bound may cut a poll short: the error still says what the last poll saw.
+    stuck="${id} did not become ${target} within ${timeout_s}s"
+    [[ -z "${state}" ]] || stuck="${id} is still ${state} after ${timeout_s}s (wanted ${target})"
+    document="$(AWS_CALL_DEADLINE="${deadline}" AWS_DEADLINE_MESSAGE="${stuck}" describe_instance_document "${id}")"
     state="$(jq -r '.state' <<<"${document}")"
     if [[ "${state}" == "${target}" ]]; then
       printf '%s\n' "${document}"

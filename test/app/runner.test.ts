@@ -15,6 +15,7 @@ import { createLogger } from '../../app/logger.js';
 import { validateEc2Image, validateEc2Instance, validateEc2InstanceList } from '../../app/schemas/validators.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { boundAboveCalls } from '../support/cli-timing.js';
 import {
   createHarness, expectProblem, fakeAwsEnv, fixturesDir, realScriptsDir, type Harness, type HarnessOptions,
 } from '../support/app-harness.js';
@@ -54,7 +55,8 @@ describe('script runner', function () {
     try {
       const runner = createScriptRunner({
         scriptsDir: path.join(fixturesDir, 'app-scripts', 'group'),
-        timeoutMs: 1_500,
+        // The fixture must have started its grandchild before the timeout fires, however busy the machine.
+        timeoutMs: await boundAboveCalls(1, 1_500),
         killGraceMs: 300,
         logger: silent,
         env: { GROUP_PID_FILE: pidFile },
@@ -183,7 +185,8 @@ describe('script failures through the API', function () {
     const gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
     try {
       const id = await arrange({
-        timeoutMs: 2_000,
+        // Above the describe the stop makes before the gated stop-instances.
+        timeoutMs: await boundAboveCalls(2, 2_000),
         killGraceMs: 200,
         env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '60' }),
       });

@@ -11,6 +11,7 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { boundAboveCalls } from '../support/cli-timing.js';
 import { killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
 
 /** Whether a process runs (a zombie has already died: it only waits for its parent to reap it). */
@@ -45,10 +46,12 @@ describe('script timeouts', function () {
     const created = await request(launcher.app).post('/instances').send({ name: 'hang-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
     assert.equal(created.status, 201);
     const id = created.body.id as string;
+    // The stop must reach the hanging stop-instances (after its describe) before its timeout fires.
+    const stopTimeoutMs = await boundAboveCalls(2, 2_000);
     const h = createHarness({
       databasePath: launcher.databasePath,
       killGraceMs: 300,
-      config: { timeouts: { create: 60_000, start: 60_000, stop: 2_000, terminate: 60_000, describe: 60_000 } },
+      config: { timeouts: { create: 60_000, start: 60_000, stop: stopTimeoutMs, terminate: 60_000, describe: 60_000 } },
       env: lifecycleAwsEnv({ FAKE_AWS_HANG_OP: 'stop-instances', FAKE_AWS_HANG_DIR: dir }),
     });
     harnesses.push(h);
@@ -56,7 +59,7 @@ describe('script timeouts', function () {
     const response = await request(h.app).post(`/instances/${id}/stop`).set('X-Request-Id', 'hang-stop');
 
     const problem = expectProblem(response, 504);
-    assert.match(problem.detail, /within 2000 ms/);
+    assert.match(problem.detail, new RegExp(`within ${stopTimeoutMs} ms`));
     const [hang] = markers(dir, 'hang');
     assert.ok(hang, 'the fake aws hung');
     const [group, grandchild] = (hang?.text ?? '').split(' ').map(Number) as [number, number];
@@ -69,7 +72,7 @@ describe('script timeouts', function () {
     assert.equal(op?.status, 'failed');
     assert.equal(op?.error_code, 'timeout');
     assert.equal(op?.request_id, 'hang-stop');
-    assert.match(op?.error_message ?? '', /stop_instance\.sh did not finish within 2000 ms/);
+    assert.match(op?.error_message ?? '', new RegExp(`stop_instance\\.sh did not finish within ${stopTimeoutMs} ms`));
     const line = h.logs.find((l) => l.message === 'script run' && l.script === 'stop_instance.sh');
     assert.equal(line?.timed_out, true);
     const stopRun = h.runs.findIndex((r) => r.script === 'stop_instance.sh');

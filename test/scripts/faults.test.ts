@@ -6,6 +6,7 @@ import { startThrottlingProxy } from '../support/fault-proxy.js';
 import { motoEndpoint, resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { SCRIPT_DEFAULT_KEY_NAME, fakeAwsEnv, runScript } from '../support/scripts.js';
+import { boundAboveCalls } from '../support/cli-timing.js';
 
 describe('scripts when AWS misbehaves', () => {
   let dir: string;
@@ -114,11 +115,13 @@ describe('scripts when AWS misbehaves', () => {
   it('when the instance never reaches the target state, then the wait bound fires with the state it is stuck in', async () => {
     await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
     const created = (await runScript('create_instance.sh', ['stuck', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
-    const result = await runScript('stop_instance.sh', ['--wait-timeout=2', '--poll-interval=1', created.id], {
+    // At least one whole poll (describe-instances and describe-volumes) must fit in the bound.
+    const waitS = Math.ceil((await boundAboveCalls(2, 2_000)) / 1000);
+    const result = await runScript('stop_instance.sh', [`--wait-timeout=${waitS}`, '--poll-interval=1', created.id], {
       env: await fakeAwsEnv('stuck-state=stopping'),
     });
-    assert.equal(result.exitCode, 7);
-    assert.match(result.json().error.message, /still stopping after 2s/);
+    assert.equal(result.exitCode, 7, result.stderr);
+    assert.match(result.json().error.message, new RegExp(`still stopping after ${waitS}s`));
     assert.equal((await ec2InstanceById(created.id)).State.Name, 'stopped', 'the request itself reached EC2');
   });
 

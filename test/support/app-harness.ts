@@ -16,7 +16,8 @@ import { createLogger, type Logger } from '../../app/logger.js';
 import type { Notifier } from '../../app/notify/events.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
-import { TEST_KEY_NAME } from './ec2-reader.js';
+import request from 'supertest';
+import { TEST_KEY_NAME, UBUNTU_X86_AMI, launchOutsideTheService } from './ec2-reader.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const realScriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
@@ -167,4 +168,22 @@ export function expectProblem(response: { status: number; headers: Record<string
   }
   if (response.body.status !== status) throw new Error(`problem.status ${response.body.status} != ${status}`);
   return response.body;
+}
+
+/**
+ * Arranges managed, running instances without running create_instance.sh for each: launched in-process
+ * as the script would tag them, then recorded by one sync through the app. Returns their ids in order.
+ */
+export async function arrangeManagedInstances(h: Harness, names: readonly string[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const name of names) {
+    const [id] = await launchOutsideTheService({
+      imageId: UBUNTU_X86_AMI, keyName: TEST_KEY_NAME, tags: { Name: name, ManagedBy: 'ec2-creator' },
+    });
+    ids.push(id as string);
+  }
+  const synced = await request(h.app).post('/instances/sync');
+  if (synced.status !== 200) throw new Error(`sync answered ${synced.status}: ${JSON.stringify(synced.body)}`);
+  for (const id of ids) if (!h.row(id)) throw new Error(`sync did not record ${id}`);
+  return ids;
 }

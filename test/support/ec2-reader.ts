@@ -50,7 +50,7 @@ export async function createKeyPair(name = TEST_KEY_NAME): Promise<void> {
 
 /** Launches an instance behind the service's back, as a person with the console would; returns its id. */
 export async function launchOutsideTheService(
-  options: { imageId?: string; tags?: Record<string, string>; count?: number } = {},
+  options: { imageId?: string; keyName?: string; tags?: Record<string, string>; count?: number } = {},
 ): Promise<string[]> {
   const tags = Object.entries(options.tags ?? {}).map(([Key, Value]) => ({ Key, Value }));
   const launched = await ec2Client().send(new RunInstancesCommand({
@@ -58,6 +58,7 @@ export async function launchOutsideTheService(
     InstanceType: 't3.micro',
     MinCount: options.count ?? 1,
     MaxCount: options.count ?? 1,
+    ...(options.keyName ? { KeyName: options.keyName } : {}),
     ...(tags.length > 0 ? { TagSpecifications: [{ ResourceType: 'instance', Tags: tags }] } : {}),
   }));
   return (launched.Instances ?? []).map((instance) => instance.InstanceId as string);

@@ -1,0 +1,202 @@
+/**
+ * The operations engine on its own: the cap, the FIFO queue, the refusal beyond it, one operation per
+ * instance, Idempotency-Key replays and the drain, with a real SQLite store and work that finishes when
+ * the test says so. No script runs: the end-to-end tests keep one case of each behaviour.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  IdempotencyMismatchError, OperationInFlightError, UnavailableError,
+} from '../../app/domain/errors.js';
+import { createOperationsEngine, type OperationsEngine, type SubmitSpec, type Submission } from '../../app/domain/operations.js';
+import { createLogger } from '../../app/logger.js';
+import { openStore, type Store } from '../../app/store/index.js';
+
+/** Work that runs until the test finishes it. */
+interface HeldWork {
+  readonly started: boolean;
+  finish(value?: unknown): void;
+  fail(error: Error): void;
+}
+
+function held(): HeldWork & { run(): Promise<unknown> } {
+  let resolve: (value: unknown) => void = () => undefined;
+  let reject: (error: Error) => void = () => undefined;
+  const promise = new Promise<unknown>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const work = {
+    started: false,
+    finish: (value: unknown = { state: 'stopped' }) => resolve(value),
+    fail: (error: Error) => reject(error),
+    run() {
+      work.started = true;
+      return promise;
+    },
+  };
+  return work;
+}
+
+/** Lets the engine's promise chains move on. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('operations engine', () => {
+  let dir: string;
+  let store: Store;
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-engine-'));
+    store = openStore(path.join(dir, 'instances.db'));
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function engine(limits: { maxConcurrent?: number; maxQueued?: number } = {}): OperationsEngine {
+    return createOperationsEngine({
+      operations: store.operations,
+      idempotency: store.idempotency,
+      transaction: (fn) => store.transaction(fn),
+      logger: createLogger({ silent: true }),
+      maxConcurrent: limits.maxConcurrent ?? 8,
+      maxQueued: limits.maxQueued ?? 32,
+      idempotencyTtlHours: 24,
+      retryAfterSeconds: 7,
+    });
+  }
+
+  let current: OperationsEngine;
+  function stop(instanceId: string, work: { run(): Promise<unknown> }, extra: Partial<SubmitSpec<unknown>> = {}): Submission<unknown> {
+    return current.submit({ kind: 'stop', instanceId, run: () => work.run(), result: (value) => value, ...extra });
+  }
+
+  const started = (submission: Submission<unknown>) => {
+    assert.equal(submission.type, 'started');
+    return submission as Extract<Submission<unknown>, { type: 'started' }>;
+  };
+  const statusOf = (submission: Submission<unknown>) => store.operations.get(started(submission).operation.id)?.status;
+
+  it('when more operations arrive than the cap, then the cap run, the next waits in FIFO order, and beyond the queue they are refused with a retry hint and nothing recorded', async () => {
+    current = engine({ maxConcurrent: 2, maxQueued: 2 });
+    const works = [held(), held(), held(), held()];
+    const submissions = works.map((work, i) => stop(`i-0000000000000000${i}`, work));
+    await settle();
+
+    assert.deepEqual(works.map((w) => w.started), [true, true, false, false]);
+    assert.deepEqual(submissions.map(statusOf), ['running', 'running', 'queued', 'queued']);
+    assert.deepEqual(current.stats(), { running: 2, queued: 2, active: 4 });
+    const refused = (() => {
+      try {
+        stop('i-00000000000000009', held());
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    })();
+    assert.ok(refused instanceof UnavailableError, String(refused));
+    assert.match(refused.message, /2 script slots/);
+    assert.equal(refused.retryAfterSeconds, 7);
+    assert.equal(store.operations.list({ instanceId: 'i-00000000000000009', limit: 5 }).length, 0);
+
+    works[1]?.finish();
+    await started(submissions[1] as Submission<unknown>).done;
+    await settle();
+    assert.deepEqual(works.map((w) => w.started), [true, true, true, false], 'the first in line takes the free slot');
+    works[0]?.finish();
+    await settle();
+    assert.deepEqual(works.map((w) => w.started), [true, true, true, true]);
+    for (const work of works) work.finish();
+    await current.idle();
+    assert.deepEqual(submissions.map(statusOf), ['succeeded', 'succeeded', 'succeeded', 'succeeded']);
+  });
+
+  it('when an operation targets an instance that has one in flight, then it is refused naming the first, and it may run once the first finished', async () => {
+    current = engine();
+    const first = held();
+    const submission = started(stop('i-0123456789abcdef0', first));
+
+    assert.throws(() => stop('i-0123456789abcdef0', held()), (error: unknown) =>
+      error instanceof OperationInFlightError && error.operationId === submission.operation.id);
+    assert.equal(store.operations.list({ instanceId: 'i-0123456789abcdef0', limit: 5 }).length, 1);
+    const other = started(stop('i-0123456789abcdef1', held()));
+    assert.equal(other.type, 'started', 'other instances are not held up');
+
+    first.finish();
+    await submission.done;
+    const again = held();
+    started(stop('i-0123456789abcdef0', again));
+    await settle();
+    assert.equal(again.started, true);
+  });
+
+  it('when an Idempotency-Key comes again, then it answers in-flight while the first runs, the first answer once it finished, and a mismatch for a different request', async () => {
+    current = engine();
+    const key = { key: 'key-1', fingerprint: 'stop i-0123456789abcdef0' };
+    const remember = { success: () => ({ status: 200, body: { state: 'stopped' } }), failure: () => undefined };
+    const first = held();
+    const submission = started(stop('i-0123456789abcdef0', first, { idempotency: key, remember }));
+
+    const during = stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
+    assert.equal(during.type, 'in-flight');
+    assert.equal(during.type === 'in-flight' && during.operation.id, submission.operation.id);
+
+    first.finish();
+    await submission.done;
+    const after = stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
+    assert.deepEqual(after, { type: 'replay', operationId: submission.operation.id, response: { status: 200, body: { state: 'stopped' }, location: null } });
+    assert.throws(
+      () => stop('i-0123456789abcdef1', held(), { idempotency: { key: 'key-1', fingerprint: 'stop i-0123456789abcdef1' }, remember }),
+      IdempotencyMismatchError,
+    );
+    assert.equal(store.operations.list({ limit: 10 }).length, 1, 'neither the replay nor the mismatch recorded an operation');
+  });
+
+  it('when a failure is not remembered, then the same key runs again', async () => {
+    current = engine();
+    const key = { key: 'key-2', fingerprint: 'stop i-0123456789abcdef0' };
+    const remember = { success: () => ({ status: 200, body: {} }), failure: () => undefined };
+    const first = held();
+    const submission = started(stop('i-0123456789abcdef0', first, { idempotency: key, remember }));
+    first.fail(new Error('EC2 was unreachable'));
+    await assert.rejects(submission.done, /unreachable/);
+    assert.equal(statusOf(submission), 'failed');
+
+    const retry = stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
+    assert.equal(retry.type, 'started');
+  });
+
+  it('when shutdown begins, then new operations are refused, running ones finish, and idle() resolves after them', async () => {
+    current = engine();
+    const work = held();
+    const submission = started(stop('i-0123456789abcdef0', work));
+    current.beginShutdown();
+
+    assert.equal(current.draining, true);
+    assert.throws(() => stop('i-0123456789abcdef1', held()), UnavailableError);
+    let idle = false;
+    const idlePromise = current.idle().then(() => { idle = true; });
+    await settle();
+    assert.equal(idle, false, 'still busy with the running stop');
+    work.finish();
+    await idlePromise;
+    assert.equal(statusOf(submission), 'succeeded');
+  });
+
+  it('when the shutdown bound passes, then what still runs is marked interrupted and its waiters are answered', async () => {
+    current = engine();
+    const submission = started(stop('i-0123456789abcdef0', held()));
+    await settle();
+
+    const interrupted = current.interruptActive('interrupted: still in flight at shutdown');
+
+    assert.deepEqual(interrupted, [submission.operation.id]);
+    await assert.rejects(submission.done, /interrupted/);
+    const row = store.operations.get(submission.operation.id);
+    assert.equal(row?.status, 'interrupted');
+    assert.match(row?.note ?? '', /still in flight at shutdown/);
+  });
+});
