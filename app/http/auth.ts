@@ -29,6 +29,14 @@ export function principalOf(res: Response): Principal | undefined {
   return res.locals.principal as Principal | undefined;
 }
 
+function authorizationHeaderCount(req: Request): number {
+  let count = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]?.toLowerCase() === 'authorization') count += 1;
+  }
+  return count;
+}
+
 export function isPublicPath(req: Request, publicDocs: boolean): boolean {
   if (HEALTH.test(req.path)) return true;
   return publicDocs && (req.method === 'GET' || req.method === 'HEAD') && DOCS.test(req.path);
@@ -61,6 +69,15 @@ export function authenticate(setup: AuthSetup, options: { logger: Logger; public
   return (req, res, next) => {
     if (isPublicPath(req, publicDocs)) {
       next();
+      return;
+    }
+    // Node keeps only the first of several Authorization headers: a viewer's and an operator's token
+    // together must not be served as whichever came first.
+    if (authorizationHeaderCount(req) > 1) {
+      sendProblem(req, res, {
+        status: 400, slug: 'ambiguous-credentials', title: 'Ambiguous credentials',
+        detail: 'Send exactly one Authorization header',
+      });
       return;
     }
     const header = req.get('authorization');

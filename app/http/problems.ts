@@ -58,7 +58,19 @@ function fromScriptError(error: ScriptError): ProblemSpec {
 }
 
 /** body-parser's errors carry `type` and `status`. */
-function fromBodyParser(error: { type?: unknown; status?: unknown; message?: unknown }): ProblemSpec | undefined {
+/** zlib and brotli name their failures with these codes when a body does not decode. */
+const DECOMPRESSION_FAILURE = /^(?:Z_|ERR_BROTLI|ERR__ERROR_FORMAT|ERR_ZLIB)/;
+
+function fromBodyParser(error: { type?: unknown; status?: unknown; message?: unknown; code?: unknown }): ProblemSpec | undefined {
+  if (error instanceof URIError) {
+    return { status: 400, slug: 'malformed-url', title: 'Malformed URL', detail: 'The path holds a malformed percent-encoding' };
+  }
+  if (typeof error.code === 'string' && DECOMPRESSION_FAILURE.test(error.code)) {
+    return {
+      status: 400, slug: 'malformed-body', title: 'Malformed body',
+      detail: 'The request body does not decode with the Content-Encoding it names',
+    };
+  }
   switch (error.type) {
     case 'entity.parse.failed':
       return { status: 400, slug: 'malformed-json', title: 'Malformed JSON', detail: 'The request body is not valid JSON' };
