@@ -5,7 +5,7 @@
  * fake records when each call entered and left, and the test orders events, not durations.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
@@ -26,7 +26,8 @@ async function until(what: string, condition: () => boolean): Promise<void> {
 function stamps(dir: string, prefix: 'entered' | 'left'): bigint[] {
   return readdirSync(dir)
     .filter((f) => f.startsWith(`${prefix}.`))
-    .map((f) => BigInt(readFileSync(path.join(dir, f), 'utf8').trim().split(' ')[1] ?? '0'));
+    .filter((f) => !f.endsWith('.tmp'))
+    .map((f) => statSync(path.join(dir, f), { bigint: true }).mtimeNs);
 }
 
 describe('a slow AWS does not block the service', function () {

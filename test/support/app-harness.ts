@@ -3,7 +3,7 @@
  * (by default) the real scripts in aws_cli_bash_scripts/, talking to the moto_server the global fixture
  * started. Every script run is recorded with its start/end time for the assertions.
  */
-import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -82,7 +82,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     maxStorageGb: 30,
     ...options.config,
   };
-  const store = openStore(databasePath);
+  const store = openStore(databasePath, { logger }); // storage faults are logged naming the file
   const inner = createScriptRunner({
     scriptsDir: options.scriptsDir ?? realScriptsDir,
     timeoutMs: options.timeoutMs ?? 60_000,
@@ -128,33 +128,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   };
 }
 
-/** The environment that puts test/fixtures/app-fake-aws first on PATH in front of the real aws CLI. */
-export function fakeAwsEnv(extra: Record<string, string>): Record<string, string> {
-  const realAws = findOnPath('aws');
-  return {
-    PATH: `${path.join(fixturesDir, 'app-fake-aws')}${path.delimiter}${process.env.PATH ?? ''}`,
-    FAKE_AWS_REAL: realAws,
-    ...extra,
-  };
-}
-
-function findOnPath(command: string): string {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const candidate = path.join(dir, command);
-    try {
-      if (statIsExecutable(candidate)) return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  throw new Error(`${command} is not on PATH`);
-}
-
-function statIsExecutable(file: string): boolean {
-  if (!statSync(file).isFile()) return false;
-  accessSync(file, constants.X_OK);
-  return true;
-}
+export { fakeAwsEnv } from './fake-aws.js';
 
 /** Asserts the body is an RFC 9457 problem with the given status; returns it. */
 export function expectProblem(response: { status: number; headers: Record<string, string>; body: any }, status: number): any {

@@ -2,17 +2,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
-import { fakeAwsEnv, fixturesDir } from './app-harness.js';
+import { fakeAwsEnv } from './fake-aws.js';
 
 const WAIT_LIMIT_MS = 60_000;
 
-/** PATH with test/fixtures/lifecycle-fake-aws first (FAKE_AWS_REAL = the real CLI) plus `extra`. */
-export function lifecycleAwsEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    ...fakeAwsEnv(extra),
-    PATH: `${path.join(fixturesDir, 'lifecycle-fake-aws')}${path.delimiter}${process.env.PATH ?? ''}`,
-  };
-}
+/** The fake aws in front of the real CLI, with the given FAKE_AWS_* variables. */
+export const lifecycleAwsEnv = fakeAwsEnv;
 
 /** Polls `condition` until it holds (events, never durations: the limit only stops a hung test). */
 export async function until(what: string, condition: () => boolean | Promise<boolean>, limitMs = WAIT_LIMIT_MS): Promise<void> {

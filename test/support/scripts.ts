@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchOutsideTheService } from './ec2-reader.js';
+import { fakeAwsEnv as fakeAws } from './fake-aws.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const scriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
@@ -56,10 +57,7 @@ export async function launchUnmanaged(): Promise<string> {
   return id as string;
 }
 
-export const fakeAwsDir = path.join(repoRoot, 'test/fixtures/fake-aws');
-
 /** Environment that puts the fake aws first on PATH in the given mode. */
 export async function fakeAwsEnv(mode: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  const real = (await execa('bash', ['-c', 'command -v aws'])).stdout.trim();
-  return { PATH: `${fakeAwsDir}:${process.env.PATH ?? ''}`, FAKE_AWS_MODE: mode, FAKE_AWS_REAL: real, ...extra };
+  return fakeAws({ FAKE_AWS_MODE: mode, ...extra });
 }
