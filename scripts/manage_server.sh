@@ -5,6 +5,10 @@
 # told to spare it, so a Jenkins job can start it and end without taking it down.
 set -euo pipefail
 set +m # no job control: a background child stays in our process group, so setsid needs no fork
+# The log line count was once read from LINES, a name bash owns: in a terminal it resets LINES to the
+# terminal's height after every command. LOG_LINES replaces it; the old name is still read from the
+# environment, here, before any command has run.
+readonly LINES_FROM_ENVIRONMENT="${LINES:-}"
 
 SCRIPT_NAME="$(basename -- "$0")"
 REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -25,7 +29,7 @@ Manage the ec2-creator server (node dist/app/server.js, run from ${REPO_ROOT}).
            GET /health answers; a server that is already running is left alone
   stop     SIGTERM, wait up to the stop timeout, then SIGKILL; stopping a stopped server succeeds
   restart  stop, then start
-  status   print PID, uptime and the health answer
+  status   print PID, uptime and the health answer (at the address the server was started with)
   logs     print the last lines of the log
 
 Options (each also as --option=value, and from the environment variable named after it):
@@ -35,9 +39,12 @@ Options (each also as --option=value, and from the environment variable named af
   --log-dir DIR          LOG_DIR          log folder (default ./logs); the log is DIR/ec2-creator.log
   --start-timeout SEC    START_TIMEOUT_S  how long start waits for /health (default 30)
   --stop-timeout SEC     STOP_TIMEOUT_S   how long stop waits after SIGTERM before SIGKILL (default 15)
-  -n, --lines N          LINES            log lines shown by logs and after a failed start (default 50)
+  -n, --lines N          LOG_LINES        log lines shown by logs and after a failed start (default 50;
+                                          LINES, its former name, is read when LOG_LINES is unset)
   -h, --help             print this help
 Relative paths are taken from the repository root. NODE_BIN names the node executable (default node).
+start records the host and port beside the PID file (PID_FILE.address); status and stop use those,
+whatever HOST and PORT say when they run. start and restart use the options.
 Every other variable (DATABASE_URL, SCRIPTS_DIR, KEY_NAME, AWS_*, ...) passes through to the server.
 The server gets JENKINS_NODE_COOKIE, BUILD_ID and JENKINS_SERVER_COOKIE set to dontKillMe, so that
 Jenkins does not kill it when the build that started it ends; MANAGE_SERVER_JENKINS_OVERRIDE=false
@@ -46,8 +53,9 @@ leaves the caller's values in place.
 Exit codes (LSB):
   status: 0 running, 1 dead but the PID file exists, 3 not running, 4 unknown (PID file unreadable)
   other:  0 success (also start when running, stop when stopped), 1 failed (e.g. the server did not
-          become healthy), 2 usage, 4 no permission (PID file or log folder not writable),
-          5 not installed (not built: run npm run build; node or setsid missing), 6 bad option value
+          become healthy, or another process holds the port), 2 usage, 4 no permission (PID file or
+          log folder not writable), 5 not installed (not built: run npm run build; node or setsid
+          missing), 6 bad option value
 USAGE
 }
 
@@ -72,7 +80,7 @@ PID_FILE="${PID_FILE:-run/ec2-creator.pid}"
 LOG_DIR="${LOG_DIR:-logs}"
 START_TIMEOUT_S="${START_TIMEOUT_S:-30}"
 STOP_TIMEOUT_S="${STOP_TIMEOUT_S:-15}"
-LINES="${LINES:-50}"
+LOG_LINES="${LOG_LINES:-${LINES_FROM_ENVIRONMENT:-50}}"
 NODE_BIN="${NODE_BIN:-node}"
 MANAGE_SERVER_JENKINS_OVERRIDE="${MANAGE_SERVER_JENKINS_OVERRIDE:-true}"
 
@@ -106,7 +114,7 @@ parse_arguments() {
       option_value --stop-timeout "$@"; STOP_TIMEOUT_S="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
     -n | --lines | --lines=*)
       if [[ "$1" == -n ]]; then option_value -n "$@"; else option_value --lines "$@"; fi
-      LINES="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+      LOG_LINES="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
     -*) usage_error "unknown option '$1'" ;;
     *)
       [[ -z "${ACTION}" ]] || usage_error "expected one action, got '${ACTION}' and '$1'"
@@ -126,7 +134,7 @@ whole_number() { [[ "$1" =~ ^[0-9]+$ ]] && ((10#$1 <= 86400)); }
 
 validate_options() {
   local name
-  for name in PORT START_TIMEOUT_S STOP_TIMEOUT_S LINES; do
+  for name in PORT START_TIMEOUT_S STOP_TIMEOUT_S LOG_LINES; do
     whole_number "${!name}" || fail "${EXIT_NOT_CONFIGURED}" "${name} must be a whole number, got '${!name}'"
   done
   PORT=$((10#${PORT}))
@@ -142,13 +150,19 @@ validate_options() {
   [[ "${PID_FILE}" == /* ]] || PID_FILE="${REPO_ROOT}/${PID_FILE#./}"
   [[ "${LOG_DIR}" == /* ]] || LOG_DIR="${REPO_ROOT}/${LOG_DIR#./}"
   LOG_FILE="${LOG_DIR}/ec2-creator.log"
-  local check_host="${HOST}"
-  case "${check_host}" in
-  0.0.0.0 | '') check_host=127.0.0.1 ;;
-  :: | '[::]') check_host='[::1]' ;;
-  *:*) [[ "${check_host}" == \[* ]] || check_host="[${check_host}]" ;;
+  ADDRESS_FILE="${PID_FILE}.address"
+  HEALTH_URL="$(health_url "${HOST}" "${PORT}")"
+}
+
+# health_url HOST PORT: where the server bound to HOST:PORT answers GET /health.
+health_url() {
+  local host="$1" port="$2"
+  case "${host}" in
+  0.0.0.0 | '') host=127.0.0.1 ;;
+  :: | '[::]') host='[::1]' ;;
+  *:*) [[ "${host}" == \[* ]] || host="[${host}]" ;;
   esac
-  HEALTH_URL="http://${check_host}:${PORT}/health"
+  printf 'http://%s:%s/health' "${host}" "${port}"
 }
 
 # --- processes -------------------------------------------------------------------------------------
@@ -173,6 +187,33 @@ process_is_zombie() {
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"
   [[ "${stat:0:1}" == Z ]]
+}
+
+# listens_on PID PORT: the process holds a TCP socket listening on PORT (any address, IPv4 or IPv6).
+# Sockets are matched by inode: /proc/net/tcp* lists the listening ones, /proc/PID/fd links to
+# "socket:[INODE]". Needs nothing beyond /proc and readlink.
+listens_on() {
+  local pid="$1" port_hex table address state inode link
+  printf -v port_hex '%04X' "$2"
+  local -A listening=()
+  for table in /proc/net/tcp /proc/net/tcp6; do
+    [[ -r "${table}" ]] || continue
+    # Fields: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+    while read -r _ address _ state _ _ _ _ _ inode _; do
+      if [[ "${state}" == 0A && "${address##*:}" == "${port_hex}" ]]; then
+        listening["${inode}"]=1
+      fi
+    done <"${table}"
+  done
+  ((${#listening[@]} > 0)) || return 1
+  local -a fds=("/proc/${pid}/fd/"*)
+  [[ -e "${fds[0]}" ]] || return 1
+  while IFS= read -r link; do
+    if [[ "${link}" =~ ^socket:\[([0-9]+)\]$ && -n "${listening[${BASH_REMATCH[1]}]:-}" ]]; then
+      return 0
+    fi
+  done < <(readlink -- "${fds[@]}" 2>/dev/null || true)
+  return 1
 }
 
 # read_pid_file: sets PID (empty when there is no PID file) and PID_STATE: running, dead, foreign,
@@ -206,9 +247,40 @@ stale_reason() {
   esac
 }
 
+remove_pid_file() {
+  rm -f -- "${PID_FILE}" "${ADDRESS_FILE}"
+}
+
 remove_stale_pid_file() {
   say "removing stale PID file ${PID_FILE}: $(stale_reason)"
-  rm -f -- "${PID_FILE}" || fail "${EXIT_PRIVILEGE}" "cannot remove ${PID_FILE}"
+  remove_pid_file || fail "${EXIT_PRIVILEGE}" "cannot remove ${PID_FILE}"
+}
+
+# write_pid_file PID: the address first, then the PID (each replaced whole), so that whoever finds the
+# PID file finds the address it goes with.
+write_pid_file() {
+  local pid="$1" tmp="${PID_FILE}.tmp.$$"
+  printf 'host=%s\nport=%s\n' "${HOST}" "${PORT}" >"${tmp}" && mv -f -- "${tmp}" "${ADDRESS_FILE}" &&
+    printf '%s\n' "${pid}" >"${tmp}" && mv -f -- "${tmp}" "${PID_FILE}"
+}
+
+# recorded_health_url: where the server in the PID file answers, from the address start recorded
+# beside it; the options' address when none was recorded (a server started by an older manager).
+recorded_health_url() {
+  local line host='' port=''
+  if [[ -r "${ADDRESS_FILE}" ]]; then
+    while IFS= read -r line; do
+      case "${line}" in
+      host=*) host="${line#host=}" ;;
+      port=*) port="${line#port=}" ;;
+      esac
+    done <"${ADDRESS_FILE}"
+  fi
+  if [[ -n "${host}" && ! "${host}" =~ [[:space:]/] && "${port}" =~ ^[1-9][0-9]{0,4}$ ]] && ((port <= 65535)); then
+    health_url "${host}" "${port}"
+  else
+    printf '%s' "${HEALTH_URL}"
+  fi
 }
 
 # Seconds since boot, and a process's start in seconds since boot, from /proc (no ps needed).
@@ -248,8 +320,8 @@ healthy() {
 
 show_log_tail() {
   if [[ -s "${LOG_FILE}" ]]; then
-    warn "last ${LINES} lines of ${LOG_FILE}:"
-    tail -n "${LINES}" -- "${LOG_FILE}" >&2
+    warn "last ${LOG_LINES} lines of ${LOG_FILE}:"
+    tail -n "${LOG_LINES}" -- "${LOG_FILE}" >&2
   else
     warn "the log ${LOG_FILE} is empty"
   fi
@@ -302,7 +374,9 @@ do_start() {
   read_pid_file
   case "${PID_STATE}" in
   running)
-    say "ec2-creator is already running (pid ${PID})"
+    local url
+    url="$(recorded_health_url)"
+    say "ec2-creator is already running (pid ${PID}, ${url%/health})"
     return "${EXIT_OK}"
     ;;
   dead | foreign | garbage) remove_stale_pid_file ;;
@@ -321,12 +395,14 @@ do_start() {
   PORT="${PORT}" HOST="${HOST}" env "${overrides[@]}" setsid -- "${NODE_BIN}" "${SERVER_ENTRY}" \
     </dev/null >>"${LOG_FILE}" 2>&1 9>&- &
   local pid=$!
-  local tmp="${PID_FILE}.tmp.$$"
-  if ! { printf '%s\n' "${pid}" >"${tmp}" && mv -f -- "${tmp}" "${PID_FILE}"; }; then
+  if ! write_pid_file "${pid}"; then
     kill -TERM "${pid}" 2>/dev/null || true
+    rm -f -- "${PID_FILE}.tmp.$$"
     fail "${EXIT_PRIVILEGE}" "cannot write the PID file ${PID_FILE}"
   fi
 
+  # Healthy is not enough: another server on the port answers /health just as well, while ours dies
+  # of EADDRINUSE. Only an answer while the process we launched holds the listening socket counts.
   local deadline=$((SECONDS + START_TIMEOUT_S))
   while true; do
     if ! process_exists "${pid}"; then
@@ -334,20 +410,21 @@ do_start() {
       warn "ec2-creator exited during start-up"
       break
     fi
-    if healthy; then
-      if is_our_server "${pid}"; then
-        say "ec2-creator is running (pid ${pid}, ${HEALTH_URL%/health}, log ${LOG_FILE})"
-        return "${EXIT_OK}"
-      fi
+    if listens_on "${pid}" "${PORT}" && is_our_server "${pid}" && healthy; then
+      say "ec2-creator is running (pid ${pid}, ${HEALTH_URL%/health}, log ${LOG_FILE})"
+      return "${EXIT_OK}"
     fi
     if ((SECONDS >= deadline)); then
-      warn "ec2-creator did not answer ${HEALTH_URL} within ${START_TIMEOUT_S}s: stopping it"
+      warn "ec2-creator was not answering ${HEALTH_URL} from a socket of its own within ${START_TIMEOUT_S}s: stopping it"
       terminate "${pid}" || warn "pid ${pid} did not stop"
       break
     fi
     sleep 0.2
   done
-  rm -f -- "${PID_FILE}"
+  remove_pid_file
+  if healthy; then
+    warn "another process answers ${HEALTH_URL}: ec2-creator needs port ${PORT} to itself"
+  fi
   show_log_tail
   return "${EXIT_FAILED}"
 }
@@ -365,12 +442,14 @@ do_stop() {
     return "${EXIT_OK}"
     ;;
   esac
-  say "stopping ec2-creator (pid ${PID})"
+  local url
+  url="$(recorded_health_url)"
+  say "stopping ec2-creator (pid ${PID}, ${url%/health})"
   if ! terminate "${PID}"; then
     warn "pid ${PID} is still running after SIGKILL"
     return "${EXIT_FAILED}"
   fi
-  rm -f -- "${PID_FILE}"
+  remove_pid_file
   say 'ec2-creator stopped'
 }
 
@@ -386,12 +465,13 @@ do_status() {
     return "${STATUS_DEAD_PID_FILE}"
     ;;
   esac
-  local uptime health
+  local uptime health url
   uptime="$(uptime_of "${PID}")" || uptime=unknown
-  health="$(http_get "${HEALTH_URL}")" || health="no answer from ${HEALTH_URL}"
+  url="$(recorded_health_url)"
+  health="$(http_get "${url}")" || health="no answer from ${url}"
   say 'ec2-creator is running'
   printf '  pid:    %s\n  uptime: %s\n  url:    %s\n  health: %s\n  log:    %s\n' \
-    "${PID}" "${uptime}" "${HEALTH_URL%/health}" "${health}" "${LOG_FILE}"
+    "${PID}" "${uptime}" "${url%/health}" "${health}" "${LOG_FILE}"
   return "${EXIT_OK}"
 }
 
@@ -400,7 +480,7 @@ do_logs() {
     say "no log yet at ${LOG_FILE}"
     return "${EXIT_OK}"
   fi
-  tail -n "${LINES}" -- "${LOG_FILE}"
+  tail -n "${LOG_LINES}" -- "${LOG_FILE}"
 }
 
 main() {

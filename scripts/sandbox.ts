@@ -2,67 +2,127 @@
  * `npm run sandbox`: the service against a local EC2 emulator, for trying the API without an AWS account.
  * Starts moto_server on a free loopback port, points the AWS CLI at it with dummy credentials (and empty
  * AWS config files, so no real profile is ever read), creates the key pair, starts the service and prints
- * its URL under a "SANDBOX — not real AWS" banner. Ctrl-C stops both and removes the temporary files.
+ * its URL under a "SANDBOX — not real AWS" banner.
+ *
+ * The temporary folder holds a private key, the API token and the database, so it is removed however the
+ * sandbox ends: Ctrl-C (SIGINT), SIGTERM or SIGHUP, at any point of start-up too, a start-up failure or a
+ * crash. SANDBOX_KEEP=1 keeps it, and the sandbox says where it is.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { loadConfig } from '../app/config.js';
-import { createScriptRunner } from '../app/ec2/runner.js';
+import { createScriptRunner, type ScriptRunner } from '../app/ec2/runner.js';
 import { ensureKeyPair } from '../app/ec2/scripts.js';
 import { readGeneratedTokenValue } from '../app/auth/tokens.js'; // security (issue 6)
 import { createLogger } from '../app/logger.js';
 import { startServer, type RunningServer } from '../app/server.js';
-import { startMoto } from './lib/moto.js';
+import { startMoto, type MotoServer } from './lib/moto.js';
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
-  const work = mkdtempSync(path.join(tmpdir(), 'ec2-creator-sandbox-'));
-  writeFileSync(path.join(work, 'aws-config'), '');
-  writeFileSync(path.join(work, 'aws-credentials'), '');
-  for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN']) delete process.env[name];
+  const keep = ['1', 'true'].includes(process.env.SANDBOX_KEEP ?? '');
 
-  const moto = await startMoto();
-  // Set on process.env: the scripts the service spawns inherit it.
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: 'sandbox',
-    AWS_SECRET_ACCESS_KEY: 'sandbox',
-    AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    AWS_CONFIG_FILE: path.join(work, 'aws-config'),
-    AWS_SHARED_CREDENTIALS_FILE: path.join(work, 'aws-credentials'),
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_ENDPOINT_URL: moto.endpoint,
-    DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? path.join(work, 'instances.db'),
-    // Loopback only, and a browser cannot send a bearer token to load Swagger UI: open the docs here.
-    PUBLIC_DOCS: process.env.PUBLIC_DOCS ?? 'true',
-  });
+  let work: string | undefined;
+  let motoStarting: Promise<MotoServer> | undefined;
+  let moto: MotoServer | undefined;
+  let runner: ScriptRunner | undefined;
+  let serverStarting: Promise<RunningServer> | undefined;
+  let stopping: Promise<void> | undefined;
+  let hurry: (() => void) | undefined;
 
-  let server: RunningServer | undefined;
-  let stopping = false;
-  const stop = async (code: number): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    await server?.close();
-    await moto.stop();
-    rmSync(work, { recursive: true, force: true });
-    process.exit(code);
+  const removeWork = (): void => {
+    if (work === undefined) return;
+    if (keep) process.stderr.write(`sandbox: kept ${work} (SANDBOX_KEEP=1): the private key, the API token and the database\n`);
+    else rmSync(work, { recursive: true, force: true });
+    work = undefined;
   };
-  process.once('SIGINT', () => void stop(0));
-  process.once('SIGTERM', () => void stop(0));
-  void moto.exited.then(() => {
-    if (!stopping) {
-      process.stderr.write('moto_server stopped unexpectedly; stopping the sandbox\n');
-      void stop(1);
-    }
+
+  /**
+   * Stops what was started, in reverse order, then removes the folder and exits. Whatever is still
+   * starting is waited for and then stopped, so a signal during start-up leaves nothing running.
+   */
+  const stop = (code: number): Promise<void> => {
+    stopping ??= (async () => {
+      runner?.killAll();
+      const drained = serverStarting?.then((server) => server.close(), () => undefined);
+      // A second signal while stopping means "now": the service's in-flight work is not waited for.
+      await Promise.race([drained, new Promise<void>((resolve) => (hurry = resolve))]);
+      await motoStarting?.then((emulator) => emulator.stop(), () => undefined);
+      removeWork();
+      process.exit(code);
+    })();
+    return stopping;
+  };
+
+  // The last word on any other way out (process.exit elsewhere): tell the emulator to stop (stop() sends
+  // its signal at once) and remove the folder, which rmSync can do before the process is gone.
+  process.on('exit', () => {
+    void moto?.stop();
+    removeWork();
   });
+  // `on`, not `once`: with no listener left, a second Ctrl-C (or the signal tsx relays) would end the
+  // process before it had cleaned up.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (stopping) {
+        hurry?.();
+        return;
+      }
+      void stop(0);
+    });
+  }
+  const crash = (error: unknown): void => {
+    process.stderr.write(`sandbox: ${error instanceof Error && error.stack ? error.stack : message(error)}\n`);
+    void stop(1);
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
 
   try {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-sandbox-'));
+    work = dir;
+    writeFileSync(path.join(dir, 'aws-config'), '');
+    writeFileSync(path.join(dir, 'aws-credentials'), '');
+    for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN']) delete process.env[name];
+
+    motoStarting = startMoto();
+    moto = await motoStarting;
+    if (stopping) return;
+    const emulator = moto;
+    void emulator.exited.then(() => {
+      if (!stopping) {
+        process.stderr.write('moto_server stopped unexpectedly; stopping the sandbox\n');
+        void stop(1);
+      }
+    });
+    // Set on process.env: the scripts the service spawns inherit it.
+    Object.assign(process.env, {
+      AWS_ACCESS_KEY_ID: 'sandbox',
+      AWS_SECRET_ACCESS_KEY: 'sandbox',
+      AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      AWS_CONFIG_FILE: path.join(dir, 'aws-config'),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'aws-credentials'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_ENDPOINT_URL: emulator.endpoint,
+      DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? path.join(dir, 'instances.db'),
+      // Loopback only, and a browser cannot send a bearer token to load Swagger UI: open the docs here.
+      PUBLIC_DOCS: process.env.PUBLIC_DOCS ?? 'true',
+    });
+
     const config = loadConfig(process.env);
-    const keyFile = path.join(work, `${config.keyName}.pem`);
-    const runner = createScriptRunner({ scriptsDir: config.scriptsDir, timeoutMs: 60_000, logger: createLogger({ silent: true }) });
+    const keyFile = path.join(dir, `${config.keyName}.pem`);
+    runner = createScriptRunner({ scriptsDir: config.scriptsDir, timeoutMs: 60_000, logger: createLogger({ silent: true }) });
     await ensureKeyPair(runner, config.keyName, { create: true, privateKeyFile: keyFile });
-    server = await startServer(process.env);
+    if (stopping) return;
+    serverStarting = startServer(process.env);
+    const server = await serverStarting;
+    if (stopping) return;
 
     // --- security (issue 6): the API needs a token; show the generated one (or say where tokens come from) ---
     const tokenFile = config.auth.mode === 'generate' ? config.auth.file : undefined;
@@ -79,7 +139,7 @@ async function main(): Promise<void> {
         '',
         line,
         '  SANDBOX — not real AWS',
-        `  EC2 is moto_server at ${moto.endpoint}; nothing here costs money or reaches AWS.`,
+        `  EC2 is moto_server at ${emulator.endpoint}; nothing here costs money or reaches AWS.`,
         `  API:      ${server.url}`,
         `  Docs:     ${server.url}/docs`,
         `  Key pair: ${config.keyName} (private key ${keyFile})`,
@@ -87,13 +147,18 @@ async function main(): Promise<void> {
         `  Try:      curl -s -X POST ${server.url}/instances${auth} -H 'Content-Type: application/json' \\`,
         `              -d '{"name":"demo","ami":"ami-1e749f67","instance_type":"t3.micro","storage_gb":8}'`,
         `            curl -s ${server.url}/instances${auth}`,
+        keep
+          ? `  Files:    ${dir} (kept on exit: SANDBOX_KEEP=1)`
+          : `  Files:    ${dir} (removed on exit; SANDBOX_KEEP=1 keeps them)`,
         '  Ctrl-C stops the service and the emulator.',
         line,
         '',
       ].join('\n'),
     );
   } catch (error) {
-    process.stderr.write(`sandbox failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+    // Stopping makes what was starting fail; that is no start-up failure.
+    if (stopping) return;
+    process.stderr.write(`sandbox failed to start: ${message(error)}\n`);
     await stop(1);
   }
 }

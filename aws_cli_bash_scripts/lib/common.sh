@@ -265,27 +265,66 @@ classify_aws_failure() {
   fail AwsCliError "${EXIT_OTHER}" "${message}"
 }
 
+# aws_call LIMIT OPERATION [ARG...]: run one aws ec2 call bounded by LIMIT seconds. On success it
+# prints the call's stdout; on failure its stderr, and returns its status. Call it only as
+# $(aws_call ...): it sets the traps of that subshell, which starts with none of its own, so no
+# trap of the calling script is replaced. The output waits in a temporary folder, removed however
+# the subshell ends: normally, on an error, or on TERM, INT or HUP (the service signals the
+# script's whole process group on a timeout and at shutdown, Ctrl-C does in a terminal). The call
+# runs in the background because bash runs a trap only once the foreground command is over, and
+# `wait` is what a signal interrupts at once. --foreground keeps the CLI in our process group, so
+# whoever stops us stops it too.
+aws_call() {
+  local limit="$1" operation="$2" status=0 signal
+  shift 2
+  AWS_CALL_DIR=''
+  AWS_CALL_PID=''
+  trap aws_call_cleanup EXIT
+  for signal in TERM INT HUP; do
+    # shellcheck disable=SC2064 # the signal's name is meant to be expanded now
+    trap "aws_call_cleanup; trap - ${signal}; kill -s ${signal} \"\${BASHPID}\"" "${signal}"
+  done
+  AWS_CALL_DIR="$(mktemp -d)"
+  timeout --foreground --kill-after=5 "${limit}" aws ec2 "${operation}" --output=json "$@" \
+    >"${AWS_CALL_DIR}/stdout" 2>"${AWS_CALL_DIR}/stderr" &
+  AWS_CALL_PID="$!"
+  wait "${AWS_CALL_PID}" || status=$?
+  AWS_CALL_PID=''
+  if ((status == 0)); then
+    cat -- "${AWS_CALL_DIR}/stdout"
+  else
+    cat -- "${AWS_CALL_DIR}/stderr"
+  fi
+  return "${status}"
+}
+
+# The traps' work: stop the call if it still runs, remove its folder.
+aws_call_cleanup() {
+  if [[ -n "${AWS_CALL_PID:-}" ]]; then
+    kill -TERM -- "${AWS_CALL_PID}" 2>/dev/null || true
+    AWS_CALL_PID=''
+  fi
+  if [[ -n "${AWS_CALL_DIR:-}" ]]; then
+    rm -rf -- "${AWS_CALL_DIR}"
+    AWS_CALL_DIR=''
+  fi
+}
+
 # aws_ec2 OPERATION [--option=value...]: run one EC2 call and print its JSON output.
 # Bounded by AWS_CALL_TIMEOUT_S, or by AWS_CALL_DEADLINE (a value of $SECONDS) when a wait loop
-# sets one. --foreground keeps the CLI in our process group, so whoever stops us stops it too.
+# sets one.
 aws_ec2() {
-  local operation="$1" limit="${AWS_CALL_TIMEOUT_S}" output status stderr_file
+  local operation="$1" limit="${AWS_CALL_TIMEOUT_S}" output status
   shift
   if [[ -n "${AWS_CALL_DEADLINE:-}" ]]; then
     limit=$((AWS_CALL_DEADLINE - SECONDS))
     ((limit >= 1)) || limit=1
   fi
-  stderr_file="$(mktemp)"
   status=0
-  output="$(timeout --foreground --kill-after=5 "${limit}" \
-    aws ec2 "${operation}" --output=json "$@" 2>"${stderr_file}")" || status=$?
+  output="$(aws_call "${limit}" "${operation}" "$@")" || status=$?
   if ((status != 0)); then
-    local stderr
-    stderr="$(<"${stderr_file}")"
-    rm -f -- "${stderr_file}"
-    classify_aws_failure "${status}" "${stderr}"
+    classify_aws_failure "${status}" "${output}"
   fi
-  rm -f -- "${stderr_file}"
   # Some calls print nothing on success; an empty document stands for that.
   [[ -n "${output}" ]] || output='{}'
   if ! jq -e 'type == "object"' >/dev/null 2>&1 <<<"${output}"; then

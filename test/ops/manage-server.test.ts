@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync,
+} from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 import {
   createServerSandbox, emulateJenkinsProcessKiller, ensureBuilt, health, isAlive, manageScript, run, serverEntry,
   serversOnPort, waitUntil, type ServerSandbox,
@@ -24,6 +28,39 @@ async function deadPid(): Promise<number> {
   await new Promise((resolve) => child.once('exit', resolve));
   assert.ok(child.pid);
   return child.pid;
+}
+
+/** An HTTP server on 127.0.0.1:port that answers every request like a healthy ec2-creator. */
+async function startImpostor(port: number): Promise<HttpServer> {
+  const server = createHttpServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end('{"status":"ok"}');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return server;
+}
+
+async function stopImpostor(server: HttpServer): Promise<void> {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+}
+
+/** A shell word for `script -c`: single-quoted. */
+function shellWord(word: string): string {
+  return `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * Runs the manager with a terminal of `rows` rows as its stdin, stdout and stderr (script(1) makes the
+ * pseudo-terminal), as a person at a shell runs it; the terminal's CRLF line ends come back as LF.
+ */
+async function manageInTerminal(sandbox: ServerSandbox, script: string, args: string[], rows: number) {
+  const command = `stty rows ${rows} cols 160; exec bash ${[script, ...args].map(shellWord).join(' ')}`;
+  const result = await run('script', ['-qec', command, '/dev/null'], sandbox.env);
+  return { ...result, stdout: result.stdout.replaceAll('\r\n', '\n') };
 }
 
 describe('scripts/manage_server.sh', function () {
@@ -169,12 +206,54 @@ describe('scripts/manage_server.sh', function () {
         const started = await sandbox.manage(['start']);
         assert.notEqual(started.exitCode, 0, started.output);
         assert.match(started.stderr, /last \d+ lines of .*ec2-creator\.log/);
-        assert.match(started.stderr, /EADDRINUSE/);
+        assert.match(started.stderr, /EADDRINUSE|already in use/, 'the log tail says why');
         assert.ok(!existsSync(sandbox.pidFile), 'no PID file is left');
         assert.deepEqual(serversOnPort(sandbox.port), []);
       } finally {
         await new Promise((resolve) => blocker.close(resolve));
       }
+    });
+  });
+
+  describe('another server on the port', () => {
+    let impostor: HttpServer | undefined;
+    afterEach(async () => {
+      if (impostor) await stopImpostor(impostor);
+      impostor = undefined;
+    });
+
+    it('when another server already answers /health on the port, then start fails, says so and leaves nothing running', async () => {
+      impostor = await startImpostor(sandbox.port);
+
+      const started = await sandbox.manage(['start']);
+
+      assert.equal(started.exitCode, 1, started.output);
+      assert.doesNotMatch(started.stdout, /is running/);
+      assert.match(started.stderr, /another process answers http:\/\/127\.0\.0\.1:\d+\/health/);
+      assert.ok(!existsSync(sandbox.pidFile), 'no PID file is left');
+      assert.deepEqual(serversOnPort(sandbox.port), []);
+      assert.equal((await sandbox.manage(['status'])).exitCode, 3);
+    });
+  });
+
+  describe('the recorded address', () => {
+    it('when status and stop run with another HOST and PORT in the environment, then they use the address the server was started with', async () => {
+      assert.equal((await sandbox.manage(['start'])).exitCode, 0);
+      const pid = sandbox.pid()!;
+      const elsewhere = { PORT: String(await freeLoopbackPort()), HOST: 'localhost' };
+
+      const status = await sandbox.manage(['status'], elsewhere);
+      assert.equal(status.exitCode, 0, status.output);
+      assert.match(status.stdout, new RegExp(`url:\\s+http://127\\.0\\.0\\.1:${sandbox.port}\\b`));
+      assert.match(status.stdout, /health:\s+\{"status":"ok"\}/);
+
+      const stopped = await sandbox.manage(['stop'], elsewhere);
+      assert.equal(stopped.exitCode, 0, stopped.output);
+      assert.match(stopped.stdout, new RegExp(`stopping ec2-creator \\(pid ${pid}, http://127\\.0\\.0\\.1:${sandbox.port}\\)`));
+      assert.ok(!isAlive(pid));
+      assert.equal(await health(sandbox.baseUrl), undefined);
+      assert.deepEqual(readdirSync(path.dirname(sandbox.pidFile)).filter((name) => !name.endsWith('.lock')), [],
+        'the PID file and what was recorded beside it are removed');
     });
   });
 
@@ -236,7 +315,7 @@ describe('scripts/manage_server.sh', function () {
       const help = await run('bash', [manageScript, '--help'], {});
       assert.equal(help.exitCode, 0);
       assert.match(help.stdout, /status: 0 running, 1 dead but the PID file exists, 3 not running/);
-      for (const name of ['PORT', 'HOST', 'PID_FILE', 'LOG_DIR', 'START_TIMEOUT_S', 'STOP_TIMEOUT_S', 'LINES']) {
+      for (const name of ['PORT', 'HOST', 'PID_FILE', 'LOG_DIR', 'START_TIMEOUT_S', 'STOP_TIMEOUT_S', 'LOG_LINES']) {
         assert.match(help.stdout, new RegExp(`\\b${name}\\b`));
       }
     });
@@ -300,5 +379,76 @@ describe('scripts/manage_server.sh with a stand-in server', function () {
     assert.ok(!isAlive(pid));
     assert.match(readFileSync(path.join(sandbox.logDir, 'ec2-creator.log'), 'utf8'), /ignoring SIGTERM/);
     assert.ok(!serverEntry.startsWith(root), 'the real server was not involved');
+  });
+
+  /** dist/app/server.js in the throw-away repository: `code` runs as CommonJS. */
+  function standIn(code: string): void {
+    mkdirSync(path.join(root, 'dist', 'app'), { recursive: true });
+    writeFileSync(path.join(root, 'dist', 'app', 'server.js'), code);
+    writeFileSync(path.join(root, 'package.json'), '{"type":"commonjs"}');
+  }
+
+  it('when the launched server stays alive but never listens while another process answers /health, then start fails and stops it', async () => {
+    // Alive, and logs that it is waiting, but never binds: the answers on the port are someone else's.
+    standIn(`console.log('stand-in waiting'); setInterval(() => {}, 1000);`);
+    sandbox = await createServerSandbox({ START_TIMEOUT_S: '2', STOP_TIMEOUT_S: '5' }, path.join(root, 'scripts', 'manage_server.sh'));
+    const impostor = await startImpostor(sandbox.port);
+    try {
+      const started = await sandbox.manage(['start']);
+
+      assert.equal(started.exitCode, 1, started.output);
+      assert.doesNotMatch(started.stdout, /is running/);
+      assert.match(started.stderr, /another process answers/);
+      assert.ok(!existsSync(sandbox.pidFile), 'no PID file is left');
+      const log = readFileSync(path.join(sandbox.logDir, 'ec2-creator.log'), 'utf8');
+      assert.match(log, /stand-in waiting/, 'the stand-in did run');
+    } finally {
+      await stopImpostor(impostor);
+    }
+  });
+
+  describe('log lines', () => {
+    const script = () => path.join(root, 'scripts', 'manage_server.sh');
+    beforeEach(() => {
+      // Prints 100 numbered lines and dies: every start fails and shows the tail of the log.
+      standIn(`for (let i = 1; i <= 100; i += 1) console.log('server line ' + i); process.exit(1);`);
+    });
+
+    function linesAfter(output: string, header: RegExp): string[] {
+      const lines = output.split('\n');
+      const at = lines.findIndex((line) => header.test(line));
+      assert.ok(at >= 0, `no line matches ${header}:\n${output}`);
+      return lines.slice(at + 1).filter((line) => line !== '');
+    }
+
+    it('when start -n 3 fails in a terminal, then it shows the last 3 log lines, whatever the terminal height', async () => {
+      sandbox = await createServerSandbox({}, script());
+      const started = await manageInTerminal(sandbox, script(), ['start', '-n', '3'], 40);
+
+      assert.equal(started.exitCode, 1, started.output);
+      assert.match(started.stdout, /last 3 lines of .*ec2-creator\.log/);
+      assert.deepEqual(linesAfter(started.stdout, /last \d+ lines of/), ['server line 98', 'server line 99', 'server line 100']);
+    });
+
+    it('when LOG_LINES is set, then logs and a failed start show that many lines', async () => {
+      sandbox = await createServerSandbox({ LOG_LINES: '2' }, script());
+      const started = await sandbox.manage(['start']);
+      assert.equal(started.exitCode, 1, started.output);
+      assert.deepEqual(linesAfter(started.stderr, /last \d+ lines of/), ['server line 99', 'server line 100']);
+
+      const logs = await sandbox.manage(['logs']);
+      assert.equal(logs.exitCode, 0, logs.output);
+      assert.deepEqual(logs.stdout.trim().split('\n'), ['server line 99', 'server line 100']);
+    });
+
+    it('when only LINES, the former name, is set, then logs still shows that many lines', async () => {
+      sandbox = await createServerSandbox({}, script());
+      assert.equal((await sandbox.manage(['start'])).exitCode, 1);
+
+      const logs = await sandbox.manage(['logs'], { LINES: '2', LOG_LINES: undefined });
+
+      assert.equal(logs.exitCode, 0, logs.output);
+      assert.deepEqual(logs.stdout.trim().split('\n'), ['server line 99', 'server line 100']);
+    });
   });
 });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { startMoto, type MotoServer } from '../../scripts/lib/moto.js';
 
 const MOTO_ENDPOINT_VARIABLE = 'EC2_CREATOR_TEST_MOTO_ENDPOINT';
+const RUN_DIR_VARIABLE = 'EC2_CREATOR_TEST_RUN_DIR';
 const MOTO_OWNER_VARIABLE = 'EC2_CREATOR_TEST_MOTO_PID';
 let moto: Promise<MotoServer> | undefined;
 
@@ -41,6 +42,19 @@ async function ensureMoto(): Promise<void> {
   if (!endpoint) throw new Error('moto_server did not start');
   process.env.AWS_ENDPOINT_URL = endpoint;
   process.env[MOTO_ENDPOINT_VARIABLE] = endpoint;
+}
+
+// One folder for the whole run, shared by the workers (they inherit the variable), removed by the
+// process that made it: what the tests build or keep between files goes there, never into the checkout.
+if (!process.env[RUN_DIR_VARIABLE]) {
+  const runDir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-test-run-'));
+  process.env[RUN_DIR_VARIABLE] = runDir;
+  process.once('exit', () => rmSync(runDir, { recursive: true, force: true }));
+}
+
+/** The run's shared folder (see above). */
+export function testRunDir(): string {
+  return process.env[RUN_DIR_VARIABLE] as string;
 }
 
 /** Root hooks: run before each file under --parallel, once for the run when serial. */

@@ -4,16 +4,26 @@
  * folder (PID file, logs, database) on its own loopback port, and emulate Jenkins' process-tree killer.
  */
 import { execa } from 'execa';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import {
+  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../scripts/lib/ports.js';
+import { testRunDir } from './global-fixture.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const manageScript = path.join(repoRoot, 'scripts', 'manage_server.sh');
-export const serverEntry = path.join(repoRoot, 'dist', 'app', 'server.js');
+/**
+ * The server the operations tests run is built into the test run's folder, not the checkout, as a small
+ * repository of its own: dist/ built there, scripts/ and package.json copied, node_modules and the EC2
+ * scripts linked. A test run never writes into the checkout, and workers never build over each other.
+ */
+export const builtRepo = path.join(testRunDir(), 'repo');
+export const manageScript = path.join(builtRepo, 'scripts', 'manage_server.sh');
+export const serverEntry = path.join(builtRepo, 'dist', 'app', 'server.js');
 
 export interface Run {
   exitCode: number;
@@ -23,21 +33,28 @@ export interface Run {
   output: string;
 }
 
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(full));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(full).mtimeMs);
-  }
-  return newest;
-}
+const BUILT_MARKER = path.join(builtRepo, '.built');
+const BUILD_LOCK = `${builtRepo}.lock`;
 
-/** Builds dist/ when it is missing or older than a source under app/ (the manager runs the build). */
+/** Builds the server once per test run (the first caller builds; the others wait for its marker). */
 export async function ensureBuilt(): Promise<void> {
-  const built = existsSync(serverEntry) ? statSync(serverEntry).mtimeMs : 0;
-  if (built > 0 && built >= newestSource(path.join(repoRoot, 'app'))) return;
-  await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repoRoot, stdin: 'ignore' });
+  if (existsSync(BUILT_MARKER)) return;
+  try {
+    mkdirSync(BUILD_LOCK);
+  } catch {
+    if (!(await waitUntil(() => existsSync(BUILT_MARKER), 300_000))) throw new Error(`no build appeared at ${builtRepo}`);
+    return;
+  }
+  mkdirSync(builtRepo, { recursive: true });
+  await execa(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', path.join(builtRepo, 'dist')], {
+    cwd: repoRoot, stdin: 'ignore',
+  });
+  cpSync(path.join(repoRoot, 'scripts'), path.join(builtRepo, 'scripts'), { recursive: true });
+  copyFileSync(path.join(repoRoot, 'package.json'), path.join(builtRepo, 'package.json'));
+  for (const linked of ['node_modules', 'aws_cli_bash_scripts']) {
+    symlinkSync(path.join(repoRoot, linked), path.join(builtRepo, linked));
+  }
+  writeFileSync(BUILT_MARKER, '');
 }
 
 export async function run(
@@ -226,4 +243,92 @@ export function serversOnPort(port: number): number[] {
     }
   }
   return found;
+}
+
+/**
+ * Live processes whose environment holds `entry` (NAME=value). A test gives what it starts a unique
+ * marker variable; every descendant inherits it, so this finds them all, orphans included.
+ */
+export function processesWithEnvironment(entry: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid || !isAlive(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry)) found.push(pid);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
+
+/** SIGKILLs what processesWithEnvironment finds: cleanup after a test, whatever it left behind. */
+export function killProcessesWithEnvironment(entry: string): void {
+  for (const pid of processesWithEnvironment(entry)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
+/** A child's exit: its code, or the signal that ended it. */
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** Settles when the child exits (at once when it already has). */
+export function exitOf(child: ChildProcess): Promise<Exit> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  }
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+export interface WatchedOutput {
+  /** stdout and stderr so far, interleaved as they arrived. */
+  text(): string;
+  /** Settles when the output so far matches; fails when the child exits first (with what it printed). */
+  waitFor(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** Settles once the child has exited and its output is all read (never, while an orphan holds it). */
+  closed: Promise<void>;
+}
+
+/** Collects a child's stdout and stderr (the child must be spawned with both piped). */
+export function watchOutput(child: ChildProcess): WatchedOutput {
+  let text = '';
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const waiters = new Set<() => void>();
+  const append = (chunk: Buffer) => {
+    text += chunk.toString();
+    for (const check of [...waiters]) check();
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
+  return {
+    text: () => text,
+    closed,
+    waitFor(pattern) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = text.match(pattern);
+          if (match) {
+            waiters.delete(check);
+            resolve(match);
+          }
+        };
+        waiters.add(check);
+        check();
+        void exitOf(child).then((exit) => {
+          if (!waiters.has(check)) return;
+          waiters.delete(check);
+          reject(new Error(`exited (${exit.code ?? exit.signal}) before printing ${pattern}:\n${text}`));
+        });
+      });
+    },
+  };
 }

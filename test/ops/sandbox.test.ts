@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freeLoopbackPort } from '../../scripts/lib/ports.js';
+import {
+  commandLine, exitOf, killProcessesWithEnvironment, processesWithEnvironment, repoRoot, watchOutput, type WatchedOutput,
+} from '../support/ops-manager.js';
+
+const BANNER = /SANDBOX — not real AWS[\s\S]*Ctrl-C stops/;
+
+/**
+ * `npm run sandbox` runs scripts/sandbox.ts under tsx. The tests run it in one node process with tsx's
+ * loader (the tsx command would add a parent that relays signals on a 30 ms clock) as the leader of its
+ * own process group, so that a signal to the group is what Ctrl-C in a terminal sends.
+ */
+describe('npm run sandbox', function () {
+  this.timeout(120_000);
+  let base: string;
+  let scratch: string;
+  let marker: [string, string];
+  let sandbox: ChildProcess | undefined;
+
+  beforeEach(() => {
+    base = mkdtempSync(path.join(tmpdir(), 'ec2-creator-sandbox-test-'));
+    scratch = path.join(base, 'tmp');
+    mkdirSync(scratch);
+    marker = ['EC2_CREATOR_TEST_RUN', `sandbox-${randomBytes(8).toString('hex')}`];
+  });
+
+  afterEach(() => {
+    if (sandbox?.pid !== undefined && sandbox.exitCode === null && sandbox.signalCode === null) {
+      try {
+        process.kill(-sandbox.pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    sandbox = undefined;
+    killProcessesWithEnvironment(marker.join('='));
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  async function startSandbox(extraEnv: Record<string, string> = {}): Promise<{ child: ChildProcess; output: WatchedOutput }> {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      TMPDIR: scratch,
+      PORT: String(await freeLoopbackPort()),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      [marker[0]]: marker[1],
+      ...extraEnv,
+    };
+    for (const name of ['API_TOKENS', 'API_TOKENS_FILE', 'AUTH_DISABLED', 'DATABASE_URL', 'SANDBOX_DATABASE_URL', 'SANDBOX_KEEP']) {
+      if (!(name in extraEnv)) delete env[name];
+    }
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/sandbox.ts'], {
+      cwd: repoRoot,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    sandbox = child;
+    return { child, output: watchOutput(child) };
+  }
+
+  /** The folder the banner names as holding the private key. */
+  async function bannerFolder(output: WatchedOutput): Promise<string> {
+    await output.waitFor(BANNER);
+    const key = /private key (\S+\.pem)\)/.exec(output.text());
+    assert.ok(key, output.text());
+    const folder = path.dirname(key[1]!);
+    assert.ok(existsSync(folder), 'the folder exists while the sandbox runs');
+    return folder;
+  }
+
+  /** What the sandbox leaves behind: its temporary folders and its emulator processes. */
+  function leftovers(): { folders: string[]; moto: number[] } {
+    return {
+      folders: readdirSync(scratch).filter((name) => name.startsWith('ec2-creator-sandbox-')),
+      moto: processesWithEnvironment(marker.join('=')).filter((pid) => commandLine(pid).includes('moto_server')),
+    };
+  }
+
+  it('when Ctrl-C reaches the sandbox after its banner, then it exits 0, its folder is gone and moto_server is stopped', async () => {
+    const { child, output } = await startSandbox();
+    const folder = await bannerFolder(output);
+    assert.equal(leftovers().moto.length, 1, 'moto_server runs');
+
+    process.kill(-child.pid!, 'SIGINT');
+    const exit = await exitOf(child);
+
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.ok(!existsSync(folder), 'the private key, the API token and the database are gone');
+    assert.deepEqual(leftovers(), { folders: [], moto: [] });
+  });
+
+  it('when the sandbox gets SIGTERM, then it exits 0, its folder is gone and moto_server is stopped', async () => {
+    const { child, output } = await startSandbox();
+    const folder = await bannerFolder(output);
+
+    process.kill(child.pid!, 'SIGTERM');
+    const exit = await exitOf(child);
+
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.ok(!existsSync(folder));
+    assert.deepEqual(leftovers(), { folders: [], moto: [] });
+  });
+
+  it('when a second Ctrl-C comes while it is stopping, then it still removes its folder and stops moto_server', async () => {
+    const { child, output } = await startSandbox();
+    const folder = await bannerFolder(output);
+
+    process.kill(-child.pid!, 'SIGINT');
+    await output.waitFor(/"message":"shutting down"/);
+    process.kill(-child.pid!, 'SIGINT');
+    const exit = await exitOf(child);
+
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.ok(!existsSync(folder));
+    assert.deepEqual(leftovers(), { folders: [], moto: [] });
+  });
+
+  it('when SIGTERM comes during start-up, then it exits 0 and leaves no folder and no moto_server', async () => {
+    const { child, output } = await startSandbox();
+    // moto_server has been spawned: the folder exists, the emulator is not answering yet.
+    while (leftovers().moto.length === 0) {
+      assert.equal(child.exitCode, null, output.text());
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+
+    process.kill(child.pid!, 'SIGTERM');
+    const exit = await exitOf(child);
+
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.doesNotMatch(output.text(), BANNER);
+    assert.deepEqual(leftovers(), { folders: [], moto: [] });
+  });
+
+  it('when start-up fails, then it says why, exits 1 and leaves nothing behind', async () => {
+    // A PATH with node and nothing else: no moto_server (nor python) to be found.
+    const bin = path.join(base, 'bin');
+    mkdirSync(bin);
+    symlinkSync(process.execPath, path.join(bin, 'node'));
+    const { child, output } = await startSandbox({ PATH: bin });
+
+    const exit = await exitOf(child);
+
+    assert.deepEqual(exit, { code: 1, signal: null }, output.text());
+    assert.match(output.text(), /sandbox failed to start: .*moto_server/);
+    assert.deepEqual(leftovers(), { folders: [], moto: [] });
+  });
+
+  it('when SANDBOX_KEEP=1, then Ctrl-C keeps the folder and says where it is', async () => {
+    const { child, output } = await startSandbox({ SANDBOX_KEEP: '1' });
+    const folder = await bannerFolder(output);
+
+    process.kill(-child.pid!, 'SIGINT');
+    const exit = await exitOf(child);
+    await output.closed;
+
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.ok(existsSync(folder), 'the folder is kept');
+    assert.ok(output.text().includes(`kept ${folder}`), output.text());
+    assert.deepEqual(leftovers().moto, []);
+  });
+});
