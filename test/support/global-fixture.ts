@@ -4,13 +4,16 @@
  * (scripts, the aws CLI, servers) inherit these variables, so nothing a test starts can reach a real AWS
  * account or any host but loopback. moto dies with the process that started it, even on SIGKILL.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startMoto, type MotoServer } from '../../scripts/lib/moto.js';
 
 const MOTO_ENDPOINT_VARIABLE = 'EC2_CREATOR_TEST_MOTO_ENDPOINT';
 const RUN_DIR_VARIABLE = 'EC2_CREATOR_TEST_RUN_DIR';
+const REAPER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../scripts/lib/reap-when-gone.sh');
 const MOTO_OWNER_VARIABLE = 'EC2_CREATOR_TEST_MOTO_PID';
 let moto: Promise<MotoServer> | undefined;
 
@@ -46,8 +49,14 @@ async function ensureMoto(): Promise<void> {
 
 // One folder for the whole run, shared by the workers (they inherit the variable), removed by the
 // process that made it: what the tests build or keep between files goes there, never into the checkout.
+// Every process a test starts inherits the variable; a watcher started apart from the run kills what
+// still carries it once the run has ended, so a run that is killed (even by SIGKILL) leaves nothing behind.
 if (!process.env[RUN_DIR_VARIABLE]) {
   const runDir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-test-run-'));
+  const { [RUN_DIR_VARIABLE]: _absent, ...watcherEnv } = process.env;
+  spawn('bash', [REAPER, String(process.pid), RUN_DIR_VARIABLE, runDir, runDir], {
+    detached: true, stdio: 'ignore', env: watcherEnv,
+  }).unref();
   process.env[RUN_DIR_VARIABLE] = runDir;
   process.once('exit', () => rmSync(runDir, { recursive: true, force: true }));
 }

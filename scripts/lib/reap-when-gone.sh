@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# reap-when-gone.sh PID VARIABLE VALUE [FOLDER]: once process PID has ended, SIGKILL every process whose
+# environment holds VARIABLE=VALUE and remove FOLDER. The test runner starts it detached, so a run that is
+# killed (even by SIGKILL) leaves no server, emulator or script behind.
+set -euo pipefail
+readonly parent="$1" variable="$2" value="$3" folder="${4:-}"
+
+while kill -0 "${parent}" 2>/dev/null; do
+  sleep 1
+done
+for environ in /proc/[0-9]*/environ; do
+  pid="${environ#/proc/}"
+  pid="${pid%/environ}"
+  [[ "${pid}" != "$$" ]] || continue
+  if tr '\0' '\n' 2>/dev/null <"${environ}" | grep -qxF -- "${variable}=${value}"; then
+    kill -KILL "${pid}" 2>/dev/null || true
+  fi
+done
+if [[ -n "${folder}" ]]; then
+  rm -rf -- "${folder}"
+fi
