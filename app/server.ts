@@ -1,22 +1,27 @@
 /**
- * Process entry: .env → config → store → runner → createApp → start-up recovery → listen. SIGTERM/SIGINT
- * drain (readiness 503, new changes 503, in-flight work gets SHUTDOWN_TIMEOUT_MS, leftovers are killed and
- * marked interrupted), close the listener and the database, and exit 0.
+ * Process entry: .env → config → the database's writer lock → listen → store → runner → createApp →
+ * start-up recovery. Nothing is written before the lock is held and the port is bound, so a second server on
+ * the same database, or one whose port is taken, stops without touching the data. SIGTERM/SIGINT drain
+ * (readiness 503, new changes 503, in-flight work gets most of SHUTDOWN_TIMEOUT_MS, leftovers are killed and
+ * marked interrupted), close the listener, the database and the lock, and exit 0 within SHUTDOWN_TIMEOUT_MS.
  */
-import type { Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { config as loadDotenv } from 'dotenv';
 import { createApp, createServices } from './app.js';
 import { ConfigError, loadConfig, scriptEnvironment } from './config.js';
-import { createScriptRunner } from './ec2/runner.js';
-import { createLogger } from './logger.js';
+import { InterruptedError } from './domain/errors.js';
+import { createScriptRunner, type ScriptRunner } from './ec2/runner.js';
+import { createLogger, type Logger } from './logger.js';
 import { createNotifier } from './notify/index.js';
-import { openStore } from './store/index.js';
-// --- security (issue 6) ---
-import { registerSecretsFromEnv } from './auth/redact.js';
+import { DatabaseLockedError, StorageOpenError } from './store/errors.js';
+import { openStore, type Store } from './store/index.js';
+import { lockDatabase } from './store/lock.js';
+import { registerSecretsFromEnv } from './redact.js';
 import { resolveAuth } from './auth/setup.js';
-import { applyServerTimeouts } from './http/limits.js';
+import { answerClientErrors } from './http/client-errors.js';
+import { applyServerTimeouts, httpServerOptions } from './http/limits.js';
 
 export interface RunningServer {
   url: string;
@@ -27,93 +32,180 @@ export interface RunningServer {
 export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const config = loadConfig(env);
   const logger = createLogger({ level: config.logLevel });
-  // --- security (issue 6): mask secrets in every log line; resolve API tokens (generated on first start) ---
+  // Mask secrets in every log line; resolve API tokens (generated on first start).
   registerSecretsFromEnv(process.env);
   registerSecretsFromEnv(env);
   const auth = resolveAuth(config.auth, logger);
-  // --- end security ---
-  const store = openStore(config.databasePath);
-  const runner = createScriptRunner({
-    scriptsDir: config.scriptsDir,
-    timeoutMs: config.scriptTimeoutMs,
-    logger,
-    env: scriptEnvironment(config),
-  });
-  const notifier = createNotifier(config.email, logger);
-  const deps = { store, runner, logger, config, notifier, auth /* security (issue 6) */ };
-  const services = createServices(deps);
-  const app = createApp(deps, services);
-  // --- lifecycle engine (issue 5): operations a crash left queued/running are marked interrupted right now
-  // (synchronously, before the first request); their instances are reconciled with EC2 in the background.
-  const recovery = services.lifecycle.recover({ requestId: 'startup' }).catch((error: unknown) => {
-    logger.warn('start-up reconciliation failed', { error: error instanceof Error ? error.message : String(error) });
-  });
-  // --- end lifecycle
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, (error?: Error) => (error ? reject(error) : resolve(s)));
-    s.once('error', reject);
-  });
-  applyServerTimeouts(server, config.http); // security (issue 6): slow clients
-  const address = server.address();
+  // One writer per database, before anything is written: a second server would "recover" the first one's
+  // running operations as interrupted. The kernel drops the lock when this process ends, however it ends.
+  const lock = openingDatabase(config.databasePath, () => lockDatabase(config.databasePath));
+  if (lock) logger.info('database locked for this server', { database: config.databasePath, lock_file: lock.lockFile, pid: process.pid });
+
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let server: Server | undefined;
+  let store: Store | undefined;
+  let started;
+  try {
+    // The port before the store: a port clash stops start-up before migrations or recovery run.
+    server = await listen(createServer(httpServerOptions(config.http), (req, res) => handler?.(req, res)), config);
+    // From here to `handler = app` nothing awaits: no request is taken before the app and recovery are ready.
+    store = openingDatabase(config.databasePath, () => openStore(config.databasePath, { logger, watchIntervalMs: 1_000 }));
+    const runner = stoppableRunner(createScriptRunner({
+      scriptsDir: config.scriptsDir,
+      timeoutMs: config.scriptTimeoutMs,
+      logger,
+      env: scriptEnvironment(config),
+    }));
+    const notifier = createNotifier(config.email, logger);
+    const deps = { store, runner, logger, config, notifier, auth };
+    const services = createServices(deps);
+    const app = createApp(deps, services);
+    // Operations a crash left queued/running are marked interrupted right now
+    // (synchronously, before the first request); their instances are reconciled with EC2 in the background.
+    const recovery = services.lifecycle.recover({ requestId: 'startup' }).catch((error: unknown) => {
+      logger.warn('start-up reconciliation failed', { error: error instanceof Error ? error.message : String(error) });
+    });
+    // --- end lifecycle
+    handler = app;
+    started = { server, store, runner, notifier, services, recovery };
+  } catch (error) {
+    server?.close();
+    store?.close();
+    lock?.release();
+    throw error;
+  }
+  const { runner, notifier, services, recovery } = started;
+  const listening = started.server;
+  applyServerTimeouts(listening, config.http);
+  answerClientErrors(listening, logger);
+  const address = listening.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  lock?.describe({ url });
   logger.info('listening', { url, database: config.databasePath, scripts_dir: config.scriptsDir });
 
-  // --- lifecycle engine (issue 5): periodic reconciliation and idempotency-key purge ---
+  // Periodic reconciliation and idempotency-key purge.
   const timers: NodeJS.Timeout[] = [];
   if (config.syncIntervalS > 0) {
     timers.push(setInterval(() => {
       if (services.operations.draining) return;
-      services.lifecycle.sync({ requestId: 'periodic-sync' }).done.catch((error: unknown) => {
-        logger.warn('periodic reconciliation failed', { error: error instanceof Error ? error.message : String(error) });
-      });
+      background(logger, 'periodic reconciliation failed', () => services.lifecycle.sync({ requestId: 'periodic-sync' }).done);
     }, config.syncIntervalS * 1000));
   }
-  timers.push(setInterval(() => services.operations.purgeIdempotencyKeys(), 3_600_000));
+  timers.push(setInterval(() => background(logger, 'idempotency key purge failed', () => services.operations.purgeIdempotencyKeys()), 3_600_000));
   for (const timer of timers) timer.unref();
 
+  const open = started.store;
   let closing: Promise<void> | undefined;
   return {
     url,
     /**
-     * Graceful shutdown: readiness answers 503 and new changes are refused at once; operations in flight
-     * (and the requests waiting for them) get SHUTDOWN_TIMEOUT_MS; what still runs then is marked
-     * interrupted and its process groups killed; then the listener closes, idle connections are dropped,
-     * pending notifications get what is left of the bound, and the database is closed.
+     * Graceful shutdown within SHUTDOWN_TIMEOUT_MS: readiness answers 503 and new changes are refused at
+     * once; operations in flight (and the requests waiting for them) get the time but a last quarter (at
+     * most 2 s); what still runs then is marked interrupted, its process groups are killed and no script
+     * may start any more (each leads its own group and would outlive us); what is left of the time
+     * answers the waiting requests, closes the listener, waits for notifications, and closes the database
+     * and its lock.
      */
     close() {
       closing ??= (async () => {
         const deadline = Date.now() + config.shutdownTimeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
+        const killAt = deadline - Math.min(2_000, Math.floor(config.shutdownTimeoutMs / 4));
         services.operations.beginShutdown();
         for (const timer of timers) clearInterval(timer);
         logger.info('shutting down', { ...services.operations.stats(), shutdown_timeout_ms: config.shutdownTimeoutMs });
-        server.closeIdleConnections();
+        listening.closeIdleConnections();
 
-        if (!(await settlesWithin(services.operations.idle(), left()))) {
+        if (!(await settlesWithin(services.operations.idle(), Math.max(0, killAt - Date.now())))) {
+          runner.stop();
           const interrupted = services.operations.interruptActive(
-            `interrupted: still in flight ${config.shutdownTimeoutMs} ms after the shutdown began`,
+            `interrupted: could not finish within SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs} ms after the shutdown began)`,
           );
           logger.warn('shutdown timeout: killing what still runs', { operation_ids: interrupted });
-          runner.killAll({ force: true });
-          await settlesWithin(services.operations.idle(), 2_000); // let the waiting requests answer
+          await settlesWithin(services.operations.idle(), left()); // let the waiting requests answer
         }
         await settlesWithin(recovery, left());
+        runner.stop(); // whatever still runs now would outlive the process
 
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        if (!(await settlesWithin(closed, Math.max(left(), 1_000)))) {
-          server.closeAllConnections();
-          await settlesWithin(closed, 1_000);
+        const closed = new Promise<void>((resolve) => listening.close(() => resolve()));
+        listening.closeIdleConnections();
+        if (!(await settlesWithin(closed, left()))) {
+          listening.closeAllConnections();
+          await settlesWithin(closed, 1_000); // the sockets are destroyed: only their close events are awaited
         }
         await settlesWithin(notifier.idle(), left());
-        store.close();
+        open.close();
+        lock?.release();
         logger.info('shut down');
       })();
       return closing;
     },
   };
+}
+
+/** Opening the database (or its lock): a failure names DATABASE_URL and the path; a held lock says who holds it. */
+function openingDatabase<T>(databasePath: string, open: () => T): T {
+  try {
+    return open();
+  } catch (error) {
+    if (error instanceof StorageOpenError) throw new ConfigError('DATABASE_URL', error.message);
+    if (error instanceof DatabaseLockedError) throw error;
+    throw new ConfigError('DATABASE_URL', `cannot open the SQLite database ${databasePath}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** Binds HOST:PORT; a clash or a bad address names the variable. */
+async function listen(server: Server, config: { host: string; port: number }): Promise<Server> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const where = `${config.host}:${config.port}`;
+    if (code === 'EADDRINUSE') throw new ConfigError('PORT', `${where} is already in use`);
+    if (code === 'EACCES') throw new ConfigError('PORT', `not allowed to listen on ${where}`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new ConfigError('HOST', `cannot listen on ${where}: no such local address`);
+    throw error;
+  }
+}
+
+/**
+ * The runner, with a stop: after it no script starts (an operation that goes on after its script was killed,
+ * e.g. a launch looking for its instance, would leave a new one running past the process's exit) and
+ * every one still running is killed.
+ */
+function stoppableRunner(runner: ScriptRunner): ScriptRunner & { stop(): void } {
+  let stopped = false;
+  return {
+    ...runner,
+    run(script, args, validate, ctx) {
+      if (stopped) return Promise.reject(new InterruptedError(`${script} was not started: the service is shutting down`));
+      return runner.run(script, args, validate, ctx);
+    },
+    stop() {
+      stopped = true;
+      runner.killAll({ force: true });
+    },
+  };
+}
+
+/** Runs periodic work; a failure (a synchronous refusal included) is logged, never thrown out of a timer. */
+function background(logger: Logger, what: string, work: () => unknown): void {
+  try {
+    void Promise.resolve(work()).catch((error: unknown) => {
+      logger.warn(what, { error: error instanceof Error ? error.message : String(error) });
+    });
+  } catch (error) {
+    logger.warn(what, { error: error instanceof Error ? error.message : String(error) });
+  }
 }
 
 /** Whether `promise` settled within `ms` (it is never cancelled). */
@@ -135,16 +227,26 @@ async function main(): Promise<void> {
   try {
     running = await startServer();
   } catch (error) {
-    const message = error instanceof ConfigError ? `invalid configuration: ${error.message}` : String(error);
+    const message = error instanceof ConfigError
+      ? `invalid configuration: ${error.message}`
+      : error instanceof DatabaseLockedError ? error.message : String(error);
     process.stderr.write(`ec2-creator: ${message}\n`);
     process.exit(1);
   }
+  // The first SIGTERM or SIGINT starts the graceful shutdown; later ones are ignored rather than killing
+  // the process half way: Ctrl-C on `npm start` delivers SIGINT twice (from the terminal and from npm).
+  const shutDown = (): void => {
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  let signalled = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      running.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
+    process.on(signal, () => {
+      if (signalled) return;
+      signalled = true;
+      shutDown();
     });
   }
 }

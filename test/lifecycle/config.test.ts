@@ -1,14 +1,14 @@
-/** The lifecycle engine's configuration variables (issue 5): defaults, values, and refusals naming the variable. */
+/** The lifecycle engine's configuration variables: defaults, values, and refusals naming the variable. */
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig } from '../../app/config.js';
 
 describe('lifecycle configuration', () => {
-  it('when nothing is set, then 8 scripts at once, 32 queued, every kind times out at SCRIPT_TIMEOUT_MS, 30 s shutdown, no periodic sync, 24 h keys', () => {
+  it('when nothing is set, then 8 scripts at once, 32 queued, every kind times out at SCRIPT_TIMEOUT_MS, 25 s shutdown (fits a 30 s grace period), no periodic sync, 24 h keys', () => {
     const config = loadConfig({ AUTH_DISABLED: 'true' }, '/srv/app');
     assert.equal(config.maxConcurrentScripts, 8);
     assert.equal(config.maxQueuedOperations, 32);
     assert.deepEqual(config.timeouts, { create: 300_000, start: 300_000, stop: 300_000, terminate: 300_000, describe: 300_000 });
-    assert.equal(config.shutdownTimeoutMs, 30_000);
+    assert.equal(config.shutdownTimeoutMs, 25_000);
     assert.equal(config.syncIntervalS, 0);
     assert.equal(config.idempotencyTtlHours, 24);
   });

@@ -5,7 +5,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fakeAwsEnv } from '../support/fake-aws.js';
-import { exitOf, isAlive, killProcessesWithEnvironment, repoRoot, watchOutput, type WatchedOutput } from '../support/ops-manager.js';
+import {
+  exitOf, isAlive, killProcessesWithEnvironment, repoRoot, waitUntil, watchOutput, type WatchedOutput,
+} from '../support/ops-manager.js';
 
 const scriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
 
@@ -84,7 +86,8 @@ describe('aws_cli_bash_scripts temporary files', function () {
 
       assert.equal(exit.signal, signal, output.text());
       assert.deepEqual(readdirSync(scratch), [], 'no temporary file is left');
-      assert.ok(!isAlive(awsPid), 'the aws call was stopped');
+      // The CLI got the same signal; the kernel may take a moment to finish it off on a busy machine.
+      assert.ok(await waitUntil(() => !isAlive(awsPid), 60_000), 'the aws call was stopped');
     });
   }
 

@@ -37,7 +37,7 @@ describe('npm start', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function startWithNpm(): Promise<{ child: ChildProcess; output: WatchedOutput; baseUrl: string }> {
+  async function startWithNpm(options: { ownGroup?: boolean } = {}): Promise<{ child: ChildProcess; output: WatchedOutput; baseUrl: string }> {
     const port = await freeLoopbackPort();
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -49,7 +49,7 @@ describe('npm start', function () {
     };
     // No tokens configured: the server generates one next to the temp database.
     for (const name of ['API_TOKENS', 'API_TOKENS_FILE', 'AUTH_DISABLED']) delete env[name];
-    const child = spawn('npm', ['start'], { cwd: builtRepo, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('npm', ['start'], { cwd: builtRepo, env, stdio: ['ignore', 'pipe', 'pipe'], detached: options.ownGroup ?? false });
     npm = child;
     const output = watchOutput(child);
     await output.waitFor(/"message":"listening"/);
@@ -75,4 +75,19 @@ describe('npm start', function () {
       assert.match(output.text(), /"message":"shut down"/);
     });
   }
+
+  it('when Ctrl-C reaches the whole group (npm and the server both get SIGINT), then the server still shuts down gracefully and npm exits 0', async () => {
+    const { child, output } = await startWithNpm({ ownGroup: true });
+    assert.ok(child.pid !== undefined);
+
+    // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group. npm forwards
+    // its own to the server as well, so the server sees SIGINT twice.
+    process.kill(-child.pid, 'SIGINT');
+    const exit = await exitOf(child);
+
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.deepEqual(processesWithEnvironment(marker), [], 'no process npm started is left');
+    await output.closed;
+    assert.match(output.text(), /"message":"shut down"/);
+  });
 });

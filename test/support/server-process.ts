@@ -18,9 +18,24 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves with the first log line matching `predicate` (seen already or still to come). */
   waitForLog(what: string, predicate: (line: Record<string, any>) => boolean, timeoutMs?: number): Promise<Record<string, any>>;
+  /** Everything the process wrote on stderr so far (where start-up failures are reported). */
+  stderr(): string;
 }
 
+/** A server process that may never listen (start-up refused): `url` is empty until it logs "listening". */
+export type SpawnedServerProcess = ServerProcess;
+
 export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const server = await spawnServerProcess(env);
+  const listening = await server.waitForLog('listening', (line) => line.message === 'listening');
+  return { ...server, url: String(listening.url) };
+}
+
+/**
+ * Starts the server process without waiting for it to listen: for start-ups that must be refused. PORT is a
+ * free loopback port unless `env` names one.
+ */
+export async function spawnServerProcess(env: Record<string, string>): Promise<SpawnedServerProcess> {
   const port = await freeLoopbackPort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'app', 'server.ts')], {
     cwd: repoRoot,
@@ -92,6 +107,5 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     });
   }
 
-  const listening = await waitForLog('listening', (line) => line.message === 'listening');
-  return { url: String(listening.url), child, pid: child.pid as number, logs, exited, waitForLog };
+  return { url: '', child, pid: child.pid as number, logs, exited, waitForLog, stderr: () => stderr };
 }

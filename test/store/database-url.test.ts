@@ -1,0 +1,77 @@
+/**
+ * DATABASE_URL at the edge: a `file:` URL with a query is refused (never a file literally named
+ * `x.db?mode=ro`), and a database that cannot be opened stops start-up with a message naming the variable
+ * and the path. The real server process, since the message and the exit code are what an operator sees.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../../app/config.js';
+import { spawnServerProcess, type ServerProcess } from '../support/server-process.js';
+
+describe('DATABASE_URL', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let server: ServerProcess | undefined;
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-dburl-'));
+  });
+  afterEach(() => {
+    server?.child.kill('SIGKILL');
+    server = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('when a file: or sqlite: URL carries a query or a fragment, then it is refused naming DATABASE_URL and the query', () => {
+    for (const url of ['file:x.db?mode=ro', 'file:///srv/x.db?cache=shared', 'sqlite:///srv/x.db?mode=rwc', 'file:x.db#main']) {
+      assert.throws(
+        () => loadConfig({ DATABASE_URL: url }, dir),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.equal(error.variable, 'DATABASE_URL');
+          assert.match(error.message, /^DATABASE_URL: /);
+          assert.match(error.message, /query|fragment/);
+          assert.ok(error.message.includes(url), error.message);
+          return true;
+        },
+        url,
+      );
+    }
+  });
+
+  it('when the server is started with a file: URL with a query, then it exits non-zero naming DATABASE_URL and creates no file', async () => {
+    const url = `file:${dir}/x.db?mode=ro`;
+    server = await spawnServerProcess({ DATABASE_URL: url });
+    const s = server;
+    const exit = await Promise.race([
+      s.exited,
+      s.waitForLog('listening', (l) => l.message === 'listening').then(() => ({ code: 'listening' }), () => s.exited),
+    ]);
+
+    assert.equal(exit.code, 1);
+    assert.match(server.stderr(), /^ec2-creator: invalid configuration: DATABASE_URL: /m);
+    assert.ok(server.stderr().includes(url), server.stderr());
+    assert.deepEqual(readdirSync(dir), [], 'no file named x.db?mode=ro (nor x.db)');
+  });
+
+  for (const [what, prepare] of [
+    ['a file that is not a SQLite database', (file: string) => writeFileSync(file, 'this is not a database, it is a text file that is long enough\n'.repeat(20))],
+    ['a directory', (file: string) => mkdirSync(file)],
+    ['under a regular file', (file: string) => writeFileSync(path.dirname(file), 'a file where a folder should be')],
+  ] as const) {
+    it(`when DATABASE_URL names ${what}, then start-up stops with a message naming DATABASE_URL and the path`, async () => {
+      const file = what === 'under a regular file' ? path.join(dir, 'blocker', 'instances.db') : path.join(dir, 'instances.db');
+      prepare(file);
+      server = await spawnServerProcess({ DATABASE_URL: file });
+
+      const exit = await server.exited;
+
+      assert.equal(exit.code, 1);
+      assert.match(server.stderr(), /^ec2-creator: invalid configuration: DATABASE_URL: /m);
+      assert.ok(server.stderr().includes(file), `names ${file}: ${server.stderr()}`);
+      assert.equal(server.logs.some((l) => l.message === 'listening'), false);
+    });
+  }
+});
