@@ -5,14 +5,19 @@
  *  - instances tagged ManagedBy=ec2-creator without a record are recorded — "imported": a launch left
  *    unresolved (crash, lost answer) is completed by its client token, anything else (a person ran
  *    create_instance.sh) gets a new record.
- * Instances with an operation in flight are left to that operation. Records created after EC2 was read
- * are never judged against that read.
+ *  - launches that no instance carries the token of are failed, at once when nobody works on them any more
+ *    (interrupted, script ended), else after GIVE_UP_AFTER_MS.
+ * Instances with an operation in flight are left to that operation (as are those a change ran on while EC2
+ * was read: the change recorded something newer than the read), and so are records whose instance EC2
+ * reported in a form the service cannot use. Records created after EC2 was read are never judged against
+ * that read.
  */
 import type { Ec2 } from '../ec2/scripts.js';
 import type { Logger } from '../logger.js';
 import type { Ec2Instance } from '../schemas/script-outputs.js';
 import type { InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
-import { GIVE_UP_AFTER_MS, snapshotOf, type OpContext } from './instances.js';
+import type { OpContext } from './context.js';
+import { GIVE_UP_AFTER_MS, snapshotOf, type ChangeWatch } from './instances.js';
 import { DEFAULT_LOGIN_USER, loginUserFor } from './login-user.js';
 
 export interface SyncCounts {
@@ -29,6 +34,8 @@ export interface ReconcilerDeps {
   describeTimeoutMs?: number | undefined;
   /** Whether an operation is in flight on the instance (then it is not touched). */
   isBusy(instanceId: string): boolean;
+  /** Changes that ran while EC2 was read: what the read saw of those instances is older than their records. */
+  changes?: ChangeWatch | undefined;
 }
 
 export interface Reconciler {
@@ -52,14 +59,33 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 
   return {
     async syncOnce(ctx) {
-      // Only records that existed before EC2 was read can be judged by that read.
+      // Only records that existed before EC2 was read can be judged by that read; likewise a launch counts
+      // as abandoned only if it was before the read (its script may have launched just before it ended).
       const known = instances.live();
-      const { instances: found } = await ec2.listInstances({ all: true }, run(ctx));
+      const marks = new Map(known.map((row) => [row.instance_id, deps.changes?.mark(row.instance_id)]));
+      const abandoned = new Set(instances.abandonedLaunches().map((r) => r.client_token));
+      const { instances: found, unreadable } = await ec2.listInstances({ all: true }, run(ctx));
       const byId = new Map(found.map((i) => [i.id, i]));
+      // EC2 reported these, so they did not vanish; what they are now is unknown, so their records stay as they are.
+      const unjudged = new Set(unreadable.flatMap((u) => (u.id === null ? [] : [u.id])));
+      if (unreadable.length > 0) {
+        logger.warn('reconciliation left out instances it could not read', {
+          request_id: ctx?.requestId,
+          instance_ids: [...unjudged],
+          without_id: unreadable.filter((u) => u.id === null).length,
+          problems: unreadable.map((u) => u.problems),
+        });
+      }
       const counts: SyncCounts = { updated: 0, imported: 0, vanished: 0 };
 
+      const leftToOperations: string[] = [];
       for (const row of known) {
-        if (deps.isBusy(row.instance_id)) continue;
+        if (unjudged.has(row.instance_id)) continue;
+        const mark = marks.get(row.instance_id);
+        if (deps.isBusy(row.instance_id) || (mark && deps.changes && !deps.changes.mayRecordState(row.instance_id, mark))) {
+          leftToOperations.push(row.instance_id);
+          continue;
+        }
         const current = instances.findByInstanceId(row.instance_id);
         if (!current || current.state === 'terminated') continue;
         const seen = byId.get(row.instance_id);
@@ -70,6 +96,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           instances.markTerminated(row.instance_id, 'vanished from EC2 (reconciliation)');
           counts.vanished += 1;
         }
+      }
+      if (leftToOperations.length > 0) {
+        logger.debug('reconciliation left instances to the operations changing them', {
+          request_id: ctx?.requestId, instance_ids: leftToOperations,
+        });
       }
 
       const unresolved = new Map(instances.unresolvedLaunches().map((r) => [r.client_token, r]));
@@ -87,7 +118,18 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         }
         if (!instance.managed || instance.state === 'terminated') continue;
         const token = instance.client_token ?? `import-${instance.id}`;
-        if (instances.findByClientToken(token)) continue; // a record holds the token already
+        const holder = instances.findByClientToken(token);
+        if (holder) {
+          // A launch given up as failed that EC2 shows after all (a slow answer): it is recorded, never orphaned.
+          if (holder.instance_id === null) {
+            instances.completeLaunch(token, snapshotOf(instance));
+            counts.imported += 1;
+            logger.warn('reconciliation recorded a launch given up as failed: EC2 has it after all', {
+              request_id: ctx?.requestId, instance_id: instance.id, client_token: token,
+            });
+          }
+          continue;
+        }
         instances.importInstance(
           {
             clientToken: token,
@@ -104,11 +146,18 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         });
       }
 
-      // Launches that never reached EC2 (no instance carries their token) are given up after a while.
+      // Launches no instance carries the token of are failed: at once when nobody works on them any more
+      // (their operation was interrupted and its script has ended), else after a while (EC2 may be slow to
+      // show a launch it accepted). A failed launch does not count against MAX_INSTANCES.
+      const failed: string[] = [];
       for (const launch of unresolved.values()) {
-        if (Date.now() - Date.parse(launch.created_at) > GIVE_UP_AFTER_MS) {
+        if (abandoned.has(launch.client_token) || Date.now() - Date.parse(launch.created_at) > GIVE_UP_AFTER_MS) {
           instances.failLaunch(launch.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');
+          failed.push(launch.client_token);
         }
+      }
+      if (failed.length > 0) {
+        logger.info('reconciliation failed launches that no EC2 instance carries', { request_id: ctx?.requestId, client_tokens: failed });
       }
       logger.info('reconciled with EC2', { request_id: ctx?.requestId, ...counts, seen: found.length });
       return counts;

@@ -7,11 +7,13 @@
  * The result is the parsed stdout document validated against the script's schema, or a ScriptError whose
  * `failure` says which class of problem happened (from the exit code contract of aws_cli_bash_scripts/).
  */
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { ScriptError, type ScriptFailure } from '../domain/errors.js';
-import { redactText } from '../auth/redact.js'; // security (issue 6)
+import { ScriptError, type ScriptFailure } from './errors.js';
+import { redactText } from '../redact.js';
 import type { Logger } from '../logger.js';
 import { describeAjvErrors, validateScriptError, type ValidateFunction } from '../schemas/validators.js';
 
@@ -21,6 +23,12 @@ export interface RunContext {
   timeoutMs?: number | undefined;
   /** Whether the arguments came from the client (so an invalid-argument exit is the client's 400). */
   clientInput?: boolean | undefined;
+  /**
+   * Told the script's process group as soon as it is spawned, and null once nothing of it runs any more.
+   * A script outlives a server that is killed (it leads its own group), so its operation records the group
+   * for start-up to find.
+   */
+  onProcessGroup?: ((pgid: number | null) => void) | undefined;
 }
 
 export interface ScriptRunner {
@@ -112,7 +120,19 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
       signalGroup(pid, 'SIGTERM');
       killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
     }, timeoutMs);
-    if (pid !== undefined) running.add(pid);
+    const report = (pgid: number | null): void => {
+      try {
+        ctx.onProcessGroup?.(pgid);
+      } catch (error) {
+        logger.warn('could not record the process group of a script', {
+          request_id: ctx.requestId, script, process_group: pgid, error: error instanceof Error ? error.message : String(error),
+        });
+      }
+    };
+    if (pid !== undefined) {
+      running.add(pid);
+      report(pid);
+    }
 
     const result = await child;
     clearTimeout(timer);
@@ -121,6 +141,7 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
       if (killTimer) clearTimeout(killTimer);
       // The leader is gone; nothing it left behind in its group may outlive it (a no-op when the group is empty).
       signalGroup(pid, 'SIGKILL');
+      report(null);
     }
 
     const durationMs = Math.round(performance.now() - started);
@@ -129,7 +150,7 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
     const stdout = typeof result.stdout === 'string' ? result.stdout : '';
     const stderr = typeof result.stderr === 'string' ? result.stderr : '';
 
-    // Security (issue 6): script output is untrusted and may echo secrets (AWS keys, tokens); the message and
+    // Script output is untrusted and may echo secrets (AWS keys, tokens); the message and
     // stderr tail travel on into logs, operation records and problem details, so they are redacted here.
     const fail = (failure: ScriptFailure, message: string, code?: string): ScriptError =>
       new ScriptError(failure, script, redactText(message), {
@@ -210,6 +231,118 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
         signalGroup(pid, 'SIGTERM');
         setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs).unref();
       }
+    },
+  };
+}
+
+// --- Scripts that outlived the server that started them --------------------------------------------------
+// After a crash, a script (the leader of its own process group) may still run. Start-up finds it from the
+// process group its operation recorded, makes sure that group is still that script (the id may have been
+// reused), and waits for it or stops it as the runner would have. Linux only: it reads /proc; elsewhere no
+// orphan is ever found.
+
+/** A script left running by an earlier server process. */
+export interface OrphanScript {
+  pgid: number;
+  /** The script's file name, e.g. create_instance.sh. */
+  script: string;
+  /** When it started, in ms since the epoch (from /proc, to within a few clock ticks). */
+  startedAtMs: number;
+  /** Its start time in clock ticks since boot: tells it apart from a later process given the same id. */
+  startTicks: number;
+}
+
+export type OrphanOutcome = 'finished' | 'killed' | 'unstoppable';
+
+export interface OrphanScripts {
+  /** The live script leading process group `pgid`, if it is one of ours started no earlier than `notBeforeMs`. */
+  find(pgid: number, notBeforeMs: number): OrphanScript | undefined;
+  /** Waits for it to end until `deadlineMs`; then SIGTERM to the group, SIGKILL after the grace time. */
+  settle(orphan: OrphanScript, deadlineMs: number): Promise<OrphanOutcome>;
+}
+
+/** /proc reports times in USER_HZ, which Linux fixes at 100 for user space. */
+const CLOCK_TICKS_PER_SECOND = 100;
+/** /proc/uptime and the wall clock are read at slightly different moments; a start time is judged with this slack. */
+const START_TIME_SLACK_MS = 1_000;
+
+function procStat(pid: number): { state: string; pgrp: number; startTicks: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+  } catch {
+    return undefined; // no such process (or no /proc)
+  }
+}
+
+/** Live (not zombie) members of process group `pgid`. */
+function liveMembers(pgid: number): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      const stat = procStat(pid);
+      return stat !== undefined && stat.pgrp === pgid && stat.state !== 'Z';
+    });
+}
+
+export function orphanScripts(options: { scriptsDir: string; killGraceMs?: number; pollMs?: number }): OrphanScripts {
+  const scriptsDir = path.resolve(options.scriptsDir);
+  const graceMs = options.killGraceMs ?? 5_000;
+  const pollMs = options.pollMs ?? 200;
+
+  /** Whether nothing of the orphan's group runs any more (a new leader under the same id is not the orphan). */
+  function gone(orphan: OrphanScript): boolean {
+    const leader = procStat(orphan.pgid);
+    if (leader && leader.startTicks !== orphan.startTicks) return true;
+    return liveMembers(orphan.pgid).length === 0;
+  }
+
+  async function goneBy(orphan: OrphanScript, deadlineMs: number): Promise<boolean> {
+    while (!gone(orphan)) {
+      const left = deadlineMs - Date.now();
+      if (left <= 0) return false;
+      await sleep(Math.min(pollMs, left));
+    }
+    return true;
+  }
+
+  return {
+    find(pgid, notBeforeMs) {
+      const stat = procStat(pgid);
+      if (!stat || stat.state === 'Z' || stat.pgrp !== pgid) return undefined;
+      let argv: string[];
+      let uptime: number;
+      try {
+        argv = readFileSync(`/proc/${pgid}/cmdline`, 'utf8').split('\0');
+        uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+      } catch {
+        return undefined;
+      }
+      // `#!/usr/bin/env bash` runs as `bash /abs/scripts/name.sh …`: the script's path is among the first words.
+      const file = argv.slice(0, 3).find(
+        (word) => path.isAbsolute(word) && path.dirname(word) === scriptsDir && SCRIPT_NAME.test(path.basename(word)),
+      );
+      if (!file) return undefined;
+      const startedAtMs = Date.now() - (uptime - stat.startTicks / CLOCK_TICKS_PER_SECOND) * 1000;
+      if (startedAtMs < notBeforeMs - START_TIME_SLACK_MS) return undefined; // older than the operation: not its script
+      return { pgid, script: path.basename(file), startedAtMs, startTicks: stat.startTicks };
+    },
+
+    async settle(orphan, deadlineMs) {
+      if (await goneBy(orphan, deadlineMs)) return 'finished';
+      if (!gone(orphan)) signalGroup(orphan.pgid, 'SIGTERM');
+      if (await goneBy(orphan, Date.now() + graceMs)) return 'killed';
+      if (!gone(orphan)) signalGroup(orphan.pgid, 'SIGKILL');
+      return (await goneBy(orphan, Date.now() + graceMs)) ? 'killed' : 'unstoppable';
     },
   };
 }

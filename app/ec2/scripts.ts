@@ -4,10 +4,11 @@
  * must match. `createEc2(runner)` binds them into the interface the domain depends on.
  */
 import type {
-  Ec2Image, Ec2Instance, Ec2InstanceList, Ec2KeyPair, Ec2SecurityGroup,
+  Ec2Image, Ec2Instance, Ec2InstanceListing, Ec2KeyPair, Ec2SecurityGroup, UnreadableInstance,
 } from '../schemas/script-outputs.js';
 import {
-  validateEc2Image, validateEc2Instance, validateEc2InstanceList, validateEc2KeyPair, validateEc2SecurityGroup,
+  describeAjvErrors, validateEc2Image, validateEc2Instance, validateEc2InstanceList, validateEc2KeyPair,
+  validateEc2SecurityGroup,
 } from '../schemas/validators.js';
 import type { RunContext, ScriptRunner } from './runner.js';
 
@@ -47,15 +48,37 @@ export async function describeImage(runner: ScriptRunner, amiId: string, ctx: Ru
   return runner.run('describe_image.sh', ['--', amiId], validateEc2Image, { clientInput: true, ...ctx });
 }
 
+const LISTED_INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+
+/**
+ * Every instance the script reports, split into usable documents and the rest. The list schema already
+ * refused the whole answer if a managed entry was bad; what is left out here is only ever an instance
+ * someone else made, which must not fail the read for everyone.
+ */
 export async function listInstances(
   runner: ScriptRunner,
   options: { all?: boolean; state?: string } = {},
   ctx: RunContext = {},
-): Promise<Ec2InstanceList> {
+): Promise<Ec2InstanceListing> {
   const args: string[] = [];
   if (options.all) args.push('--all');
   if (options.state) args.push(`--state=${options.state}`);
-  return runner.run('list_instances.sh', args, validateEc2InstanceList, ctx);
+  const listed = await runner.run('list_instances.sh', args, validateEc2InstanceList, ctx);
+  const instances: Ec2Instance[] = [];
+  const unreadable: UnreadableInstance[] = [];
+  for (const entry of listed.instances) {
+    if (validateEc2Instance(entry)) {
+      instances.push(entry);
+      continue;
+    }
+    const id = typeof entry.id === 'string' && LISTED_INSTANCE_ID.test(entry.id) ? entry.id : null;
+    const problems = describeAjvErrors(validateEc2Instance.errors)
+      .slice(0, 5)
+      .map((e) => `${e.field} ${e.message}`)
+      .join('; ');
+    unreadable.push({ id, problems });
+  }
+  return { instances, unreadable };
 }
 
 export async function startInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
@@ -108,7 +131,7 @@ export interface Ec2 {
   createInstance(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance>;
   describeInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
   describeImage(amiId: string, ctx?: RunContext): Promise<Ec2Image>;
-  listInstances(options?: { all?: boolean; state?: string }, ctx?: RunContext): Promise<Ec2InstanceList>;
+  listInstances(options?: { all?: boolean; state?: string }, ctx?: RunContext): Promise<Ec2InstanceListing>;
   startInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
   stopInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
   destroyInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;

@@ -7,10 +7,14 @@ import { INSTANCE_STATES, INSTANCE_TYPE_PATTERN, SECURITY_GROUP_ID_PATTERN } fro
  * Extra fields are tolerated so the scripts can grow without breaking the service.
  */
 const nullableString = { type: ['string', 'null'] } as const;
-// --- security (issue 6): script output is untrusted (OWASP API10); values that reach records, logs and
+// Script output is untrusted (OWASP API10); values that reach records, logs and
 // answers must be printable, bounded text (EC2 tag values are at most 256 characters). ---
 const PRINTABLE = '^[^\\u0000-\\u001f\\u007f]*$';
 const printableOrNull = { type: ['string', 'null'], maxLength: 256, pattern: PRINTABLE } as const;
+// An instance's Name tag is data, not markup: EC2 allows any characters in a tag value, and anyone may tag an
+// instance in the region. It is kept exactly as EC2 has it (bounded as EC2 bounds it) and only ever leaves
+// the service JSON-encoded (answers, log lines), where control characters are escaped.
+const tagValueOrNull = { type: ['string', 'null'], maxLength: 256 } as const;
 const ipOrNull = { type: ['string', 'null'], maxLength: 45, pattern: '^[0-9A-Fa-f.:]+$' } as const;
 
 export const scriptErrorOutputSchema = {
@@ -36,7 +40,7 @@ export const ec2InstanceSchema = {
   ],
   properties: {
     id: { type: 'string', pattern: '^i-[0-9a-f]{8,17}$' },
-    name: printableOrNull,
+    name: tagValueOrNull,
     state: { type: 'string', enum: INSTANCE_STATES },
     public_ip: ipOrNull,
     private_ip: ipOrNull,
@@ -52,13 +56,46 @@ export const ec2InstanceSchema = {
 } as const;
 export type Ec2Instance = FromSchema<typeof ec2InstanceSchema>;
 
+/**
+ * list_instances.sh --all reports every instance in the region, most of them not ours. An instance tagged
+ * ManagedBy=ec2-creator must be a full, valid document (one bad entry spoils the list: its record could
+ * otherwise be judged on a partial read); an unmanaged entry (managed: false) is only required to be an
+ * object here, so that one instance someone else made cannot fail the read for everyone. The adapter
+ * (app/ec2/scripts.ts) then keeps only the entries that are valid instance documents.
+ */
 export const instanceListOutputSchema = {
   title: 'ScriptInstanceList',
   type: 'object',
   required: ['instances'],
-  properties: { instances: { type: 'array', items: ec2InstanceSchema } },
+  properties: {
+    instances: {
+      type: 'array',
+      items: {
+        if: { type: 'object', required: ['managed'], properties: { managed: { const: false } } },
+        then: { type: 'object' },
+        else: ec2InstanceSchema,
+      },
+    },
+  },
 } as const;
-export type Ec2InstanceList = FromSchema<typeof instanceListOutputSchema>;
+/** What the list schema guarantees: managed entries are instance documents, the others only objects. */
+export interface Ec2InstanceList {
+  instances: Array<Ec2Instance | Record<string, unknown>>;
+}
+
+/** An entry of the list that is not a usable instance document (always an unmanaged one). */
+export interface UnreadableInstance {
+  /** Its instance id when it has a well-formed one, else null. */
+  id: string | null;
+  /** Which fields failed, from the schema (never the values themselves). */
+  problems: string;
+}
+
+/** The list as the domain sees it: the usable documents, and what was left out. */
+export interface Ec2InstanceListing {
+  instances: Ec2Instance[];
+  unreadable: UnreadableInstance[];
+}
 
 export const imageOutputSchema = {
   title: 'ScriptImage',

@@ -34,7 +34,7 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX instances_by_state ON instances (state, row_id);
    CREATE INDEX instances_by_name ON instances (name, row_id);`,
-  // 2: operations (the lifecycle engine's audit trail) and idempotency keys (issue 5).
+  // 2: operations (the lifecycle engine's audit trail) and idempotency keys.
   `CREATE TABLE operations (
      row_id          INTEGER PRIMARY KEY AUTOINCREMENT,
      id              TEXT NOT NULL UNIQUE,
@@ -76,6 +76,11 @@ const MIGRATIONS: readonly string[] = [
   // instances, newest first) stepped over every terminated row to fill a page: its cost grew with
   // history (bench/list-vs-history.ts). The partial index holds only live rows.
   `CREATE INDEX instances_live ON instances (row_id) WHERE instance_id IS NOT NULL AND state <> 'terminated';`,
+  // 4: scripts lead their own process group, so one can outlive a server that was killed. The group of the
+  // script an operation is running is kept on the operation while it runs, so that start-up finds such a
+  // script and waits for it (or stops it) before judging what it did. Launches are looked up by client token.
+  `ALTER TABLE operations ADD COLUMN script_pgid INTEGER;
+   CREATE INDEX operations_by_client_token ON operations (client_token, row_id) WHERE client_token IS NOT NULL;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

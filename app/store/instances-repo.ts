@@ -73,6 +73,12 @@ export interface InstancesRepository {
   findByClientToken(clientToken: string): InstanceRow | undefined;
   /** Launches whose outcome is not known yet (crash or indefinite failure), oldest first. */
   unresolvedLaunches(): InstanceRow[];
+  /**
+   * Unresolved launches nobody works on any more: the newest operation carrying the client token was
+   * interrupted (crash, shutdown timeout) and no script of it is still running. EC2 alone can tell what
+   * became of them, and nothing will change that answer later.
+   */
+  abandonedLaunches(): InstanceRow[];
   refresh(snapshot: Ec2Snapshot): LaunchedRow;
   markTerminated(instanceId: string, note: string | null): LaunchedRow;
   list(filter: ListFilter): LaunchedRow[];
@@ -112,6 +118,13 @@ export function createInstancesRepository(db: Db): InstancesRepository {
   );
   const unresolved = db.prepare<[], InstanceRow>(
     `SELECT * FROM instances WHERE instance_id IS NULL AND launch_status IN ('launching', 'unknown') ORDER BY row_id`,
+  );
+  const abandoned = db.prepare<[], InstanceRow>(
+    `SELECT i.* FROM instances i
+       JOIN operations o ON o.row_id = (SELECT MAX(row_id) FROM operations WHERE client_token = i.client_token)
+      WHERE i.instance_id IS NULL AND i.launch_status IN ('launching', 'unknown')
+        AND o.status = 'interrupted' AND o.script_pgid IS NULL
+      ORDER BY i.row_id`,
   );
   const refreshStmt = db.prepare(
     `UPDATE instances SET name = COALESCE(@name, name),
@@ -167,6 +180,7 @@ export function createInstancesRepository(db: Db): InstancesRepository {
     findByInstanceId: (instanceId) => byInstanceId.get(instanceId),
     findByClientToken: (clientToken) => byToken.get(clientToken),
     unresolvedLaunches: () => unresolved.all(),
+    abandonedLaunches: () => abandoned.all(),
     refresh(snapshot) {
       refreshStmt.run({ ...snapshot, now: now() });
       return mustFind(snapshot.instanceId);

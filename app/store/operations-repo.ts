@@ -26,6 +26,11 @@ export interface OperationRow {
   started_at: string | null;
   finished_at: string | null;
   duration_ms: number | null;
+  /**
+   * The process group of the script this operation is running, while it runs (scripts lead their own group).
+   * Left set by a server that died: the script may still run, and start-up waits for it or stops it.
+   */
+  script_pgid: number | null;
 }
 
 export interface NewOperation {
@@ -78,6 +83,12 @@ export interface OperationsRepository {
   /** Records the outcome unless the operation already has one (an interrupted operation stays interrupted). */
   finish(id: string, outcome: OperationOutcome): OperationRow;
   setNote(id: string, note: string): void;
+  /** Records the process group of the script the operation runs now, or null once it has ended. */
+  setScriptGroup(id: string, pgid: number | null): void;
+  /** Operations whose script was still running when last recorded (at start-up: left by the previous process). */
+  withScriptGroup(): OperationRow[];
+  /** The operation on this instance whose script is recorded as still running, if any. */
+  scriptRunningOn(instanceId: string): string | undefined;
   /** Operations still queued or running (after a crash: none of them is really running any more). */
   unfinished(): OperationRow[];
   list(filter: OperationFilter): OperationRow[];
@@ -113,6 +124,13 @@ export function createOperationsRepository(db: Db): OperationsRepository {
       WHERE id = @id AND status IN ('queued', 'running')`,
   );
   const noteStmt = db.prepare('UPDATE operations SET note = @note WHERE id = @id');
+  const scriptGroupStmt = db.prepare('UPDATE operations SET script_pgid = @pgid WHERE id = @id');
+  const withScriptGroupStmt = db.prepare<[], OperationRow>(
+    'SELECT * FROM operations WHERE script_pgid IS NOT NULL ORDER BY row_id',
+  );
+  const scriptRunningOnStmt = db.prepare<[string], { id: string }>(
+    'SELECT id FROM operations WHERE instance_id = ? AND script_pgid IS NOT NULL ORDER BY row_id DESC LIMIT 1',
+  );
   const unfinishedStmt = db.prepare<[], OperationRow>(
     `SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY row_id`,
   );
@@ -153,6 +171,11 @@ export function createOperationsRepository(db: Db): OperationsRepository {
     setNote(id, note) {
       noteStmt.run({ id, note });
     },
+    setScriptGroup(id, pgid) {
+      scriptGroupStmt.run({ id, pgid });
+    },
+    withScriptGroup: () => withScriptGroupStmt.all(),
+    scriptRunningOn: (instanceId) => scriptRunningOnStmt.get(instanceId)?.id,
     unfinished: () => unfinishedStmt.all(),
     list(filter) {
       const where: string[] = [];

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import request from 'supertest';
-import { REDACTED, redactText, registerSecret } from '../../app/auth/redact.js';
+import { REDACTED, redactText, registerSecret } from '../../app/redact.js';
 import { ScriptError } from '../../app/domain/errors.js';
 import { createScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger } from '../../app/logger.js';
@@ -27,9 +27,14 @@ describe('script output schemas refuse hostile values', () => {
     assert.ok(validateEc2Instance(instance()));
   });
 
+  // EC2 allows any characters in a tag value: a name is data, kept as EC2 has it and only ever shown
+  // JSON-encoded (test/lifecycle/odd-names.test.ts follows one through sync, records, answers and logs).
+  it('when a script reports a name with control characters or a newline, then it is accepted as EC2 has it', () => {
+    assert.ok(validateEc2Instance(instance({ name: 'evil\u001b[31m\u0007' })));
+    assert.ok(validateEc2InstanceList({ instances: [instance(), instance({ name: 'line1\nline2' })] }));
+  });
+
   const hostile: Array<[string, Record<string, unknown>]> = [
-    ['a name with control characters', { name: 'evil\u001b[31m\u0007' }],
-    ['a name with a newline', { name: 'line1\nline2' }],
     ['a name longer than EC2 allows', { name: 'x'.repeat(257) }],
     ['an instance id with a path', { id: 'i-../../etc/passwd' }],
     ['an instance id in upper case', { id: 'i-0123456789ABCDEF0' }],
@@ -66,7 +71,7 @@ describe('hostile script output through the API', function () {
   }
   afterEach(() => h.close());
 
-  for (const mode of ['control-name', 'newline-name', 'bad-id', 'uppercase-id', 'proto', 'huge', 'deep', 'two-docs']) {
+  for (const mode of ['bad-id', 'uppercase-id', 'proto', 'huge', 'deep', 'two-docs']) {
     it(`when describe_instance.sh prints ${mode}, then GET answers 502, the record is untouched and the server still serves`, async () => {
       arrange(mode);
       const before = h.row(ID);

@@ -1,0 +1,180 @@
+/**
+ * Launches left without an instance id by a crash or a shutdown timeout count against MAX_INSTANCES until
+ * they are resolved. Start-up resolves them: EC2 is asked by client token; one found is recorded, and one
+ * whose script is gone and that no instance carries is failed, and a failed launch never counts.
+ */
+import { RunInstancesCommand } from '@aws-sdk/client-ec2';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import request from 'supertest';
+import { resetMoto } from '../support/global-fixture.js';
+import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client } from '../support/ec2-reader.js';
+import { createHarness } from '../support/app-harness.js';
+import { getJson, killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+
+const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
+
+function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  return getJson(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+}
+
+function readDb<T>(file: string, sql: string): T[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare(sql).all() as T[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('no phantom quota after launches were cut off', function () {
+  this.timeout(180_000);
+  let dir: string;
+  let gate: string;
+  let database: string;
+  let servers: ServerProcess[] = [];
+
+  beforeEach(async () => {
+    await resetMoto();
+    await createKeyPair();
+    dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-quota-'));
+    gate = path.join(dir, 'gate');
+    mkdirSync(gate);
+    database = path.join(dir, 'instances.db');
+    servers = [];
+  });
+  afterEach(() => {
+    writeFileSync(path.join(gate, 'release'), '');
+    for (const server of servers) server.child.kill('SIGKILL');
+    for (const marker of markers(gate, 'entered')) killGroup(Number(marker.text));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(env: Record<string, string>): Promise<ServerProcess> {
+    const server = await startServerProcess({ DATABASE_URL: database, MAX_INSTANCES: '2', ...env });
+    servers.push(server);
+    return server;
+  }
+
+  /** MAX_INSTANCES asynchronous creates, each held by the fake aws in front of run-instances. */
+  async function holdLaunches(server: ServerProcess): Promise<string[]> {
+    const ids: string[] = [];
+    for (const name of ['held-1', 'held-2']) {
+      const accepted = await post(`${server.url}/instances`, launch(name), { Prefer: 'respond-async' });
+      assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+      ids.push(accepted.body.id);
+    }
+    await until('both launches are held in front of EC2', () => markers(gate, 'entered').length === 2);
+    const refused = await post(`${server.url}/instances`, launch('one-too-many'));
+    assert.equal(refused.status, 409, 'the quota is full while they are in flight');
+    return ids;
+  }
+
+  async function assertLaunchesFailedAndCreateSucceeds(server: ServerProcess, held: string[]): Promise<void> {
+    assert.deepEqual((await getJson(`${server.url}/instances`)).body.instances, []);
+    const created = await post(`${server.url}/instances`, launch('after-restart'));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+
+    const ec2 = await allEc2Instances();
+    assert.deepEqual(ec2.map((i) => i.InstanceId), [created.body.id], 'only the new launch reached EC2');
+    const rows = readDb<{ name: string; instance_id: string | null; launch_status: string; state: string; last_error: string | null }>(
+      database, 'SELECT * FROM instances ORDER BY row_id',
+    );
+    assert.deepEqual(rows.map((r) => [r.name, r.launch_status, r.state]).sort(), [
+      ['after-restart', 'launched', 'running'], ['held-1', 'failed', 'failed'], ['held-2', 'failed', 'failed'],
+    ]);
+    for (const row of rows.filter((r) => r.name.startsWith('held-'))) {
+      assert.match(row.last_error ?? '', /no EC2 instance carries this launch's client token/);
+    }
+    for (const id of held) {
+      const op = (await getJson(`${server.url}/operations/${id}`)).body;
+      assert.equal(op.status, 'interrupted');
+      assert.equal(op.instance_id, null);
+    }
+  }
+
+  it('when the server is SIGKILLed with MAX_INSTANCES launches in flight that never reached EC2, then the restart fails them and a create succeeds', async () => {
+    const first = await start(lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }));
+    const held = await holdLaunches(first);
+    process.kill(first.pid, 'SIGKILL');
+    await first.exited;
+    // The machine went down with the server: the scripts die too, before run-instances.
+    for (const marker of markers(gate, 'entered')) killGroup(Number(marker.text));
+    for (const marker of markers(gate, 'entered')) await until('the script is gone', () => liveMembersOfGroup(Number(marker.text)).length === 0);
+
+    const second = await start(lifecycleAwsEnv({}));
+    const recovered = await second.waitForLog('start-up recovery', (l) => l.message === 'start-up recovery done');
+    assert.deepEqual([...recovered.interrupted].sort(), [...held].sort());
+    assert.equal(recovered.launches_failed.length, 2);
+
+    await assertLaunchesFailedAndCreateSucceeds(second, held);
+    for (const id of held) {
+      const op = (await getJson(`${second.url}/operations/${id}`)).body;
+      assert.match(op.note, /no instance carries its client token, nothing was launched/);
+    }
+  });
+
+  it('when a shutdown times out with MAX_INSTANCES launches in flight, then after the restart they are failed and a create succeeds', async () => {
+    const first = await start({
+      SHUTDOWN_TIMEOUT_MS: '0',
+      ...lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
+    });
+    const held = await holdLaunches(first);
+    process.kill(first.pid, 'SIGTERM');
+    assert.equal((await first.exited).code, 0);
+    for (const marker of markers(gate, 'entered')) assert.deepEqual(liveMembersOfGroup(Number(marker.text)), [], 'the shutdown killed the script');
+
+    const second = await start(lifecycleAwsEnv({}));
+    await until('the start-up reconciliation ran', async () =>
+      (await getJson(`${second.url}/operations?kind=sync`)).body.operations.some((o: any) => o.request_id === 'startup' && o.status === 'succeeded'));
+
+    await assertLaunchesFailedAndCreateSucceeds(second, held);
+    const recovered = await second.waitForLog('start-up recovery', (l) => l.message === 'start-up recovery done');
+    assert.deepEqual(recovered.interrupted, [], 'the shutdown had marked them interrupted already');
+    assert.equal(recovered.launches_failed.length, 2);
+  });
+});
+
+describe('a launch failed too early', function () {
+  this.timeout(120_000);
+
+  it('when EC2 shows an instance carrying the client token of a launch already failed, then sync records it on that launch, never leaving it unknown', async () => {
+    await resetMoto();
+    await createKeyPair();
+    const h = createHarness();
+    try {
+      const token = 'ec2c-00000000-0000-4000-8000-00000000f00d';
+      h.store.instances.insertLaunch({
+        clientToken: token, name: 'late', ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8, keyName: 'k',
+        securityGroupId: null, loginUser: 'ubuntu',
+      });
+      h.store.instances.failLaunch(token, 'failed', "no EC2 instance carries this launch's client token");
+      // EC2 answered slowly: the launch shows up only after it was given up.
+      const launched = await ec2Client().send(new RunInstancesCommand({
+        ImageId: UBUNTU_X86_AMI, InstanceType: 't3.micro', MinCount: 1, MaxCount: 1, ClientToken: token,
+        TagSpecifications: [{
+          ResourceType: 'instance',
+          Tags: [{ Key: 'Name', Value: 'late' }, { Key: 'ManagedBy', Value: 'ec2-creator' }, { Key: 'ec2-creator:client-token', Value: token }],
+        }],
+      }));
+      const id = launched.Instances?.[0]?.InstanceId as string;
+
+      const response = await request(h.app).post('/instances/sync');
+
+      assert.equal(response.status, 200, JSON.stringify(response.body));
+      assert.equal(response.body.imported, 1);
+      assert.equal(h.rowCount(), 1, 'the launch\'s own record, no second one');
+      assert.equal(h.row(id)?.client_token, token);
+      assert.equal(h.row(id)?.launch_status, 'launched');
+      assert.equal(h.row(id)?.state, 'running');
+      assert.deepEqual((await request(h.app).get('/instances')).body.instances.map((i: any) => i.id), [id]);
+      assert.ok(h.logs.some((l) => l.message === 'reconciliation recorded a launch given up as failed: EC2 has it after all' && l.instance_id === id));
+    } finally {
+      h.close();
+    }
+  });
+});
