@@ -7,7 +7,7 @@ import path from 'node:path';
 import express, { type Express } from 'express';
 import { repoRoot, type Config } from './config.js';
 import { createInstancesService, type InstancesService } from './domain/instances.js';
-import type { ScriptRunner } from './ec2/runner.js';
+import { orphanScripts, type ScriptRunner } from './ec2/runner.js';
 import { createEc2 } from './ec2/scripts.js';
 import { requestContext } from './http/context.js';
 import { instancesRouter } from './http/instances-router.js';
@@ -34,7 +34,11 @@ export interface AppDeps {
     // security (issue 6): defaults 5 live instances, 60 changes per token per minute, public docs
     & Partial<Pick<Config, 'maxInstances' | 'rateLimitPerMinute' | 'publicDocs'>>
     // lifecycle engine (issue 5): defaults 8 scripts at once, 32 queued, the runner's timeout, 24 h keys
-    & Partial<Pick<Config, 'maxConcurrentScripts' | 'maxQueuedOperations' | 'timeouts' | 'idempotencyTtlHours'>>;
+    & Partial<Pick<Config, 'maxConcurrentScripts' | 'maxQueuedOperations' | 'timeouts' | 'idempotencyTtlHours'>>
+    // reads of EC2 running at once (default 4)
+    & Partial<Pick<Config, 'maxConcurrentReads'>>
+    // scripts that outlive a killed server are recognised at start-up by their path in SCRIPTS_DIR
+    & Partial<Pick<Config, 'scriptsDir'>>;
   /** Lifecycle events go here (email); none when omitted. */
   notifier?: Notifier;
   // --- security (issue 6) ---
@@ -80,6 +84,7 @@ export function createServices(deps: AppDeps): Services {
     },
     logger: deps.logger,
     notifier: deps.notifier,
+    maxConcurrentReads: deps.config.maxConcurrentReads,
   });
   // --- lifecycle engine (issue 5) ---
   const operations = createOperationsEngine({
@@ -97,6 +102,7 @@ export function createServices(deps: AppDeps): Services {
     logger: deps.logger,
     describeTimeoutMs: deps.config.timeouts?.describe,
     isBusy: (instanceId) => operations.activeOn(instanceId) !== undefined,
+    changes: instances.changes,
   });
   const lifecycle = createLifecycleService({
     engine: operations,
@@ -109,6 +115,9 @@ export function createServices(deps: AppDeps): Services {
       maxStorageGb: deps.config.maxStorageGb,
     },
     logger: deps.logger,
+    orphans: deps.config.scriptsDir ? orphanScripts({ scriptsDir: deps.config.scriptsDir }) : undefined,
+    timeouts: deps.config.timeouts,
+    defaultTimeoutMs: deps.runner.timeoutMs,
   });
   return { instances, operations, lifecycle };
 }
@@ -139,6 +148,8 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   }).all(methodNotAllowed('GET'));
   app.route('/health/ready').get((_req, res) => {
     if (services.operations.draining) res.status(503).setHeader('Retry-After', '5').json({ status: 'draining' });
+    // The database deleted, replaced, full or failing: changes would be refused (the log says why).
+    else if (!deps.store.health().ok) res.status(503).setHeader('Retry-After', '30').json({ status: 'storage-unavailable' });
     else res.json({ status: 'ok' });
   }).all(methodNotAllowed('GET'));
   app.use((_req, res, next) => {

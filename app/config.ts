@@ -32,6 +32,8 @@ export interface Config {
   maxConcurrentScripts: number;
   /** Operations waiting for a slot; beyond it 503. */
   maxQueuedOperations: number;
+  /** Read scripts (describe) running at once; further reads wait in line, never refused. */
+  maxConcurrentReads: number;
   /** Runner timeout per script kind (ms). */
   timeouts: ScriptTimeouts;
   /** How long shutdown waits for in-flight work before killing it. */
@@ -68,12 +70,26 @@ export function repoRoot(): string {
   return process.cwd();
 }
 
-/** Accepts a plain path, `file:path`, `sqlite:path` or `sqlite:///abs/path`; relative paths resolve against cwd. */
+/**
+ * Accepts a plain path, `file:path`, `sqlite:path` or `sqlite:///abs/path`; relative paths resolve against cwd.
+ * A URL's query or fragment is refused: SQLite's URI parameters (mode=ro, cache=shared, …) would not apply,
+ * and taking them as part of the name would make a file literally named `x.db?mode=ro`.
+ */
 export function databasePathFrom(url: string, cwd: string): string {
   if (url === ':memory:') return url;
   let p = url;
   const match = /^(?:sqlite|file):(?:\/\/)?(.*)$/.exec(url);
-  if (match) p = match[1] ?? '';
+  if (match) {
+    p = match[1] ?? '';
+    const extra = /[?#]/.exec(p);
+    if (extra) {
+      const part = extra[0] === '?' ? 'a query' : 'a fragment';
+      throw new ConfigError(
+        'DATABASE_URL',
+        `${JSON.stringify(url)} has ${part} (${JSON.stringify(p.slice(extra.index))}), which is not supported: give the database file only, e.g. ${url.slice(0, url.length - (p.length - extra.index))}`,
+      );
+    }
+  }
   if (p === '') throw new ConfigError('DATABASE_URL', `no file path in ${JSON.stringify(url)}`);
   return path.resolve(cwd, p);
 }
@@ -120,6 +136,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   // --- lifecycle engine (issue 5) ---
   const maxConcurrentScripts = wholeNumber(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
   const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
+  const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', 4, 1, 256);
   const timeout = (name: string) => wholeNumber(env, name, scriptTimeoutMs, 1_000, 3_600_000);
   const timeouts: ScriptTimeouts = {
     create: timeout('CREATE_TIMEOUT_MS'),
@@ -128,7 +145,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     terminate: timeout('TERMINATE_TIMEOUT_MS'),
     describe: timeout('DESCRIBE_TIMEOUT_MS'),
   };
-  const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000);
+  // 25 s: the whole shutdown fits a 30 s grace period (Kubernetes' and systemd's default) before SIGKILL.
+  const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000);
   const syncIntervalS = wholeNumber(env, 'SYNC_INTERVAL_S', 0, 0, 86_400);
   if (syncIntervalS !== 0 && syncIntervalS < 10) throw new ConfigError('SYNC_INTERVAL_S', `must be 0 (off) or at least 10, got ${syncIntervalS}`);
   const idempotencyTtlHours = wholeNumber(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 24, 8_760);
@@ -136,6 +154,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   return {
     maxConcurrentScripts,
     maxQueuedOperations,
+    maxConcurrentReads,
     timeouts,
     shutdownTimeoutMs,
     syncIntervalS,

@@ -3,6 +3,7 @@
  * and turning the EC2 layer's failures into domain outcomes. Knows nothing of HTTP.
  */
 import { randomUUID } from 'node:crypto';
+import { DEFAULT_MAX_INSTANCES } from '../auth/config.js';
 import type { Ec2 } from '../ec2/scripts.js';
 import type { RunContext } from '../ec2/runner.js';
 import type { Logger } from '../logger.js';
@@ -14,10 +15,11 @@ import type { Ec2Instance } from '../schemas/script-outputs.js';
 import type { ScriptTimeouts } from '../config.js';
 import type { Ec2Snapshot, InstancesRepository, LaunchedRow, RecordedState } from '../store/instances-repo.js';
 import { ConflictError, NotFoundError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
+import type { OpContext } from './context.js';
 import { loginUserFor, sshString } from './login-user.js';
 import { decodeCursor, pageOf } from './pagination.js';
 import {
-  DEFAULT_MAX_INSTANCES, checkImageFits, checkInstanceQuota, checkLaunchRequest, countLiveInstances, type LaunchPolicy,
+  checkImageFits, checkInstanceQuota, checkLaunchRequest, type LaunchPolicy,
 } from './policy.js';
 
 export interface InstancesServiceDeps {
@@ -29,6 +31,26 @@ export interface InstancesServiceDeps {
   notifier?: Notifier;
   /** Runner timeout per script kind (ms), lifecycle engine (issue 5); the runner's default where unset. */
   timeouts?: Partial<ScriptTimeouts> | undefined;
+  /** Read scripts (describe) running at once; DEFAULT_MAX_CONCURRENT_READS when unset. */
+  maxConcurrentReads?: number | undefined;
+}
+
+export const DEFAULT_MAX_CONCURRENT_READS = 4;
+
+/** Where the changes of one instance stood when a read of EC2 began (see ChangeWatch). */
+export interface ChangeMark {
+  readonly active: boolean;
+  readonly seq: number;
+}
+
+/**
+ * Changes of instances under way. A reader of EC2 takes a mark before it reads; what it read may be recorded
+ * as the instance's state only if no change of the instance ran at any moment since: the transitional state a
+ * change shows, and the outcome it records, are newer than what EC2 told that reader.
+ */
+export interface ChangeWatch {
+  mark(instanceId: string): ChangeMark;
+  mayRecordState(instanceId: string, mark: ChangeMark): boolean;
 }
 
 /** How the operations engine drives a launch (issue 5). */
@@ -41,13 +63,6 @@ export interface LaunchOptions {
   onAdopted?: ((instanceId: string) => void) | undefined;
 }
 
-export interface OpContext {
-  requestId?: string | undefined;
-  /** The authenticated caller: the API token's NAME, never the token (audit trail, issues 5 and 6). */
-  actor?: string | undefined;
-  /** The client's address as Express sees it (audit trail, issue 5). */
-  clientAddress?: string | undefined;
-}
 
 /**
  * Script failures after which we KNOW nothing was launched: create_instance.sh refuses bad arguments (2),
@@ -114,6 +129,36 @@ export interface InstancesService {
   recorded(instanceId: string): Instance;
   /** Resolves launches left unknown by a crash or an indefinite failure, by their client token. */
   reconcileLaunches(ctx?: OpContext): Promise<{ adopted: string[]; failed: string[] }>;
+  /**
+   * Refuses (QuotaExceededError) a launch under `clientToken` that would exceed MAX_INSTANCES, counting live
+   * records, unresolved launches and the launches in flight that `inFlight` names; synchronous, no script runs.
+   */
+  admitLaunch(clientToken: string, inFlight: Iterable<string>): void;
+  /** Changes of instances under way, for readers of EC2 that must not put back an older state. */
+  readonly changes: ChangeWatch;
+}
+
+/** At most `max` at once; the others wait, first in first out, however many (never refused). */
+function fifoSlots(max: number) {
+  let busy = 0;
+  const waiting: Array<() => void> = [];
+  return async <T>(onWait: (queued: number) => void, work: () => Promise<T>): Promise<T> => {
+    if (busy < max) {
+      busy += 1;
+    } else {
+      await new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        onWait(waiting.length);
+      });
+    }
+    try {
+      return await work();
+    } finally {
+      const next = waiting.shift();
+      if (next) next(); // the slot passes straight to the next in line
+      else busy -= 1;
+    }
+  };
 }
 
 export function createInstancesService(deps: InstancesServiceDeps): InstancesService {
@@ -128,12 +173,81 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
   const run = (ctx: OpContext | undefined, kind: ScriptKind = 'describe'): RunContext => ({
     requestId: ctx?.requestId,
     timeoutMs: deps.timeouts?.[kind],
+    onProcessGroup: ctx?.onScript,
   });
 
   function recordOrNotFound(instanceId: string): LaunchedRow {
     const row = instances.findByInstanceId(instanceId);
     if (!row) throw new NotFoundError(`No instance ${instanceId} is recorded by this service`);
     return row;
+  }
+
+  // Per instance: how many changes run now, and the sequence number of the latest start or end of one
+  // (kept after the change: a read that began before it must still see that it happened).
+  const changing = new Map<string, { active: number; seq: number }>();
+  let changeSeq = 0;
+  function beginChange(instanceId: string): () => void {
+    const entry = changing.get(instanceId) ?? { active: 0, seq: 0 };
+    changing.set(instanceId, entry);
+    entry.active += 1;
+    entry.seq = ++changeSeq;
+    return () => {
+      entry.active -= 1;
+      entry.seq = ++changeSeq;
+    };
+  }
+  const changes: ChangeWatch = {
+    mark(instanceId) {
+      const entry = changing.get(instanceId);
+      return { active: (entry?.active ?? 0) > 0, seq: entry?.seq ?? 0 };
+    },
+    mayRecordState(instanceId, mark) {
+      const entry = changing.get(instanceId);
+      return !mark.active && (entry?.active ?? 0) === 0 && (entry?.seq ?? 0) === mark.seq;
+    },
+  };
+
+  const maxInstances = policy.maxInstances ?? DEFAULT_MAX_INSTANCES;
+  /** What counts against MAX_INSTANCES besides the launch under `own` (a retry must not count itself). */
+  function launchesCounted(own: string, inFlight: Iterable<string>): number {
+    const tokens = new Set<string>(inFlight);
+    for (const row of instances.live()) tokens.add(row.client_token);
+    for (const row of instances.unresolvedLaunches()) tokens.add(row.client_token);
+    tokens.delete(own);
+    return tokens.size;
+  }
+
+  // Reads of EC2: concurrent reads of one instance share one describe, and describes of different instances
+  // wait in line behind their own cap, so a burst of reads neither floods AWS nor takes a slot from a change.
+  const maxConcurrentReads = deps.maxConcurrentReads ?? DEFAULT_MAX_CONCURRENT_READS;
+  const readSlot = fifoSlots(maxConcurrentReads);
+  const describing = new Map<string, Promise<LaunchedRow>>();
+
+  async function readThrough(instanceId: string, ctx?: OpContext): Promise<LaunchedRow> {
+    const mark = changes.mark(instanceId);
+    let described: Ec2Instance;
+    try {
+      described = await readSlot(
+        (queued) => logger.debug('read waits for a free read slot', {
+          request_id: ctx?.requestId, instance_id: instanceId, max_concurrent_reads: maxConcurrentReads, queued,
+        }),
+        () => ec2.describeInstance(instanceId, run(ctx)),
+      );
+    } catch (error) {
+      if (error instanceof ScriptError && error.failure === 'not-found') {
+        // While a change runs, it judges what became of the instance; until then the record answers.
+        if (!changes.mayRecordState(instanceId, mark)) return recordOrNotFound(instanceId);
+        return instances.markTerminated(instanceId, 'EC2 no longer knows this instance');
+      }
+      throw error;
+    }
+    const snapshot = snapshotOf(described);
+    if (changes.mayRecordState(instanceId, mark)) return instances.refresh(snapshot);
+    const kept = recordOrNotFound(instanceId).state as Ec2Snapshot['state']; // a launched record is never "failed"
+    logger.debug('read kept the state set by a change of the instance', {
+      request_id: ctx?.requestId, instance_id: instanceId, state: kept, ec2_state: snapshot.state,
+    });
+    return instances.refresh({ ...snapshot, state: kept });
   }
 
   async function adoptByToken(clientToken: string, ctx?: OpContext): Promise<LaunchedRow | undefined> {
@@ -168,6 +282,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     const row = recordOrNotFound(instanceId);
     if (row.state === 'terminated') throw new ConflictError(`Instance ${instanceId} is terminated; it cannot ${kind}`);
     const before = row.state;
+    const endChange = beginChange(instanceId);
     instances.setState(instanceId, TRANSITIONAL[kind]);
     try {
       const result = kind === 'start'
@@ -184,6 +299,8 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
         throw new ConflictError(`Instance ${instanceId} cannot ${kind} in its current state: ${error.message}`);
       }
       throw error;
+    } finally {
+      endChange();
     }
   }
 
@@ -211,9 +328,9 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       }
       // --- end lifecycle
       // --- security (issue 6): the live-instance quota, before any script runs, and again (synchronously)
-      // right before the intent row is written, so concurrent creates cannot overshoot it together.
-      const checkQuota = (): void =>
-        checkInstanceQuota(countLiveInstances(instances), policy.maxInstances ?? DEFAULT_MAX_INSTANCES);
+      // right before the intent row is written. A launch accepted as an operation was admitted already, with
+      // the others in flight counted (admitLaunch); these checks catch what was recorded since, e.g. an import.
+      const checkQuota = (): void => checkInstanceQuota(launchesCounted(clientToken, []), maxInstances);
       checkQuota();
 
       let image;
@@ -298,14 +415,19 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       const row = recordOrNotFound(instanceId);
       if (row.state === 'terminated') return toApiInstance(row); // final: nothing left to re-read
       // No instance lock: a read must not wait minutes behind a stop that is polling for "stopped".
-      try {
-        return toApiInstance(instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx)))));
-      } catch (error) {
-        if (error instanceof ScriptError && error.failure === 'not-found') {
-          return toApiInstance(instances.markTerminated(instanceId, 'EC2 no longer knows this instance'));
-        }
-        throw error;
+      let flight = describing.get(instanceId);
+      if (flight) {
+        logger.debug('read joined the describe in flight', { request_id: ctx?.requestId, instance_id: instanceId });
+      } else {
+        const started = readThrough(instanceId, ctx);
+        flight = started;
+        describing.set(instanceId, started);
+        const clear = (): void => {
+          if (describing.get(instanceId) === started) describing.delete(instanceId);
+        };
+        started.then(clear, clear);
       }
+      return toApiInstance(await flight);
     },
 
     list(query) {
@@ -327,6 +449,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     async destroy(instanceId, ctx) {
       const row = recordOrNotFound(instanceId);
       const before = row.state;
+      const endChange = beginChange(instanceId);
       if (before !== 'terminated') instances.setState(instanceId, TRANSITIONAL.terminate);
       try {
         const result = await ec2.destroyInstance(instanceId, run(ctx, 'terminate'));
@@ -342,12 +465,21 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
           throw new ConflictError(`Instance ${instanceId} cannot be destroyed: ${error.message}`);
         }
         throw error;
+      } finally {
+        endChange();
       }
     },
 
     recorded(instanceId) {
       return toApiInstance(recordOrNotFound(instanceId));
     },
+
+    admitLaunch(clientToken, inFlight) {
+      // A retry of a launch that reached EC2 launches nothing: it answers with that instance.
+      if (instances.findByClientToken(clientToken)?.instance_id) return;
+      checkInstanceQuota(launchesCounted(clientToken, inFlight), maxInstances);
+    },
+    changes,
 
     async reconcileLaunches(ctx) {
       const pending = instances.unresolvedLaunches();

@@ -13,13 +13,13 @@ import type { Operation, OperationList } from '../schemas/operation.js';
 import type { ListOperationsQuery } from '../schemas/operation.js';
 import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
 import type {
-  IdempotencyRepository, OperationKind, OperationRow, OperationsRepository,
+  IdempotencyRepository, OperationKind, OperationOutcome, OperationRow, OperationsRepository,
 } from '../store/operations-repo.js';
 import {
   AppError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, ScriptError,
-  UnavailableError,
+  StorageUnavailableError, UnavailableError,
 } from './errors.js';
-import type { OpContext } from './instances.js';
+import type { OpContext } from './context.js';
 import { decodeCursor, pageOf } from './pagination.js';
 
 export type { OperationKind } from '../store/operations-repo.js';
@@ -47,6 +47,12 @@ export interface SubmitSpec<T> {
   idempotency?: { key: string; fingerprint: string } | undefined;
   /** Whether it takes one of the MAX_CONCURRENT_SCRIPTS slots (mutations do; sync only reads EC2). */
   capped?: boolean;
+  /**
+   * Refuses the operation by throwing, after the Idempotency-Key and the instance's operation in flight are
+   * looked at and in the same synchronous step that records it: nothing it counted can change before the
+   * new operation counts too (a queued operation is as much in flight as a running one).
+   */
+  admit?(): void;
   run(op: OperationHandle): Promise<T>;
   /** What the operation record shows as its result on success. */
   result?(value: T): unknown;
@@ -131,15 +137,14 @@ export function describeFailure(error: unknown): {
 } {
   if (error instanceof ScriptError) {
     return {
-      errorCode: error.failure,
+      errorCode: error.code,
       errorMessage: error.details.code ? `${error.message} (${error.details.code})` : error.message,
       exitCode: error.details.exitCode ?? null,
       stderrTail: error.details.stderrTail ?? null,
     };
   }
   if (error instanceof AppError) {
-    const code = error.kind === 'policy' ? 'launch-policy' : error.kind;
-    return { errorCode: code, errorMessage: error.message, exitCode: null, stderrTail: null };
+    return { errorCode: error.code, errorMessage: error.message, exitCode: null, stderrTail: null };
   }
   return { errorCode: 'internal', errorMessage: error instanceof Error ? error.message : String(error), exitCode: null, stderrTail: null };
 }
@@ -180,6 +185,32 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     else running -= 1;
   }
 
+  /** Records what `record` writes; when the store refuses it, nothing was recorded: the slot taken is given back. */
+  function recordOrRelease<T>(holdsSlot: boolean, record: () => T): T {
+    try {
+      return record();
+    } catch (error) {
+      if (holdsSlot) release();
+      throw error;
+    }
+  }
+
+  /**
+   * Outcomes the store refused (disk full, I/O error, its file gone), kept until it takes writes again. Such
+   * an operation no longer runs, whatever its row still says, so its Idempotency-Key is free to retry.
+   */
+  const unrecorded = new Map<string, OperationOutcome>();
+  function flushUnrecorded(): void {
+    for (const [id, outcome] of unrecorded) {
+      try {
+        operations.finish(id, outcome);
+      } catch {
+        return;
+      }
+      unrecorded.delete(id);
+    }
+  }
+
   function mustGet(id: string): OperationRow {
     const row = operations.get(id);
     if (!row) throw new NotFoundError(`No operation ${id}`);
@@ -188,6 +219,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
 
   function submit<T>(spec: SubmitSpec<T>): Submission<T> {
     if (draining) throw new UnavailableError('The service is shutting down; retry shortly', retryAfter);
+    flushUnrecorded();
     const ctx = spec.ctx;
     const scope = idempotencyScope(ctx);
 
@@ -212,7 +244,11 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
           };
         }
         const previous = operations.get(record.operation_id);
-        if (previous && (previous.status === 'queued' || previous.status === 'running')) {
+        // An interrupted attempt whose script outlived its server is still at work until start-up settles it;
+        // running the request again now could launch a second time.
+        const scriptStillRuns = previous?.script_pgid !== null && previous?.script_pgid !== undefined;
+        if (previous && !unrecorded.has(previous.id)
+          && (previous.status === 'queued' || previous.status === 'running' || scriptStillRuns)) {
           return { type: 'in-flight', operation: toApiOperation(previous) };
         }
         // Interrupted, or failed in a way not remembered (5xx): run again under the same key (and client token).
@@ -220,7 +256,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     }
 
     if (spec.instanceId !== undefined) {
-      const busy = byInstance.get(spec.instanceId);
+      // The store also knows of a script that outlived the previous server and still works on the instance.
+      const busy = byInstance.get(spec.instanceId) ?? operations.scriptRunningOn(spec.instanceId);
       if (busy !== undefined) {
         throw new OperationInFlightError(
           `Operation ${busy} on instance ${spec.instanceId} is still in flight; retry when it has finished`,
@@ -229,6 +266,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       }
     }
 
+    spec.admit?.();
     const capped = spec.capped ?? true;
     let startsNow = true;
     if (capped) {
@@ -243,7 +281,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     }
 
     const id = `op-${randomUUID()}`;
-    const row = options.transaction(() => {
+    const row = recordOrRelease(capped && startsNow, () => options.transaction(() => {
       const inserted = operations.insert({
         id,
         kind: spec.kind,
@@ -258,7 +296,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
         idempotency.claim({ scope, key: spec.idempotency.key, fingerprint: spec.idempotency.fingerprint, operationId: id });
       }
       return inserted;
-    });
+    }));
 
     let interrupt: () => void = () => undefined;
     const interruption = new Promise<never>((_resolve, reject) => {
@@ -290,30 +328,53 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       });
     };
 
+    // A write of this operation's record the store refused: record at least that it failed, or when even
+    // that is refused, keep the outcome for later; either way it is over, and its client gets the refusal.
+    const recorded = (write: () => void): void => {
+      try {
+        write();
+      } catch (error) {
+        if (!(error instanceof StorageUnavailableError)) throw error;
+        const outcome: OperationOutcome = {
+          status: 'failed', errorCode: error.code, errorMessage: `its record could not be written: ${error.message}`,
+        };
+        try {
+          operations.finish(id, outcome);
+        } catch {
+          unrecorded.set(id, outcome);
+        }
+        logger.error('operation record not written', {
+          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: spec.instanceId,
+          error: error.message, kept_for_later: unrecorded.has(id),
+        });
+        throw error;
+      }
+    };
+
     const work = (async () => {
       await slot;
       try {
-        operations.markRunning(id);
+        recorded(() => operations.markRunning(id));
         let value: T;
         try {
           value = await spec.run(handle);
         } catch (error) {
           if (entry.interrupted) throw new InterruptedError(`Operation ${id} was interrupted by a shutdown`);
           const failure = describeFailure(error);
-          options.transaction(() => {
+          recorded(() => options.transaction(() => {
             operations.finish(id, { status: 'failed', ...failure });
             remember(spec.remember?.failure(error));
-          });
+          }));
           logger.warn('operation failed', {
             request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: spec.instanceId,
             error_code: failure.errorCode, error: failure.errorMessage,
           });
           throw error;
         }
-        options.transaction(() => {
+        recorded(() => options.transaction(() => {
           operations.finish(id, { status: 'succeeded', result: spec.result ? spec.result(value) : undefined });
           remember(spec.remember?.success(value));
-        });
+        }));
         logger.info('operation succeeded', {
           request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: operations.get(id)?.instance_id,
         });
@@ -365,7 +426,11 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       const ids: string[] = [];
       for (const entry of active.values()) {
         entry.interrupted = true;
-        operations.finish(entry.id, { status: 'interrupted', note });
+        try {
+          operations.finish(entry.id, { status: 'interrupted', note });
+        } catch {
+          unrecorded.set(entry.id, { status: 'interrupted', note });
+        }
         entry.interrupt();
         ids.push(entry.id);
       }
