@@ -1,5 +1,5 @@
 import winston from 'winston';
-import { redactFormat } from './auth/redact.js';
+import { redactFormat } from './redact.js';
 import type { LogLevel } from './config.js';
 
 export type Logger = winston.Logger;
@@ -9,8 +9,8 @@ export function createLogger(options: { level?: LogLevel; silent?: boolean; stre
   return winston.createLogger({
     level: options.level ?? 'info',
     silent: options.silent ?? false,
-    // Security (issue 6): secrets (API tokens, AWS keys, SMTP password, Authorization values) are masked
-    // before and after serialisation; see app/auth/redact.ts.
+    // Secrets (API tokens, AWS keys, SMTP password, Authorization values) are masked
+    // before and after serialisation; see app/redact.ts.
     format: winston.format.combine(
       winston.format.timestamp(), winston.format.errors({ stack: true }), redactFormat(), winston.format.json(), redactFormat(),
     ),

@@ -15,7 +15,7 @@ import { config as loadDotenv } from 'dotenv';
 import { loadConfig } from '../app/config.js';
 import { createScriptRunner, type ScriptRunner } from '../app/ec2/runner.js';
 import { ensureKeyPair } from '../app/ec2/scripts.js';
-import { readGeneratedTokenValue } from '../app/auth/tokens.js'; // security (issue 6)
+import { readGeneratedTokenValue } from '../app/auth/tokens.js';
 import { createLogger } from '../app/logger.js';
 import { startServer, type RunningServer } from '../app/server.js';
 import { startMoto, type MotoServer } from './lib/moto.js';
@@ -124,14 +124,13 @@ async function main(): Promise<void> {
     const server = await serverStarting;
     if (stopping) return;
 
-    // --- security (issue 6): the API needs a token; show the generated one (or say where tokens come from) ---
+    // The API needs a token: show the generated one, or say where tokens come from.
     const tokenFile = config.auth.mode === 'generate' ? config.auth.file : undefined;
     const token = tokenFile ? readGeneratedTokenValue(tokenFile) : undefined;
     const auth = token ? ` -H 'Authorization: Bearer ${token}'` : config.auth.mode === 'disabled' ? '' : " -H 'Authorization: Bearer <your token>'";
     const tokenLines = token
       ? [`  Token:    ${token}`, `            (operator; generated in ${tokenFile})`]
       : [config.auth.mode === 'disabled' ? '  Auth:     DISABLED (AUTH_DISABLED=true)' : `  Auth:     tokens from ${config.auth.mode === 'tokens' ? config.auth.source : '?'}`];
-    // --- end security ---
 
     const line = '='.repeat(72);
     process.stdout.write(

@@ -1,12 +1,14 @@
 /**
- * The security part of the configuration (issue 6): API tokens, AUTH_DISABLED, the instance quota, the
+ * The security part of the configuration: API tokens, AUTH_DISABLED, the instance quota, the
  * per-token rate limit, whether the API docs are public and the HTTP server's timeouts for slow clients.
  * Called by loadConfig (app/config.ts); every bad value is a ConfigError naming its variable.
  */
 import path from 'node:path';
 import { booleanVariable, ConfigError, readVariable, wholeNumber, type Env } from '../env.js';
-import { DEFAULT_MAX_INSTANCES } from '../domain/policy.js';
 import { generatedTokenFile, isLoopbackHost, parseTokenList, readTokenFile, type ApiToken } from './tokens.js';
+
+/** Live managed instances allowed at once when MAX_INSTANCES is not set. */
+export const DEFAULT_MAX_INSTANCES = 5;
 
 export type AuthConfig =
   /** AUTH_DISABLED=true (loopback only): every caller is anonymous and may do everything. */

@@ -3,10 +3,12 @@
  * when no tokens are configured (secure by default). Logs where tokens come from — names, roles and file
  * paths, never a token value.
  */
-import type { AuthSetup } from '../http/auth.js';
 import type { Logger } from '../logger.js';
 import type { AuthConfig } from './config.js';
-import { ensureGeneratedToken } from './tokens.js';
+import { ensureGeneratedToken, type ApiToken } from './tokens.js';
+
+/** What createApp needs to know about authentication: explicit, so nothing is open by accident. */
+export type AuthSetup = { mode: 'disabled' } | { mode: 'tokens'; tokens: readonly ApiToken[] };
 
 export function resolveAuth(auth: AuthConfig, logger: Logger): AuthSetup & { file?: string } {
   switch (auth.mode) {

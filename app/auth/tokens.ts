@@ -10,8 +10,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
-import { ConfigError } from '../config.js';
-import { registerSecret } from './redact.js';
+import { ConfigError } from '../env.js';
+import { registerSecret } from '../redact.js';
 
 export const ROLES = ['viewer', 'operator'] as const;
 export type Role = (typeof ROLES)[number];

@@ -1,19 +1,14 @@
 /**
- * The named, HTTP-agnostic errors of the service. Each carries what went wrong in domain terms;
- * app/http/errors.ts maps the classes to statuses in exactly one place.
+ * The domain's named, HTTP-agnostic errors (app/errors.ts lists every kind; app/http/problems.ts maps
+ * them to statuses in exactly one place). The EC2 layer's and the store's own errors are re-exported, so
+ * the domain and the HTTP layer name every failure from here.
  */
-export interface FieldError {
-  field: string;
-  message: string;
-}
+import { AppError } from '../errors.js';
 
-export abstract class AppError extends Error {
-  abstract readonly kind: string;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
+export { AppError, type ErrorKind, type FieldError } from '../errors.js';
+export { ScriptError, type ScriptFailure } from '../ec2/errors.js';
+export { StorageUnavailableError } from '../store/errors.js';
+import type { FieldError } from '../errors.js';
 
 /** The request itself is malformed (shape, types, unknown fields, ids). */
 export class ValidationError extends AppError {
@@ -35,49 +30,8 @@ export class ConflictError extends AppError {
 
 /** Well-formed, but refused by the launch policy (type not allowed, storage cap, AMI/architecture). */
 export class PolicyError extends AppError {
-  readonly kind = 'policy';
+  readonly kind = 'launch-policy';
   constructor(message: string, readonly errors: FieldError[] = []) {
-    super(message);
-  }
-}
-
-/**
- * Why a script (the EC2 layer) failed, from its exit code class:
- * 1 other · 2 invalid-argument · 3 not-found · 4 conflict · 5 throttled · 6 credentials · 7 wait-timeout ·
- * 8 missing-dependency; `timeout` when our runner killed it; `bad-output` when stdout broke the contract;
- * `spawn` when it could not be started at all; `signal` when something else killed it.
- */
-export type ScriptFailure =
-  | 'other'
-  | 'invalid-argument'
-  | 'not-found'
-  | 'conflict'
-  | 'throttled'
-  | 'credentials'
-  | 'wait-timeout'
-  | 'missing-dependency'
-  | 'timeout'
-  | 'bad-output'
-  | 'spawn'
-  | 'signal';
-
-export class ScriptError extends AppError {
-  readonly kind = 'script';
-  constructor(
-    readonly failure: ScriptFailure,
-    readonly script: string,
-    message: string,
-    readonly details: {
-      exitCode?: number | undefined;
-      signal?: string | undefined;
-      /** The error code the script reported (AWS error code or the script's own). */
-      code?: string | undefined;
-      /** Whether the failing arguments came from the client (an invalid-argument then means a 400). */
-      clientInput?: boolean | undefined;
-      /** The last part of what the script wrote on stderr (recorded on the operation). */
-      stderrTail?: string | undefined;
-    } = {},
-  ) {
     super(message);
   }
 }
@@ -91,7 +45,8 @@ export class UnavailableError extends AppError {
 }
 
 /** Another mutating operation on the same instance (or with the same Idempotency-Key) is in flight. */
-export class OperationInFlightError extends ConflictError {
+export class OperationInFlightError extends AppError {
+  readonly kind = 'operation-in-flight';
   constructor(message: string, readonly operationId: string) {
     super(message);
   }
@@ -99,7 +54,7 @@ export class OperationInFlightError extends ConflictError {
 
 /** An Idempotency-Key was reused with a different request. */
 export class IdempotencyMismatchError extends AppError {
-  readonly kind = 'idempotency-mismatch';
+  readonly kind = 'idempotency-key-reused';
 }
 
 /** The operation was interrupted (shutdown killed it) before it finished. */
@@ -107,7 +62,6 @@ export class InterruptedError extends AppError {
   readonly kind = 'interrupted';
 }
 
-// --- security (issue 6) ---
 /** Launching would exceed the quota of live managed instances (MAX_INSTANCES). */
 export class QuotaExceededError extends AppError {
   readonly kind = 'quota-exceeded';

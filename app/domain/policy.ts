@@ -7,7 +7,7 @@ import { PolicyError, QuotaExceededError, type FieldError } from './errors.js';
 export interface LaunchPolicy {
   allowedInstanceTypes: readonly string[];
   maxStorageGb: number;
-  /** Security (issue 6): live managed instances allowed at once; DEFAULT_MAX_INSTANCES when omitted. */
+  /** Live managed instances allowed at once; DEFAULT_MAX_INSTANCES when omitted. */
   maxInstances?: number | undefined;
 }
 
@@ -57,7 +57,7 @@ export function checkImageFits(
   if (errors.length > 0) throw new PolicyError('The AMI does not fit the instance type', errors);
 }
 
-// --- security (issue 6): the instance quota (OWASP API4/API6: unrestricted resource consumption) ---
+// The instance quota (OWASP API4/API6: unrestricted resource consumption).
 /** How many instances count against the quota: recorded, not terminated, not failed (launches in flight count). */
 export interface LiveInstanceCounter {
   live(): readonly unknown[];
@@ -69,7 +69,6 @@ export function countLiveInstances(instances: LiveInstanceCounter): number {
 }
 
 /** Refuses a launch when `live` instances already use the whole quota of `maxInstances`. */
-export const DEFAULT_MAX_INSTANCES = 5;
 
 export function checkInstanceQuota(live: number, maxInstances: number): void {
   if (live >= maxInstances) {

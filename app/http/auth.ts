@@ -1,5 +1,5 @@
 /**
- * Authentication and function-level authorization (issue 6).
+ * Authentication and function-level authorization.
  *
  * Every route needs `Authorization: Bearer <token>` except /health (and /health/*) and, when the docs are
  * public (PUBLIC_DOCS=true; off by default), GET /openapi.json and /docs. Missing token → 401 with
@@ -9,13 +9,13 @@
  */
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
-import type { ApiToken, Principal } from '../auth/tokens.js';
+import type { AuthSetup } from '../auth/setup.js';
+import type { Principal } from '../auth/tokens.js';
 import { createTokenVerifier } from '../auth/verify.js';
 import { requestId } from './context.js';
 import { sendProblem } from './problems.js';
 
-/** What createApp needs to know about authentication: explicit, so nothing is open by accident. */
-export type AuthSetup = { mode: 'disabled' } | { mode: 'tokens'; tokens: readonly ApiToken[] };
+export type { AuthSetup } from '../auth/setup.js';
 
 export const REALM = 'ec2-creator';
 export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
-import type { OpContext } from '../domain/instances.js';
+import type { OpContext } from '../domain/context.js';
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
@@ -18,9 +18,9 @@ export function requestId(res: Response): string {
 export function opContext(res: Response): OpContext {
   return {
     requestId: requestId(res),
-    // --- security (issue 6): set by app/http/auth.ts; the token's NAME, never the token ---
+    // Set by app/http/auth.ts: the token's name, never the token.
     actor: (res.locals.principal as { name?: string } | undefined)?.name,
-    // --- lifecycle (issue 5): the audit trail records where the request came from ---
+    // The audit trail records where the request came from.
     clientAddress: res.req.ip,
   };
 }
@@ -39,7 +39,7 @@ export function requestContext(logger: Logger): RequestHandler {
         path: req.originalUrl.split('?')[0],
         status: res.statusCode,
         duration_ms: Math.round(performance.now() - started),
-        actor: (res.locals.principal as { name?: string } | undefined)?.name, // security (issue 6)
+        actor: (res.locals.principal as { name?: string } | undefined)?.name,
       });
     });
     next();

@@ -5,12 +5,9 @@
  */
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import {
-  AppError, ConflictError, NotFoundError, PolicyError, ScriptError, UnavailableError, ValidationError,
-  type FieldError, type ScriptFailure,
+  AppError, OperationInFlightError, PolicyError, QuotaExceededError, ScriptError,
+  StorageUnavailableError, UnavailableError, ValidationError, type ErrorKind, type FieldError, type ScriptFailure,
 } from '../domain/errors.js';
-import { QuotaExceededError } from '../domain/errors.js'; // security (issue 6)
-// lifecycle (issue 5)
-import { IdempotencyMismatchError, InterruptedError, OperationInFlightError } from '../domain/errors.js';
 import type { Logger } from '../logger.js';
 import { requestId } from './context.js';
 
@@ -57,10 +54,10 @@ function fromScriptError(error: ScriptError): ProblemSpec {
   };
 }
 
-/** body-parser's errors carry `type` and `status`. */
 /** zlib and brotli name their failures with these codes when a body does not decode. */
 const DECOMPRESSION_FAILURE = /^(?:Z_|ERR_BROTLI|ERR__ERROR_FORMAT|ERR_ZLIB)/;
 
+/** Errors from routing and body parsing: body-parser's carry `type` and `status`. */
 function fromBodyParser(error: { type?: unknown; status?: unknown; message?: unknown; code?: unknown }): ProblemSpec | undefined {
   if (error instanceof URIError) {
     return { status: 400, slug: 'malformed-url', title: 'Malformed URL', detail: 'The path holds a malformed percent-encoding' };
@@ -89,50 +86,51 @@ function fromBodyParser(error: { type?: unknown; status?: unknown; message?: unk
   }
 }
 
-export function problemFor(error: unknown): ProblemSpec | undefined {
-  if (error instanceof ValidationError) {
-    return { status: 400, slug: 'validation', title: 'Invalid request', detail: error.message, errors: error.errors };
-  }
-  if (error instanceof PolicyError) {
-    return { status: 422, slug: 'launch-policy', title: 'Refused by the launch policy', detail: error.message, errors: error.errors };
-  }
-  // security (issue 6): the live-instance quota
-  if (error instanceof QuotaExceededError) {
-    return { status: 409, slug: 'quota-exceeded', title: `Quota ${error.quota} exceeded`, detail: error.message };
-  }
-  // --- lifecycle (issue 5) ---
+/**
+ * Every kind of named error, its status and title: the compiler refuses a kind without an entry. The
+ * kind is the problem type's last part and the error_code an operation record shows.
+ */
+const PROBLEMS: Record<Exclude<ErrorKind, 'script'>, { status: number; title: string }> = {
+  validation: { status: 400, title: 'Invalid request' },
+  'not-found': { status: 404, title: 'Not found' },
+  conflict: { status: 409, title: 'Conflict' },
+  'operation-in-flight': { status: 409, title: 'Another operation is in flight' },
+  'quota-exceeded': { status: 409, title: 'Quota exceeded' },
+  'launch-policy': { status: 422, title: 'Refused by the launch policy' },
+  'idempotency-key-reused': { status: 422, title: 'Idempotency-Key reused with a different request' },
+  interrupted: { status: 503, title: 'Interrupted by a shutdown' },
+  unavailable: { status: 503, title: 'Service unavailable' },
+  'storage-unavailable': { status: 503, title: 'Storage unavailable' },
+};
+
+/** Seconds a client is told to wait after a shutdown interrupted its operation. */
+const INTERRUPTED_RETRY_AFTER_SECONDS = 5;
+
+/** What the error class adds beyond its kind: failing fields, a Retry-After, the operation to follow. */
+function specifics(error: AppError): Partial<Pick<ProblemSpec, 'errors' | 'headers' | 'extensions' | 'title'>> {
+  if (error instanceof ValidationError || error instanceof PolicyError) return { errors: error.errors };
+  if (error instanceof QuotaExceededError) return { title: `Quota ${error.quota} exceeded` };
   if (error instanceof OperationInFlightError) {
-    return {
-      status: 409,
-      slug: 'operation-in-flight',
-      title: 'Another operation is in flight',
-      detail: error.message,
-      headers: { Location: `/operations/${error.operationId}` },
-      extensions: { operation_id: error.operationId },
-    };
+    return { headers: { Location: `/operations/${error.operationId}` }, extensions: { operation_id: error.operationId } };
   }
-  if (error instanceof IdempotencyMismatchError) {
-    return { status: 422, slug: 'idempotency-key-reused', title: 'Idempotency-Key reused with a different request', detail: error.message };
+  if (error instanceof UnavailableError || error instanceof StorageUnavailableError) {
+    return { headers: { 'Retry-After': String(error.retryAfterSeconds) } };
   }
-  if (error instanceof InterruptedError) {
-    return { status: 503, slug: 'interrupted', title: 'Interrupted by a shutdown', detail: error.message, headers: { 'Retry-After': '5' } };
-  }
-  // --- end lifecycle
-  if (error instanceof NotFoundError) return { status: 404, slug: 'not-found', title: 'Not found', detail: error.message };
-  if (error instanceof ConflictError) return { status: 409, slug: 'conflict', title: 'Conflict', detail: error.message };
-  if (error instanceof UnavailableError) {
-    return {
-      status: 503, slug: 'unavailable', title: 'Service unavailable', detail: error.message,
-      headers: { 'Retry-After': String(error.retryAfterSeconds) }, // lifecycle (issue 5): the engine says how long
-    };
-  }
+  if (error.kind === 'interrupted') return { headers: { 'Retry-After': String(INTERRUPTED_RETRY_AFTER_SECONDS) } };
+  return {};
+}
+
+export function problemFor(error: unknown): ProblemSpec | undefined {
   if (error instanceof ScriptError) return fromScriptError(error);
-  if (error instanceof AppError) return undefined;
+  if (error instanceof AppError) {
+    const kind = error.kind as Exclude<ErrorKind, 'script'>;
+    return { ...PROBLEMS[kind], slug: kind, detail: error.message, ...specifics(error) };
+  }
   if (typeof error === 'object' && error !== null) return fromBodyParser(error);
   return undefined;
 }
 
-/** The problem document (also what an Idempotency-Key replay answers, issue 5). */
+/** The problem document (also what an Idempotency-Key replay answers). */
 export function problemBody(req: Request, res: Response, spec: ProblemSpec): Record<string, unknown> {
   return {
     type: `${PROBLEM_BASE}${spec.slug}`,

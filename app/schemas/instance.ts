@@ -58,13 +58,16 @@ export const healthSchema = {
   properties: { status: { type: 'string', const: 'ok' } },
 } as const;
 
-/** GET /health/ready (issue 5): 503 with status "draining" from the moment a shutdown starts. */
+/**
+ * GET /health/ready: 503 with status "draining" from the moment a shutdown starts, and
+ * "storage-unavailable" while the database cannot take writes.
+ */
 export const readinessSchema = {
   title: 'Readiness',
   type: 'object',
   additionalProperties: false,
   required: ['status'],
-  properties: { status: { type: 'string', enum: ['ok', 'draining'] } },
+  properties: { status: { type: 'string', enum: ['ok', 'draining', 'storage-unavailable'] } },
 } as const;
 
 export const problemSchema = {

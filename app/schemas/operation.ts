@@ -1,5 +1,5 @@
 /**
- * Operations (issue 5): every mutating request and every reconciliation is recorded as one, and clients
+ * Operations: every mutating request and every reconciliation is recorded as one, and clients
  * follow them with GET /operations/{id}. Single source for ajv, the OpenAPI document and the types.
  */
 import type { FromSchema } from 'json-schema-to-ts';

@@ -121,14 +121,14 @@ describe('OpenAPI document and docs', () => {
     assert.deepEqual(operations, [
       'DELETE /instances/{id} destroyInstance',
       'GET /health health',
-      'GET /health/live liveness', // lifecycle engine (issue 5)
-      'GET /health/ready readiness', // lifecycle engine (issue 5)
+      'GET /health/live liveness',
+      'GET /health/ready readiness',
       'GET /instances listInstances',
       'GET /instances/{id} getInstance',
-      'GET /operations listOperations', // lifecycle engine (issue 5)
-      'GET /operations/{id} getOperation', // lifecycle engine (issue 5)
+      'GET /operations listOperations',
+      'GET /operations/{id} getOperation',
       'POST /instances createInstance',
-      'POST /instances/sync syncInstances', // lifecycle engine (issue 5)
+      'POST /instances/sync syncInstances',
       'POST /instances/{id}/start startInstance',
       'POST /instances/{id}/stop stopInstance',
     ]);

@@ -1,5 +1,5 @@
 /**
- * Operations, asynchronous requests and concurrency limits (issue 5), in-process against moto with the
+ * Operations, asynchronous requests and concurrency limits, in-process against moto with the
  * lifecycle fake aws holding `aws ec2 stop-instances` until the test releases it. Ordering comes from the
  * fake's marker files and the operation records, never from durations.
  */

@@ -1,5 +1,5 @@
 /**
- * Crash recovery (issue 5): the real server as a child process, killed with SIGKILL in the middle of a
+ * Crash recovery: the real server as a child process, killed with SIGKILL in the middle of a
  * launch, then restarted on the same database. A fake `aws` in front of moto holds the launch at a chosen
  * point; the tests wait on its marker files (events), never on durations.
  */

@@ -1,5 +1,5 @@
 /**
- * Idempotency-Key (issue 5): the same key with the same request answers the first result, launches once
+ * Idempotency-Key: the same key with the same request answers the first result, launches once
  * (also across a restart of the app on the same database) and always hands EC2 the same client token, as
  * a capturing fake `aws` in front of moto shows; the same key with another request is refused (422).
  */

@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown (issue 5), on the real server as a child process: SIGTERM while a stop is held inside
+ * Graceful shutdown, on the real server as a child process: SIGTERM while a stop is held inside
  * `aws ec2 stop-instances` by the fake aws. Ordering comes from marker files and the server's answers.
  */
 import assert from 'node:assert/strict';

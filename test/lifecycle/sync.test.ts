@@ -1,5 +1,5 @@
 /**
- * Reconciliation (issue 5): POST /instances/sync reads EC2 once (list_instances.sh) and brings the records
+ * Reconciliation: POST /instances/sync reads EC2 once (list_instances.sh) and brings the records
  * in line: instances launched outside the API are imported, states changed behind our back are updated,
  * instances EC2 forgot are marked terminated. Concurrent syncs share one run. Plus the operations list.
  */

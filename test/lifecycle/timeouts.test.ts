@@ -1,5 +1,5 @@
 /**
- * Per-kind script timeouts (issue 5): a stop whose `aws` hangs (ignoring SIGTERM, with a grandchild that
+ * Per-kind script timeouts: a stop whose `aws` hangs (ignoring SIGTERM, with a grandchild that
  * ignores it too) is killed with its whole process group after STOP_TIMEOUT_MS; the operation fails as
  * timed out and the instance is reconciled with EC2.
  */

@@ -1,4 +1,4 @@
-/** Shared by the lifecycle tests (issue 5): the fake aws in front of moto, marker files, polling on events. */
+/** Shared by the lifecycle tests: the fake aws in front of moto, marker files, polling on events. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
