@@ -16,11 +16,9 @@ import { errorHandler, methodNotAllowed, notFoundHandler } from './http/problems
 import type { Logger } from './logger.js';
 import type { Notifier } from './notify/events.js';
 import type { Store } from './store/index.js';
-// --- security (issue 6) ---
 import { authenticate, authorize, type AuthSetup } from './http/auth.js';
 import { rateLimitMutations, securityHeaders } from './http/limits.js';
 import { DEFAULT_RATE_LIMIT_PER_MINUTE } from './auth/config.js';
-// --- lifecycle engine (issue 5) ---
 import { createLifecycleService, type LifecycleService } from './domain/lifecycle.js';
 import { createOperationsEngine, type OperationsEngine } from './domain/operations.js';
 import { createReconciler } from './domain/reconcile.js';
@@ -31,9 +29,9 @@ export interface AppDeps {
   runner: ScriptRunner;
   logger: Logger;
   config: Pick<Config, 'keyName' | 'allowedInstanceTypes' | 'maxStorageGb'>
-    // security (issue 6): defaults 5 live instances, 60 changes per token per minute, public docs
+    // Defaults 5 live instances, 60 changes per token per minute, public docs
     & Partial<Pick<Config, 'maxInstances' | 'rateLimitPerMinute' | 'publicDocs'>>
-    // lifecycle engine (issue 5): defaults 8 scripts at once, 32 queued, the runner's timeout, 24 h keys
+    // Defaults 8 scripts at once, 32 queued, the runner's timeout, 24 h keys
     & Partial<Pick<Config, 'maxConcurrentScripts' | 'maxQueuedOperations' | 'timeouts' | 'idempotencyTtlHours'>>
     // reads of EC2 running at once (default 4)
     & Partial<Pick<Config, 'maxConcurrentReads'>>
@@ -41,7 +39,6 @@ export interface AppDeps {
     & Partial<Pick<Config, 'scriptsDir'>>;
   /** Lifecycle events go here (email); none when omitted. */
   notifier?: Notifier;
-  // --- security (issue 6) ---
   /**
    * Authentication, stated explicitly (createApp refuses to start without it): `{ mode: 'disabled' }` or
    * `{ mode: 'tokens', tokens }` (app/auth/tokens.ts parses them).
@@ -65,7 +62,6 @@ function packageVersion(): string {
 /** The domain services built from the dependencies (server.ts also uses them for start-up reconciliation). */
 export interface Services {
   instances: InstancesService;
-  // --- lifecycle engine (issue 5) ---
   operations: OperationsEngine;
   lifecycle: LifecycleService;
 }
@@ -73,20 +69,19 @@ export interface Services {
 export function createServices(deps: AppDeps): Services {
   const ec2 = createEc2(deps.runner);
   const instances = createInstancesService({
-    timeouts: deps.config.timeouts, // lifecycle engine (issue 5)
+    timeouts: deps.config.timeouts,
     instances: deps.store.instances,
     ec2,
     policy: {
       keyName: deps.config.keyName,
       allowedInstanceTypes: deps.config.allowedInstanceTypes,
       maxStorageGb: deps.config.maxStorageGb,
-      maxInstances: deps.config.maxInstances, // security (issue 6)
+      maxInstances: deps.config.maxInstances,
     },
     logger: deps.logger,
     notifier: deps.notifier,
     maxConcurrentReads: deps.config.maxConcurrentReads,
   });
-  // --- lifecycle engine (issue 5) ---
   const operations = createOperationsEngine({
     operations: deps.store.operations,
     idempotency: deps.store.idempotency,
@@ -127,7 +122,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
-  // --- security (issue 6): headers first (every answer carries them), then who is calling, may they,
+  // Headers first (every answer carries them), then who is calling, may they,
   // and how often; all before the body is parsed, so strangers cannot make us read 16 kB bodies.
   if (!deps.auth) throw new Error('createApp: deps.auth is required ({ mode: "disabled" } or { mode: "tokens", tokens })');
   app.use(securityHeaders());
@@ -135,13 +130,12 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs ?? false }));
   app.use(authorize());
   app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE, ...deps.rateLimit }));
-  // --- end security ---
   app.use(express.json({ limit: BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
 
   app.route('/health').get((_req, res) => {
     res.json({ status: 'ok' });
   }).all(methodNotAllowed('GET'));
-  // --- lifecycle engine (issue 5): liveness stays 200 while draining, readiness says "send no more";
+  // Liveness stays 200 while draining, readiness says "send no more";
   // during a drain every answer closes its connection, so keep-alive clients move on.
   app.route('/health/live').get((_req, res) => {
     res.json({ status: 'ok' });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, readVariable, wholeNumber, type Env } from './env.js';
 import { loadEmailConfig, type EmailConfig } from './notify/config.js';
-import { loadSecurityConfig, type SecurityConfig } from './auth/config.js'; // security (issue 6)
+import { loadSecurityConfig, type SecurityConfig } from './auth/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
@@ -27,7 +27,6 @@ export interface Config {
   logLevel: LogLevel;
   /** Email on lifecycle events; null when SMTP_HOST and NOTIFICATION_EMAIL are unset. */
   email: EmailConfig | null;
-  // --- lifecycle engine (issue 5) ---
   /** Mutating script runs at once (create, start, stop, terminate). */
   maxConcurrentScripts: number;
   /** Operations waiting for a slot; beyond it 503. */
@@ -42,7 +41,7 @@ export interface Config {
   syncIntervalS: number;
   /** Idempotency keys are kept at least this long. */
   idempotencyTtlHours: number;
-  // --- security (issue 6): tokens, quota, rate limit, docs, HTTP timeouts (app/auth/config.ts) ---
+  // Tokens, quota, rate limit, docs, HTTP timeouts (app/auth/config.ts)
   auth: SecurityConfig['auth'];
   maxInstances: number;
   rateLimitPerMinute: number;
@@ -133,7 +132,6 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
-  // --- lifecycle engine (issue 5) ---
   const maxConcurrentScripts = wholeNumber(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
   const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
   const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', 4, 1, 256);
@@ -169,7 +167,6 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     scriptTimeoutMs,
     logLevel: logLevel as LogLevel,
     email: loadEmailConfig(env),
-    // --- security (issue 6) ---
     ...loadSecurityConfig(env, { host, databasePath, cwd }),
   };
 }

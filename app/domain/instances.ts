@@ -29,7 +29,7 @@ export interface InstancesServiceDeps {
   logger: Logger;
   /** Told after each recorded lifecycle change; never awaited. */
   notifier?: Notifier;
-  /** Runner timeout per script kind (ms), lifecycle engine (issue 5); the runner's default where unset. */
+  /** Runner timeout per script kind (ms); the runner's default where unset. */
   timeouts?: Partial<ScriptTimeouts> | undefined;
   /** Read scripts (describe) running at once; DEFAULT_MAX_CONCURRENT_READS when unset. */
   maxConcurrentReads?: number | undefined;
@@ -53,7 +53,7 @@ export interface ChangeWatch {
   mayRecordState(instanceId: string, mark: ChangeMark): boolean;
 }
 
-/** How the operations engine drives a launch (issue 5). */
+/** How the operations engine drives a launch. */
 export interface LaunchOptions {
   /** The EC2 ClientToken (derived from the Idempotency-Key, or made by the caller); one is made when absent. */
   clientToken?: string | undefined;
@@ -273,7 +273,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     }
   }
 
-  /** The state an instance shows from the moment an operation on it starts (issue 5). */
+  /** The state an instance shows from the moment an operation on it starts. */
   const TRANSITIONAL: Record<'start' | 'stop' | 'terminate', RecordedState> = {
     start: 'pending', stop: 'stopping', terminate: 'shutting-down',
   };
@@ -307,7 +307,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
   return {
     async create(request, ctx, launch = {}) {
       checkLaunchRequest(policy, request);
-      // --- lifecycle (issue 5): a retry under the same client token (Idempotency-Key, or a launch interrupted
+      // A retry under the same client token (Idempotency-Key, or a launch interrupted
       // by a crash). If the first attempt got as far as EC2, its instance carries the token: never launch twice.
       const clientToken = launch.clientToken ?? `ec2c-${randomUUID()}`;
       const earlier = instances.findByClientToken(clientToken);
@@ -327,7 +327,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
         }
       }
       // --- end lifecycle
-      // --- security (issue 6): the live-instance quota, before any script runs, and again (synchronously)
+      // The live-instance quota, before any script runs, and again (synchronously)
       // right before the intent row is written. A launch accepted as an operation was admitted already, with
       // the others in flight counted (admitLaunch); these checks catch what was recorded since, e.g. an import.
       const checkQuota = (): void => checkInstanceQuota(launchesCounted(clientToken, []), maxInstances);
@@ -350,9 +350,9 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       }
 
       // Intent first: if we die from here on, the row and its client token let reconciliation find the instance.
-      checkQuota(); // security (issue 6): no await between this check and the insert
+      checkQuota(); // no await between this check and the insert
       if (earlier) {
-        instances.relaunch(clientToken); // lifecycle (issue 5): same row, same token, nothing reached EC2
+        instances.relaunch(clientToken); // same row, same token, nothing reached EC2
       } else {
         instances.insertLaunch({
           clientToken,

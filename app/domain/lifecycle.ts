@@ -1,5 +1,5 @@
 /**
- * The lifecycle service (issue 5): the instances service's changes run as operations of the engine —
+ * The lifecycle service: the instances service's changes run as operations of the engine —
  * recorded, capped, one per instance, idempotent — plus reconciliation (single flight) and start-up recovery.
  * What HTTP answers is decided by app/http; this module hands back Submissions.
  */

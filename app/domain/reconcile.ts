@@ -1,5 +1,5 @@
 /**
- * Reconciliation (issue 5): one read of EC2 through list_instances.sh --all, compared with the records.
+ * Reconciliation: one read of EC2 through list_instances.sh --all, compared with the records.
  *  - records whose instance EC2 reports are refreshed (state, addresses) — "updated" when something changed;
  *  - records whose instance EC2 no longer knows are marked terminated — "vanished";
  *  - instances tagged ManagedBy=ec2-creator without a record are recorded — "imported": a launch left

@@ -1,4 +1,4 @@
-/** GET /operations and GET /operations/{id} (issue 5): follow what the service did and is doing. */
+/** GET /operations and GET /operations/{id}: follow what the service did and is doing. */
 import { Router } from 'express';
 import type { OperationsEngine } from '../domain/operations.js';
 import { validateListOperationsQuery, validateOperationIdParams } from '../schemas/validators.js';

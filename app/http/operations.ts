@@ -1,5 +1,5 @@
 /**
- * HTTP side of the lifecycle engine (issue 5): `Prefer: respond-async` (RFC 7240), the Idempotency-Key
+ * HTTP side of the lifecycle engine: `Prefer: respond-async` (RFC 7240), the Idempotency-Key
  * header (validation, request fingerprint, replay) and turning a Submission into a response.
  */
 import { createHash } from 'node:crypto';

@@ -17,7 +17,9 @@ import type { Notifier } from '../../app/notify/events.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
 import request from 'supertest';
-import { TEST_KEY_NAME, UBUNTU_X86_AMI, launchOutsideTheService } from './ec2-reader.js';
+import { randomUUID } from 'node:crypto';
+import { TEST_KEY_NAME, UBUNTU_X86_AMI, ec2InstanceById, launchOutsideTheService } from './ec2-reader.js';
+import { launchManaged } from './scripts.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const realScriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
@@ -40,7 +42,6 @@ export interface HarnessOptions {
   notifier?: Notifier;
   /** Reuse the database of an earlier harness (restart). */
   databasePath?: string;
-  // --- security (issue 6) ---
   /** Authentication; disabled unless a test passes tokens. */
   auth?: AppDeps['auth'];
   /** Rate limiter clock/window. */
@@ -49,7 +50,7 @@ export interface HarnessOptions {
 
 export interface Harness {
   app: Express;
-  /** The domain services behind the app (lifecycle engine, issue 5). */
+  /** The domain services behind the app. */
   services: Services;
   store: Store;
   runner: ScriptRunner;
@@ -106,9 +107,9 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   };
   const deps: AppDeps = {
     store, runner, logger, config, notifier: options.notifier,
-    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit, // security (issue 6)
+    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit,
   };
-  const services = createServices(deps); // lifecycle engine (issue 5): tests look at the engine too
+  const services = createServices(deps); // tests look at the engine too
   const app = createApp(deps, services);
   return {
     app,
@@ -160,4 +161,36 @@ export async function arrangeManagedInstances(h: Harness, names: readonly string
   if (synced.status !== 200) throw new Error(`sync answered ${synced.status}: ${JSON.stringify(synced.body)}`);
   for (const id of ids) if (!h.row(id)) throw new Error(`sync did not record ${id}`);
   return ids;
+}
+
+/**
+ * Arranges one running instance the service already knows, for tests whose subject is not the create:
+ * launched in-process as create_instance.sh launches it (tags, key pair, client token) and recorded in
+ * h's store as a completed launch records it (the intent row, then EC2's id, state, addresses, group
+ * and launch time), so no script runs. The Ubuntu image gives 8 GiB and the login user "ubuntu".
+ * Returns the instance id.
+ */
+export async function arrangeRecordedInstance(h: Harness, options: { name: string; keyName?: string }): Promise<string> {
+  const keyName = options.keyName ?? TEST_KEY_NAME;
+  const { id, clientToken } = await launchManaged(options.name, {
+    imageId: UBUNTU_X86_AMI, keyName, clientToken: `ec2c-${randomUUID()}`,
+  });
+  const ec2 = await ec2InstanceById(id);
+  if (ec2?.State?.Name !== 'running') throw new Error(`EC2 reports ${id} as ${ec2?.State?.Name}, not running`);
+  h.store.instances.insertLaunch({
+    clientToken, name: options.name, ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8,
+    keyName, securityGroupId: null, loginUser: 'ubuntu',
+  });
+  h.store.instances.completeLaunch(clientToken, {
+    instanceId: id,
+    name: options.name,
+    state: 'running',
+    publicIp: ec2.PublicIpAddress ?? null,
+    privateIp: ec2.PrivateIpAddress ?? null,
+    storageGb: 8,
+    keyName,
+    securityGroupId: ec2.SecurityGroups?.[0]?.GroupId ?? null,
+    launchTime: ec2.LaunchTime ? new Date(ec2.LaunchTime).toISOString() : null,
+  });
+  return id;
 }
