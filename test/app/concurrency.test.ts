@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { createHarness, expectProblem, fakeAwsEnv, type Harness } from '../support/app-harness.js';
+import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { arrangeRecordedInstance, createHarness, expectProblem, fakeAwsEnv, type Harness } from '../support/app-harness.js';
 
 const WAIT_LIMIT_MS = 45_000;
 
@@ -33,7 +33,6 @@ function stamps(dir: string, prefix: 'entered' | 'left'): bigint[] {
 describe('a slow AWS does not block the service', function () {
   let h: Harness;
   let gate: string;
-  let launcher: Harness | undefined;
 
   beforeEach(async () => {
     await resetMoto();
@@ -44,20 +43,14 @@ describe('a slow AWS does not block the service', function () {
   afterEach(() => {
     writeFileSync(path.join(gate, 'release'), ''); // never leave a fake waiting
     h.close();
-    launcher?.close({ keepFiles: true });
-    launcher = undefined;
     rmSync(gate, { recursive: true, force: true });
   });
 
-  /** Arranges an instance through the same database, with a runner that has no fake in front. */
-  async function arrange(name: string): Promise<string> {
-    launcher ??= createHarness({ databasePath: h.databasePath });
-    const response = await request(launcher.app)
-      .post('/instances')
-      .send({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
-    assert.equal(response.status, 201, JSON.stringify(response.body));
-    return response.body.id as string;
-  }
+  /**
+   * Arranges an instance `h` already knows: launched in-process and recorded as a completed create
+   * records it, so nothing passes the fake before the stops under test.
+   */
+  const arrange = (name: string): Promise<string> => arrangeRecordedInstance(h, { name });
 
   it('when a stop is held inside the aws call, then GET /health answers before the stop finishes', async () => {
     const id = await arrange('slow-stop');

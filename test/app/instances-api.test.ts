@@ -2,7 +2,9 @@
  * Every endpoint end to end: supertest → createApp → real runner → real scripts → moto. After each call
  * the response, the SQLite row and EC2 (read with the aws CLI) are checked.
  */
-import { DeleteTagsCommand, DescribeSecurityGroupsCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
+import {
+  DeleteTagsCommand, DescribeSecurityGroupsCommand, StopInstancesCommand, TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
@@ -10,7 +12,7 @@ import { resetMoto } from '../support/global-fixture.js';
 import {
   AL2022_ARM_AMI, UBUNTU_X86_AMI, TEST_KEY_NAME, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById,
 } from '../support/ec2-reader.js';
-import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
 
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const INSTANCE_FIELDS = [
@@ -18,12 +20,21 @@ const INSTANCE_FIELDS = [
   'public_ip', 'security_group_id', 'ssh_string', 'state', 'storage_gb', 'updated_at',
 ];
 
+/** Creates through POST /instances: for the tests whose subject is the create. */
 async function launch(h: Harness, body: Record<string, unknown> = {}): Promise<any> {
   const response = await request(h.app)
     .post('/instances')
     .send({ name: 'web-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8, ...body });
   assert.equal(response.status, 201, JSON.stringify(response.body));
   return response.body;
+}
+
+/**
+ * An instance the service already knows, for the tests whose subject is another action: launched
+ * in-process and recorded as a completed create records it, without the create's aws CLI calls.
+ */
+async function arranged(h: Harness, name = 'web-1'): Promise<{ id: string }> {
+  return { id: await arrangeRecordedInstance(h, { name }) };
 }
 
 describe('instances API against moto', function () {
@@ -121,7 +132,7 @@ describe('instances API against moto', function () {
   });
 
   it('when GET /instances/{id} is called after EC2 changed behind our back, then the row is refreshed', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
     await ec2Client().send(new StopInstancesCommand({ InstanceIds: [created.id] }));
 
     const response = await request(h.app).get(`/instances/${created.id}`);
@@ -137,7 +148,7 @@ describe('instances API against moto', function () {
   });
 
   it('when an instance is stopped then started, then the new public IP is in the response, row and ssh string', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
     const before = await ec2InstanceById(created.id);
 
     const stopped = await request(h.app).post(`/instances/${created.id}/stop`);
@@ -162,7 +173,7 @@ describe('instances API against moto', function () {
   });
 
   it('when an instance is deleted, then 204, EC2 terminated it and the record is kept as terminated', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
 
     const response = await request(h.app).delete(`/instances/${created.id}`);
 
@@ -178,7 +189,7 @@ describe('instances API against moto', function () {
   });
 
   it('when the instance vanished from EC2, then DELETE answers 204 and the record becomes terminated', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
     await resetMoto(); // EC2 forgets everything, as it does with instances terminated long ago
     await createKeyPair();
     assert.equal(await ec2InstanceById(created.id), undefined);
@@ -191,7 +202,7 @@ describe('instances API against moto', function () {
   });
 
   it('when the instance vanished from EC2, then GET shows it terminated instead of failing', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
     await resetMoto();
 
     const response = await request(h.app).get(`/instances/${created.id}`);
@@ -202,7 +213,7 @@ describe('instances API against moto', function () {
   });
 
   it('when the instance vanished from EC2, then stop answers 409 and the record becomes terminated', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
     await resetMoto();
 
     const response = await request(h.app).post(`/instances/${created.id}/stop`);
@@ -212,8 +223,10 @@ describe('instances API against moto', function () {
   });
 
   it('when starting a terminated instance, then 409 and EC2 is untouched', async () => {
-    const created = await launch(h);
-    await request(h.app).delete(`/instances/${created.id}`).expect(204);
+    const created = await arranged(h);
+    // Terminated in EC2 and recorded as DELETE records it (the delete itself is tested above).
+    await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [created.id] }));
+    h.store.instances.markTerminated(created.id, null);
     const runsBefore = h.runs.length;
 
     const response = await request(h.app).post(`/instances/${created.id}/start`);
@@ -233,7 +246,7 @@ describe('instances API against moto', function () {
   });
 
   it('when the instance lost its ManagedBy tag, then DELETE is refused with 409 and the instance keeps running', async () => {
-    const created = await launch(h);
+    const created = await arranged(h);
     // Strip the ManagedBy tag behind the service's back: destroy_instance.sh must refuse it.
     await ec2Client().send(new DeleteTagsCommand({ Resources: [created.id], Tags: [{ Key: 'ManagedBy' }] }));
 
@@ -296,7 +309,7 @@ describe('instances API against moto', function () {
   });
 
   it('when the app is restarted on the same database file, then it shows the same records', async () => {
-    const created = await launch(h, { name: 'survivor' });
+    const created = await arranged(h, 'survivor');
     const before = await request(h.app).get('/instances');
     const path = h.databasePath;
     h.close({ keepFiles: true });

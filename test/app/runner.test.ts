@@ -3,7 +3,6 @@
  * API shows them (real scripts with a fake aws in front of moto).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,8 +16,9 @@ import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { boundAboveCalls } from '../support/cli-timing.js';
 import {
-  createHarness, expectProblem, fakeAwsEnv, fixturesDir, realScriptsDir, type Harness, type HarnessOptions,
+  arrangeRecordedInstance, createHarness, expectProblem, fakeAwsEnv, fixturesDir, type Harness, type HarnessOptions,
 } from '../support/app-harness.js';
+import { launchManaged } from '../support/scripts.js';
 
 const silent = createLogger({ silent: true });
 
@@ -146,19 +146,14 @@ describe('script failures through the API', function () {
     h = undefined;
   });
 
-  /** Launches an instance with the plain service, then builds `h` on the same database with `options`. */
+  /**
+   * Builds `h` with `options` and arranges an instance it already knows. The instance is launched
+   * in-process and recorded as a completed create records it, so no script (faulty or not) runs before
+   * the call under test.
+   */
   async function arrange(options: HarnessOptions): Promise<string> {
-    const launcher = createHarness();
-    try {
-      const response = await request(launcher.app)
-        .post('/instances')
-        .send({ name: 'victim', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
-      assert.equal(response.status, 201, JSON.stringify(response.body));
-      h = createHarness({ ...options, databasePath: launcher.databasePath });
-      return response.body.id as string;
-    } finally {
-      launcher.close({ keepFiles: true });
-    }
+    h = createHarness(options);
+    return arrangeRecordedInstance(h, { name: 'victim' });
   }
 
   it('when a script prints garbage with exit 0, then GET answers 502 problem+json and the row is untouched', async () => {
@@ -236,9 +231,8 @@ describe('script failures through the API', function () {
       clientToken: token, name: 'orphan', ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8,
       keyName: 'ec2c-test-key', securityGroupId: null, loginUser: 'ubuntu',
     });
-    execFileSync(path.join(realScriptsDir, 'create_instance.sh'), [
-      '--key-name=ec2c-test-key', `--client-token=${token}`, '--', 'orphan', UBUNTU_X86_AMI, 't3.micro', '8',
-    ], { stdio: 'ignore' });
+    // The launch the script made, in-process: the subject is the reconciliation, not the create.
+    await launchManaged('orphan', { keyName: 'ec2c-test-key', clientToken: token });
     assert.equal((await request(h.app).get('/instances')).body.instances.length, 0, 'not known before reconciling');
     const services = createServices({
       store: h.store, runner: h.runner, logger: h.logger,

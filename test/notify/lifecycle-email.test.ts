@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById, UBUNTU_X86_AMI } from '../support/ec2-reader.js';
-import { createHarness, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarness, type Harness } from '../support/app-harness.js';
 import { capturedLogger } from '../support/log-capture.js';
 import { startSilentServer, startSmtpServer, testEmailConfig } from '../support/smtp.js';
 import { createEmailNotifier } from '../../app/notify/email.js';
@@ -63,7 +63,10 @@ describe('email on lifecycle events through the API', () => {
     const notifier = createEmailNotifier({ config: testEmailConfig(silent.port, { attempts: 1 }), logger: log.logger });
     h = createHarness({ notifier });
     try {
-      const created = await launch(h);
+      // The create is not the subject here: the instance is arranged in-process and recorded as a create
+      // records it, and the "created" event is handed to the notifier as the create hands it over.
+      const created = h.services.instances.recorded(await arrangeRecordedInstance(h, { name: 'mailed' }));
+      notifier.notify({ type: 'created', instance: created, at: created.updated_at });
       while (silent.connections < 1) await new Promise((resolve) => setTimeout(resolve, 10));
 
       // The "created" message is stuck on a server that never answers; the API does not care.

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { startThrottlingProxy } from '../support/fault-proxy.js';
 import { motoEndpoint, resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { SCRIPT_DEFAULT_KEY_NAME, fakeAwsEnv, runScript } from '../support/scripts.js';
+import { SCRIPT_DEFAULT_KEY_NAME, fakeAwsEnv, launchManaged, runScript } from '../support/scripts.js';
 import { boundAboveCalls } from '../support/cli-timing.js';
 
 describe('scripts when AWS misbehaves', () => {
@@ -101,7 +101,7 @@ describe('scripts when AWS misbehaves', () => {
 
   it('when a call hangs while waiting for a state, then the wait bound fires and the script exits 7', async () => {
     await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
-    const created = (await runScript('create_instance.sh', ['slow', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
+    const created = await launchManaged('slow'); // the subject is the wait, not the create
     const log = path.join(dir, 'calls.log');
     const result = await runScript('stop_instance.sh', ['--wait-timeout=3', created.id], {
       // The state check before the request passes; the first describe of the wait hangs.
@@ -114,7 +114,7 @@ describe('scripts when AWS misbehaves', () => {
 
   it('when the instance never reaches the target state, then the wait bound fires with the state it is stuck in', async () => {
     await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
-    const created = (await runScript('create_instance.sh', ['stuck', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
+    const created = await launchManaged('stuck'); // the subject is the wait, not the create
     // At least one whole poll (describe-instances and describe-volumes) must fit in the bound.
     const waitS = Math.ceil((await boundAboveCalls(2, 2_000)) / 1000);
     const result = await runScript('stop_instance.sh', [`--wait-timeout=${waitS}`, '--poll-interval=1', created.id], {
@@ -127,7 +127,7 @@ describe('scripts when AWS misbehaves', () => {
 
   it('when someone else terminates the instance during a wait, then the script exits 4 instead of waiting on', async () => {
     await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
-    const created = (await runScript('create_instance.sh', ['raced', UBUNTU_X86_AMI, 't3.micro', '8'])).json();
+    const created = await launchManaged('raced'); // the subject is the wait, not the create
     const log = path.join(dir, 'calls.log');
     const result = await runScript('stop_instance.sh', ['--wait-timeout=60', created.id], {
       // The state check before the request sees the truth; from then on EC2 reports "terminated".

@@ -2,13 +2,10 @@ import { StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client
 import assert from 'node:assert/strict';
 import { resetMoto } from '../support/global-fixture.js';
 import { AL2022_ARM_AMI, UBUNTU_X86_AMI, createKeyPair, ec2Client, ec2InstanceById, launchOutsideTheService } from '../support/ec2-reader.js';
-import { SCRIPT_DEFAULT_KEY_NAME, launchUnmanaged, runScript } from '../support/scripts.js';
+import { SCRIPT_DEFAULT_KEY_NAME, launchManaged, launchUnmanaged, runScript } from '../support/scripts.js';
 
-async function createManaged(name = 'web'): Promise<any> {
-  const result = await runScript('create_instance.sh', [name, UBUNTU_X86_AMI, 't3.micro', '8']);
-  assert.equal(result.exitCode, 0, result.stderr);
-  return result.json();
-}
+// These tests are about the scripts that act on an instance, so the instance is launched in-process as
+// create_instance.sh would launch it (test/scripts/create_instance.test.ts covers the create itself).
 
 const FAST_POLL = ['--poll-interval=1'];
 
@@ -19,7 +16,7 @@ describe('describe_instance.sh', () => {
   });
 
   it('when the instance exists, then it prints it with the root volume size and the state EC2 reports', async () => {
-    const created = await createManaged('described');
+    const created = await launchManaged('described');
     const result = await runScript('describe_instance.sh', [created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = result.json();
@@ -52,7 +49,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
   });
 
   it('when a running instance is stopped, then it prints it stopped with no public IP (null, not "None")', async () => {
-    const created = await createManaged();
+    const created = await launchManaged();
     const result = await runScript('stop_instance.sh', [created.id, ...FAST_POLL]);
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = result.json();
@@ -63,7 +60,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
   });
 
   it('when a stopped instance is started, then it prints it running with the public IP EC2 now reports', async () => {
-    const created = await createManaged();
+    const created = await launchManaged();
     await ec2Client().send(new StopInstancesCommand({ InstanceIds: [created.id] }));
     const result = await runScript('start_instance.sh', [...FAST_POLL, created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
@@ -76,7 +73,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
   });
 
   it('when the instance is already stopped, then stopping it again succeeds and changes nothing', async () => {
-    const created = await createManaged();
+    const created = await launchManaged();
     await ec2Client().send(new StopInstancesCommand({ InstanceIds: [created.id] }));
     const result = await runScript('stop_instance.sh', [created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
@@ -84,7 +81,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
   });
 
   it('when --no-wait is given, then it prints the instance as EC2 reports it right after the request', async () => {
-    const created = await createManaged();
+    const created = await launchManaged();
     const result = await runScript('stop_instance.sh', ['--no-wait', created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.ok(['stopping', 'stopped'].includes(result.json().state));
@@ -93,7 +90,7 @@ describe('stop_instance.sh and start_instance.sh', () => {
 
   for (const script of ['start_instance.sh', 'stop_instance.sh']) {
     it(`when ${script} meets a terminated instance, then it exits 4 and leaves it terminated`, async () => {
-      const created = await createManaged();
+      const created = await launchManaged();
       await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [created.id] }));
       const result = await runScript(script, [created.id]);
       assert.equal(result.exitCode, 4, result.stderr);
@@ -116,7 +113,7 @@ describe('destroy_instance.sh', () => {
   });
 
   it('when a managed instance is destroyed with --wait, then EC2 reports it terminated and so does the output', async () => {
-    const created = await createManaged();
+    const created = await launchManaged();
     const result = await runScript('destroy_instance.sh', ['--wait', ...FAST_POLL, created.id]);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().state, 'terminated');
@@ -124,7 +121,7 @@ describe('destroy_instance.sh', () => {
   });
 
   it('when it is destroyed twice, then the second run succeeds and changes nothing', async () => {
-    const created = await createManaged();
+    const created = await launchManaged();
     await runScript('destroy_instance.sh', [created.id]);
     const again = await runScript('destroy_instance.sh', [created.id]);
     assert.equal(again.exitCode, 0, again.stderr);
@@ -155,8 +152,8 @@ describe('list_instances.sh', () => {
   });
 
   it('when instances exist, then it prints one object holding only the managed ones, newest first', async () => {
-    const first = await createManaged('first');
-    const second = await createManaged('second');
+    const first = await launchManaged('first');
+    const second = await launchManaged('second');
     const unmanaged = await launchUnmanaged();
     const result = await runScript('list_instances.sh');
     assert.equal(result.exitCode, 0, result.stderr);
@@ -170,15 +167,15 @@ describe('list_instances.sh', () => {
   });
 
   it('when --all is given, then instances launched outside ec2-creator are listed too', async () => {
-    const managed = await createManaged();
+    const managed = await launchManaged();
     const unmanaged = await launchUnmanaged();
     const ids = (await runScript('list_instances.sh', ['--all'])).json().instances.map((i: any) => i.id);
     assert.deepEqual(new Set(ids), new Set([managed.id, unmanaged]));
   });
 
   it('when --state is given, then only instances in that state are listed', async () => {
-    const running = await createManaged('running one');
-    const stopped = await createManaged('stopped one');
+    const running = await launchManaged('running one');
+    const stopped = await launchManaged('stopped one');
     await ec2Client().send(new StopInstancesCommand({ InstanceIds: [stopped.id] }));
     const listed = (await runScript('list_instances.sh', ['--state=stopped'])).json().instances;
     assert.deepEqual(listed.map((i: any) => i.id), [stopped.id]);

@@ -1,7 +1,9 @@
+import { RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchOutsideTheService } from './ec2-reader.js';
+import { UBUNTU_X86_AMI, ec2Client, launchOutsideTheService } from './ec2-reader.js';
 import { fakeAwsEnv as fakeAws } from './fake-aws.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -60,4 +62,41 @@ export async function launchUnmanaged(): Promise<string> {
 /** Environment that puts the fake aws first on PATH in the given mode. */
 export async function fakeAwsEnv(mode: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
   return fakeAws({ FAKE_AWS_MODE: mode, ...extra });
+}
+
+export interface ManagedLaunch {
+  id: string;
+  name: string;
+  clientToken: string;
+}
+
+/**
+ * Launches one instance in-process the way create_instance.sh launches it, for tests whose subject is
+ * not the create: the same type, key pair, client token and tags (Name, ManagedBy and the client-token
+ * tag on the instance; Name and ManagedBy on its volume), without the script's aws CLI calls. The root
+ * volume keeps the size the AMI gives (8 GiB for the Ubuntu image, what the tests asked the script for).
+ * The client token goes to RunInstances itself as the script sends it: the emulator would otherwise
+ * report a placeholder token, and the scripts read EC2's token before the tag.
+ */
+export async function launchManaged(
+  name = 'web',
+  options: { keyName?: string; clientToken?: string; imageId?: string } = {},
+): Promise<ManagedLaunch> {
+  const clientToken = options.clientToken ?? randomUUID();
+  const common = [{ Key: 'Name', Value: name }, { Key: 'ManagedBy', Value: 'ec2-creator' }];
+  const launched = await ec2Client().send(new RunInstancesCommand({
+    ImageId: options.imageId ?? UBUNTU_X86_AMI,
+    InstanceType: 't3.micro',
+    MinCount: 1,
+    MaxCount: 1,
+    KeyName: options.keyName ?? SCRIPT_DEFAULT_KEY_NAME,
+    ClientToken: clientToken,
+    TagSpecifications: [
+      { ResourceType: 'instance', Tags: [...common, { Key: 'ec2-creator:client-token', Value: clientToken }] },
+      { ResourceType: 'volume', Tags: common },
+    ],
+  }));
+  const id = launched.Instances?.[0]?.InstanceId;
+  if (!id) throw new Error('RunInstances answered without an instance id');
+  return { id, name, clientToken };
 }
