@@ -24,8 +24,10 @@ function statusFor(code: string | undefined): { status: number; slug: string; ti
 
 export function answerClientErrors(server: Server, logger: Logger): void {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    // A reset connection, or one that already has a response on its way, cannot be answered.
-    if (error.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+    // A reset connection, or one whose response has already begun, cannot be answered (as in Node's own
+    // handler: a request still being read, say a body timing out, has a response not yet started).
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (error.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
       socket.destroy();
       return;
     }

@@ -60,6 +60,7 @@ describe('HTTP timeouts for slow clients', function () {
     const { answer, afterMs } = await sendPartial(server.url, 'GET /health HTTP/1.1\r\nHost: x\r\n');
 
     assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.match(answer, /content-type: application\/problem\+json/i, 'the 408 is a problem document too');
     assert.ok(afterMs >= HEADERS_TIMEOUT_MS, `answered after ${afterMs} ms, before the timeout`);
     assert.equal((await fetch(`${server.url}/health`)).status, 200, 'the server goes on serving others');
   });
@@ -71,6 +72,7 @@ describe('HTTP timeouts for slow clients', function () {
     );
 
     assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.match(answer, /content-type: application\/problem\+json/i, 'the 408 is a problem document too');
     assert.ok(afterMs >= REQUEST_TIMEOUT_MS, `answered after ${afterMs} ms, before the timeout`);
     assert.equal(server.logs.some((l) => l.message === 'script run'), false, 'the cut request ran nothing');
   });
