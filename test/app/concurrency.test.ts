@@ -11,7 +11,8 @@ import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { arrangeRecordedInstance, createHarness, expectProblem, fakeAwsEnv, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const WAIT_LIMIT_MS = 45_000;
 

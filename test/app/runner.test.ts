@@ -16,9 +16,10 @@ import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { boundAboveCalls } from '../support/cli-timing.js';
 import {
-  arrangeRecordedInstance, createHarness, expectProblem, fakeAwsEnv, fixturesDir, type Harness, type HarnessOptions,
+  arrangeRecordedInstance, createHarness, expectProblem, fixturesDir, type Harness, type HarnessOptions,
 } from '../support/app-harness.js';
 import { launchManaged } from '../support/scripts.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const silent = createLogger({ silent: true });
 

@@ -11,7 +11,8 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
-import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
@@ -40,7 +41,7 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
     it(`when three asynchronous creates arrive together with MAX_INSTANCES=${maxInstances}, then ${maxInstances} get 202 and the others 409 quota-exceeded before any operation, and EC2 ends with ${maxInstances}`, async () => {
       // Launches are held in front of EC2, so the later requests meet the earlier ones still in flight.
       h = createHarness({
-        env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
+        env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
         config: { maxInstances },
       });
       const names = ['together-1', 'together-2', 'together-3'];
@@ -87,7 +88,7 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
 
   for (const kind of ['start', 'stop'] as const) {
     it(`when an asynchronous ${kind} names a terminated instance, then 409 before any 202 and no operation is recorded`, async () => {
-      h = createHarness({ env: lifecycleAwsEnv({}) });
+      h = createHarness({ env: fakeAwsEnv({}) });
       const [id] = (await arrangeManagedInstances(h, [`gone-${kind}`])) as [string];
       assert.equal((await request(h.app).delete(`/instances/${id}`)).status, 204);
       const runsBefore = h.runs.length;

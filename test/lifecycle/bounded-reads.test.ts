@@ -13,7 +13,8 @@ import { ConfigError, loadConfig } from '../../app/config.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, type Harness } from '../support/app-harness.js';
-import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 describe('reads are bounded', function () {
   this.timeout(240_000);
@@ -40,7 +41,7 @@ describe('reads are bounded', function () {
     const ids = await arrangeManagedInstances(arranger, names);
     h = createHarness({
       databasePath: arranger.databasePath,
-      env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),
       config,
     });
     return ids;

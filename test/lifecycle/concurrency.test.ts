@@ -11,7 +11,8 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
-import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 describe('operations and concurrency', function () {
   this.timeout(240_000);
@@ -31,7 +32,7 @@ describe('operations and concurrency', function () {
 
   function harness(config: { maxConcurrentScripts?: number; maxQueuedOperations?: number } = {}): Harness {
     h = createHarness({
-      env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }),
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }),
       config: { maxInstances: 20, ...config },
     });
     return h;

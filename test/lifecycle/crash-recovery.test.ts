@@ -11,9 +11,10 @@ import Database from 'better-sqlite3';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import {
-  captured, getJson, killGroup, lifecycleAwsEnv, markers, until,
+  captured, getJson, killGroup, markers, until,
 } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'crash-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 
@@ -76,7 +77,7 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     const capture = path.join(dir, 'aws-calls');
     const first = await start({
       DATABASE_URL: database,
-      ...lifecycleAwsEnv({ FAKE_AWS_HOLD_AFTER_OP: 'run-instances', FAKE_AWS_HOLD_DIR: hold, FAKE_AWS_CAPTURE_FILE: capture }),
+      ...fakeAwsEnv({ FAKE_AWS_HOLD_AFTER_OP: 'run-instances', FAKE_AWS_HOLD_DIR: hold, FAKE_AWS_CAPTURE_FILE: capture }),
     });
 
     const pending = post(`${first.url}/instances`, LAUNCH, { 'X-Request-Id': 'crash-create' }).catch((error: unknown) => error);
@@ -90,7 +91,7 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     assert.ok((await pending) instanceof Error, 'the client lost its connection');
     assert.equal((await allEc2Instances()).length, 1, 'EC2 has the instance the dead server never recorded');
 
-    const second = await start({ DATABASE_URL: database, ...lifecycleAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
+    const second = await start({ DATABASE_URL: database, ...fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
     await until('the interrupted operation is reconciled', async () =>
       /reconciled at start-up/.test((await getJson(`${second.url}/operations/${op.id}`)).body.note ?? ''));
 
@@ -124,7 +125,7 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     const capture = path.join(dir, 'aws-calls');
     const first = await start({
       DATABASE_URL: database,
-      ...lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_CAPTURE_FILE: capture }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_CAPTURE_FILE: capture }),
     });
     const key = { 'Idempotency-Key': 'crash-retry-0001' };
 
@@ -134,7 +135,7 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     assert.ok((await pending) instanceof Error);
     assert.equal((await allEc2Instances()).length, 0, 'nothing reached EC2');
 
-    const second = await start({ DATABASE_URL: database, ...lifecycleAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
+    const second = await start({ DATABASE_URL: database, ...fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
     const retried = await post(`${second.url}/instances`, LAUNCH, key);
     assert.equal(retried.status, 201, JSON.stringify(retried.body));
     const again = await post(`${second.url}/instances`, LAUNCH, key);

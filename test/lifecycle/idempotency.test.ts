@@ -12,7 +12,8 @@ import { clientTokenForKey } from '../../app/domain/lifecycle.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
-import { captured, lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { captured, markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'idem-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 
@@ -40,7 +41,7 @@ describe('Idempotency-Key', function () {
     const extra: Record<string, string> = { FAKE_AWS_CAPTURE_FILE: capture };
     if (options.gateOp) Object.assign(extra, { FAKE_AWS_GATE_OP: options.gateOp, FAKE_AWS_GATE_DIR: gate });
     const h = createHarness({
-      env: lifecycleAwsEnv(extra),
+      env: fakeAwsEnv(extra),
       ...(options.databasePath ? { databasePath: options.databasePath } : { databasePath: path.join(dir, 'instances.db') }),
     });
     harnesses.push(h);

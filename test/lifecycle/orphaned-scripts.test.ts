@@ -13,9 +13,10 @@ import Database from 'better-sqlite3';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import {
-  captured, getJson, killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until,
+  captured, getJson, killGroup, liveMembersOfGroup, markers, until,
 } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'orphan-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 
@@ -75,7 +76,7 @@ describe('scripts that outlive a dead server', function () {
   async function crashDuringLaunch(key: string): Promise<{ op: any; group: number }> {
     const first = await start({
       CREATE_TIMEOUT_MS: '600000',
-      ...lifecycleAwsEnv({
+      ...fakeAwsEnv({
         FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300', FAKE_AWS_CAPTURE_FILE: capture,
       }),
     });
@@ -96,7 +97,7 @@ describe('scripts that outlive a dead server', function () {
     const key = 'orphan-wait-0001';
     const { op, group } = await crashDuringLaunch(key);
 
-    const second = await start({ CREATE_TIMEOUT_MS: '600000', ...lifecycleAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
+    const second = await start({ CREATE_TIMEOUT_MS: '600000', ...fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
     const during = await post(`${second.url}/instances`, LAUNCH, { 'Idempotency-Key': key });
     assert.equal(during.status, 409, `a retry while the orphan runs launches nothing: ${JSON.stringify(during.body)}`);
     assert.equal(during.body.operation_id, op.id);
@@ -139,7 +140,7 @@ describe('scripts that outlive a dead server', function () {
     const { op, group } = await crashDuringLaunch('orphan-kill-0001');
 
     // The shortest bound there is: the script has been running longer than that already, so it is killed.
-    const second = await start({ CREATE_TIMEOUT_MS: '1000', ...lifecycleAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
+    const second = await start({ CREATE_TIMEOUT_MS: '1000', ...fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
     await until('the interrupted launch is resolved', async () =>
       /reconciled at start-up/.test((await getJson(`${second.url}/operations/${op.id}`)).body.note ?? ''));
 
@@ -164,7 +165,7 @@ describe('scripts that outlive a dead server', function () {
   it('when the server is SIGKILLed while stop_instance.sh waits in front of stop-instances, then a start of that instance gets 409 naming the stop until the restart has waited for the script, and then the record matches EC2', async () => {
     const first = await start({
       STOP_TIMEOUT_MS: '600000',
-      ...lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
     });
     const created = await post(`${first.url}/instances`, LAUNCH);
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -178,7 +179,7 @@ describe('scripts that outlive a dead server', function () {
     await first.exited;
     assert.ok(liveMembersOfGroup(group).length > 0, 'the script outlived the server');
 
-    const second = await start({ STOP_TIMEOUT_MS: '600000', ...lifecycleAwsEnv({}) });
+    const second = await start({ STOP_TIMEOUT_MS: '600000', ...fakeAwsEnv({}) });
     const refused = await post(`${second.url}/instances/${id}/start`, undefined);
     assert.equal(refused.status, 409, JSON.stringify(refused.body));
     assert.equal(refused.body.operation_id, stopOp);

@@ -13,8 +13,9 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client } from '../support/ec2-reader.js';
 import { createHarness } from '../support/app-harness.js';
-import { getJson, killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
+import { getJson, killGroup, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
@@ -98,7 +99,7 @@ describe('no phantom quota after launches were cut off', function () {
   }
 
   it('when the server is SIGKILLed with MAX_INSTANCES launches in flight that never reached EC2, then the restart fails them and a create succeeds', async () => {
-    const first = await start(lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }));
+    const first = await start(fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }));
     const held = await holdLaunches(first);
     process.kill(first.pid, 'SIGKILL');
     await first.exited;
@@ -106,7 +107,7 @@ describe('no phantom quota after launches were cut off', function () {
     for (const marker of markers(gate, 'entered')) killGroup(Number(marker.text));
     for (const marker of markers(gate, 'entered')) await until('the script is gone', () => liveMembersOfGroup(Number(marker.text)).length === 0);
 
-    const second = await start(lifecycleAwsEnv({}));
+    const second = await start(fakeAwsEnv({}));
     const recovered = await second.waitForLog('start-up recovery', (l) => l.message === 'start-up recovery done');
     assert.deepEqual([...recovered.interrupted].sort(), [...held].sort());
     assert.equal(recovered.launches_failed.length, 2);
@@ -121,14 +122,14 @@ describe('no phantom quota after launches were cut off', function () {
   it('when a shutdown times out with MAX_INSTANCES launches in flight, then after the restart they are failed and a create succeeds', async () => {
     const first = await start({
       SHUTDOWN_TIMEOUT_MS: '0',
-      ...lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
     });
     const held = await holdLaunches(first);
     process.kill(first.pid, 'SIGTERM');
     assert.equal((await first.exited).code, 0);
     for (const marker of markers(gate, 'entered')) assert.deepEqual(liveMembersOfGroup(Number(marker.text)), [], 'the shutdown killed the script');
 
-    const second = await start(lifecycleAwsEnv({}));
+    const second = await start(fakeAwsEnv({}));
     await until('the start-up reconciliation ran', async () =>
       (await getJson(`${second.url}/operations?kind=sync`)).body.operations.some((o: any) => o.request_id === 'startup' && o.status === 'succeeded'));
 

@@ -11,8 +11,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
-import { getJson, killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
+import { getJson, killGroup, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 /** Live processes whose environment holds `entry` (NAME=value): what this test's server started. */
 function processesWithEnvironment(entry: string): number[] {
@@ -59,7 +60,7 @@ describe('shutdown leaves no script behind', function () {
     server = await startServerProcess({
       DATABASE_URL: database,
       SHUTDOWN_TIMEOUT_MS: '1000',
-      ...lifecycleAwsEnv({
+      ...fakeAwsEnv({
         FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300',
         FAKE_AWS_HANG_OP: 'describe-instances', FAKE_AWS_HANG_DIR: hang,
       }),

@@ -9,8 +9,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { getJson, killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
+import { getJson, killGroup, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 function post(url: string, body?: unknown) {
   return getJson(url, {
@@ -55,7 +56,7 @@ describe('graceful shutdown', function () {
   async function launchThenHoldStop(env: Record<string, string> = {}): Promise<{ id: string; stop: Promise<Awaited<ReturnType<typeof post>>> }> {
     server = await startServerProcess({
       DATABASE_URL: database,
-      ...lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
       ...env,
     });
     const created = await post(`${server.url}/instances`, { name: 'drain-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });

@@ -13,7 +13,8 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, realScriptsDir, type Harness } from '../support/app-harness.js';
-import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 describe('reconciliation and the operations list', function () {
   this.timeout(120_000);
@@ -90,7 +91,7 @@ describe('reconciliation and the operations list', function () {
     const id = await launch(launcher, 'forgotten');
     const h = harness({
       databasePath: launcher.databasePath,
-      env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),
     });
 
     const first = request(h.app).post('/instances/sync').then((r) => r);

@@ -12,7 +12,8 @@ import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
 import { boundAboveCalls } from '../support/cli-timing.js';
-import { killGroup, lifecycleAwsEnv, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
+import { killGroup, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 /** Whether a process runs (a zombie has already died: it only waits for its parent to reap it). */
 function isAlive(pid: number): boolean {
@@ -52,7 +53,7 @@ describe('script timeouts', function () {
       databasePath: launcher.databasePath,
       killGraceMs: 300,
       config: { timeouts: { create: 60_000, start: 60_000, stop: stopTimeoutMs, terminate: 60_000, describe: 60_000 } },
-      env: lifecycleAwsEnv({ FAKE_AWS_HANG_OP: 'stop-instances', FAKE_AWS_HANG_DIR: dir }),
+      env: fakeAwsEnv({ FAKE_AWS_HANG_OP: 'stop-instances', FAKE_AWS_HANG_DIR: dir }),
     });
     harnesses.push(h);
 

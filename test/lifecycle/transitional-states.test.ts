@@ -14,7 +14,8 @@ import type { ScriptRunner } from '../../app/ec2/runner.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, type Harness } from '../support/app-harness.js';
-import { lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { markers, until } from '../support/lifecycle.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const CASES = [
   { kind: 'start', before: 'stopped', transitional: 'pending', after: 'running' },
@@ -39,7 +40,7 @@ describe('transitional states hold while their operation runs', function () {
 
   for (const { kind, before, transitional, after } of CASES) {
     it(`when an asynchronous ${kind} is held inside aws, then GET /instances/{id}, GET /instances and POST /instances/sync all show ${transitional}, and ${after} once it is released`, async () => {
-      h = createHarness({ env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: `${kind}-instances`, FAKE_AWS_GATE_DIR: gate }) });
+      h = createHarness({ env: fakeAwsEnv({ FAKE_AWS_GATE_OP: `${kind}-instances`, FAKE_AWS_GATE_DIR: gate }) });
       const [id] = (await arrangeManagedInstances(h, [`held-${kind}`])) as [string];
       if (kind === 'start') assert.equal((await request(h.app).post(`/instances/${id}/stop`)).body.state, 'stopped');
 

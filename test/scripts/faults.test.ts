@@ -5,8 +5,9 @@ import path from 'node:path';
 import { startThrottlingProxy } from '../support/fault-proxy.js';
 import { motoEndpoint, resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { SCRIPT_DEFAULT_KEY_NAME, fakeAwsEnv, launchManaged, runScript } from '../support/scripts.js';
+import { SCRIPT_DEFAULT_KEY_NAME, launchManaged, runScript } from '../support/scripts.js';
 import { boundAboveCalls } from '../support/cli-timing.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 describe('scripts when AWS misbehaves', () => {
   let dir: string;
@@ -55,7 +56,7 @@ describe('scripts when AWS misbehaves', () => {
   });
 
   it('when the CLI reports throttling after its retries, then the script exits 5 with the AWS code', async () => {
-    const result = await runScript('describe_instance.sh', ['i-12345678'], { env: await fakeAwsEnv('throttled') });
+    const result = await runScript('describe_instance.sh', ['i-12345678'], { env: fakeAwsEnv({ FAKE_AWS_MODE: 'throttled' }) });
     assert.equal(result.exitCode, 5);
     assert.equal(result.json().error.code, 'Throttling');
     assert.match(result.json().error.message, /Rate exceeded/);
@@ -76,13 +77,13 @@ describe('scripts when AWS misbehaves', () => {
   });
 
   it('when AWS rejects the credentials, then the script exits 6 with the AWS code', async () => {
-    const result = await runScript('list_instances.sh', [], { env: await fakeAwsEnv('auth-failure') });
+    const result = await runScript('list_instances.sh', [], { env: fakeAwsEnv({ FAKE_AWS_MODE: 'auth-failure' }) });
     assert.equal(result.exitCode, 6);
     assert.equal(result.json().error.code, 'AuthFailure');
   });
 
   it('when the CLI prints something that is not JSON, then the script exits 1 and prints no garbage', async () => {
-    const result = await runScript('list_instances.sh', [], { env: await fakeAwsEnv('garbage') });
+    const result = await runScript('list_instances.sh', [], { env: fakeAwsEnv({ FAKE_AWS_MODE: 'garbage' }) });
     assert.equal(result.exitCode, 1);
     assert.equal(result.json().error.code, 'InvalidAwsOutput');
     assert.ok(!result.stdout.includes('<html>'));
@@ -91,7 +92,7 @@ describe('scripts when AWS misbehaves', () => {
   it('when an aws call hangs, then AWS_CALL_TIMEOUT_S ends it, the script exits 7 and the hung process is gone', async () => {
     const log = path.join(dir, 'calls.log');
     const result = await runScript('describe_instance.sh', ['i-12345678'], {
-      env: await fakeAwsEnv('hang', { AWS_CALL_TIMEOUT_S: '2', FAKE_AWS_LOG: log }),
+      env: fakeAwsEnv({ FAKE_AWS_MODE: 'hang', AWS_CALL_TIMEOUT_S: '2', FAKE_AWS_LOG: log }),
     });
     assert.equal(result.exitCode, 7);
     assert.equal(result.json().error.code, 'Timeout');
@@ -105,7 +106,7 @@ describe('scripts when AWS misbehaves', () => {
     const log = path.join(dir, 'calls.log');
     const result = await runScript('stop_instance.sh', ['--wait-timeout=3', created.id], {
       // The state check before the request passes; the first describe of the wait hangs.
-      env: await fakeAwsEnv('hang-after=1:describe-instances', { FAKE_AWS_LOG: log }),
+      env: fakeAwsEnv({ FAKE_AWS_MODE: 'hang-after=1:describe-instances', FAKE_AWS_LOG: log }),
     });
     assert.equal(result.exitCode, 7, result.stderr);
     assert.equal(result.json().error.code, 'Timeout');
@@ -118,7 +119,7 @@ describe('scripts when AWS misbehaves', () => {
     // At least one whole poll (describe-instances and describe-volumes) must fit in the bound.
     const waitS = Math.ceil((await boundAboveCalls(2, 2_000)) / 1000);
     const result = await runScript('stop_instance.sh', [`--wait-timeout=${waitS}`, '--poll-interval=1', created.id], {
-      env: await fakeAwsEnv('stuck-state=stopping'),
+      env: fakeAwsEnv({ FAKE_AWS_MODE: 'stuck-state=stopping' }),
     });
     assert.equal(result.exitCode, 7, result.stderr);
     assert.match(result.json().error.message, new RegExp(`still stopping after ${waitS}s`));
@@ -131,7 +132,7 @@ describe('scripts when AWS misbehaves', () => {
     const log = path.join(dir, 'calls.log');
     const result = await runScript('stop_instance.sh', ['--wait-timeout=60', created.id], {
       // The state check before the request sees the truth; from then on EC2 reports "terminated".
-      env: await fakeAwsEnv('stuck-state=terminated', { FAKE_AWS_LOG: log, FAKE_AWS_STUCK_AFTER: '1' }),
+      env: fakeAwsEnv({ FAKE_AWS_MODE: 'stuck-state=terminated', FAKE_AWS_LOG: log, FAKE_AWS_STUCK_AFTER: '1' }),
     });
     assert.equal(result.exitCode, 4, result.stderr);
     assert.equal(result.json().error.code, 'IncorrectInstanceState');

@@ -13,8 +13,9 @@ import Database from 'better-sqlite3';
 import { openStore } from '../../app/store/index.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
-import { getJson, killGroup, lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { getJson, killGroup, markers, until } from '../support/lifecycle.js';
 import { spawnServerProcess, startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'writer-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 
@@ -73,7 +74,7 @@ describe('one writer per database', function () {
   it('when a second server starts on a database a running server holds, then it exits non-zero naming the database and the holder\'s pid, and the first server\'s launch goes on untouched', async () => {
     const first = await start({
       DATABASE_URL: database,
-      ...lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
     });
     const pending = getJson(`${first.url}/instances`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(LAUNCH),

@@ -15,8 +15,9 @@ import { openStore } from '../../app/store/index.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
-import { getJson, lifecycleAwsEnv, markers, until } from '../support/lifecycle.js';
+import { getJson, markers, until } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'full-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 const NOW = new Date().toISOString();
@@ -74,7 +75,7 @@ describe('storage faults: a full database', function () {
   it('when the disk fills up while a launch is in flight, then 503 with Retry-After, readiness 503, an error log naming the file, and once there is room the same Idempotency-Key answers the instance EC2 launched', async () => {
     h = createHarness({
       databasePath: path.join(dir, 'instances.db'),
-      env: lifecycleAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
     });
     const pending = request(h.app).post('/instances').set('Idempotency-Key', 'full-launch-1').send(LAUNCH).then((r) => r);
     await until('the launch is held in front of EC2', () => markers(gate, 'entered').length === 1);

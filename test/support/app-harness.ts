@@ -129,8 +129,6 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   };
 }
 
-export { fakeAwsEnv } from './fake-aws.js';
-
 /** Asserts the body is an RFC 9457 problem with the given status; returns it. */
 export function expectProblem(response: { status: number; headers: Record<string, string>; body: any }, status: number): any {
   if (response.status !== status) {

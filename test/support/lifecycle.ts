@@ -2,12 +2,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
-import { fakeAwsEnv } from './fake-aws.js';
 
 const WAIT_LIMIT_MS = 60_000;
-
-/** The fake aws in front of the real CLI, with the given FAKE_AWS_* variables. */
-export const lifecycleAwsEnv = fakeAwsEnv;
 
 /** Polls `condition` until it holds (events, never durations: the limit only stops a hung test). */
 export async function until(what: string, condition: () => boolean | Promise<boolean>, limitMs = WAIT_LIMIT_MS): Promise<void> {

@@ -4,7 +4,6 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UBUNTU_X86_AMI, ec2Client, launchOutsideTheService } from './ec2-reader.js';
-import { fakeAwsEnv as fakeAws } from './fake-aws.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const scriptsDir = path.join(repoRoot, 'aws_cli_bash_scripts');
@@ -59,10 +58,6 @@ export async function launchUnmanaged(): Promise<string> {
   return id as string;
 }
 
-/** Environment that puts the fake aws first on PATH in the given mode. */
-export async function fakeAwsEnv(mode: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  return fakeAws({ FAKE_AWS_MODE: mode, ...extra });
-}
 
 export interface ManagedLaunch {
   id: string;
