@@ -4,14 +4,10 @@
  * nothing is recorded for it. The quota counts launches in flight from the moment they are accepted.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
-import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { allEc2Instances, ec2InstanceById, freshEc2, UBUNTU_X86_AMI } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
-import { markers, until } from '../support/lifecycle.js';
+import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
@@ -19,17 +15,11 @@ const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't
 describe('asynchronous requests are as strict as synchronous ones', function () {
   this.timeout(240_000);
   let h: Harness;
-  let gate: string;
+  const gate = useGate();
 
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
-  });
+  beforeEach(freshEc2);
   afterEach(() => {
-    writeFileSync(path.join(gate, 'release'), ''); // never leave a fake waiting
     h.close();
-    rmSync(gate, { recursive: true, force: true });
   });
 
   const requestLine = (requestId: string) =>
@@ -41,7 +31,7 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
     it(`when three asynchronous creates arrive together with MAX_INSTANCES=${maxInstances}, then ${maxInstances} get 202 and the others 409 quota-exceeded before any operation, and EC2 ends with ${maxInstances}`, async () => {
       // Launches are held in front of EC2, so the later requests meet the earlier ones still in flight.
       h = createHarness({
-        env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }),
+        env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate.dir }),
         config: { maxInstances },
       });
       const names = ['together-1', 'together-2', 'together-3'];
@@ -64,10 +54,10 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
       assert.ok(h.store.operations.list({ kind: 'create', limit: 20 }).every((o) => !refusedIds.includes(o.request_id as string)),
         'nothing recorded for a refused create');
 
-      await until('the accepted launches are inside aws run-instances', () => markers(gate, 'entered').length === maxInstances);
+      await until('the accepted launches are inside aws run-instances', () => markers(gate.dir, 'entered').length === maxInstances);
       const held = await request(h.app).post('/instances').send(launch('while-held'));
       expectProblem(held, 409); // launches in flight count, also against a synchronous create
-      writeFileSync(path.join(gate, 'release'), '');
+      gate.release();
       await until('every accepted create finished', () => unfinished().length === 0);
 
       const ops = h.store.operations.list({ kind: 'create', limit: 20 });

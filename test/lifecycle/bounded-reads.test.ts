@@ -5,43 +5,33 @@
  * comes from its marker files and the harness's record of script runs, never from durations.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
 import { ConfigError, loadConfig } from '../../app/config.js';
-import { resetMoto } from '../support/global-fixture.js';
-import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { ec2InstanceById, freshEc2 } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, type Harness } from '../support/app-harness.js';
-import { markers, until } from '../support/lifecycle.js';
+import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 describe('reads are bounded', function () {
   this.timeout(240_000);
   let h: Harness;
   let arranger: Harness | undefined;
-  let gate: string;
+  const gate = useGate();
 
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
-  });
+  beforeEach(freshEc2);
   afterEach(() => {
-    writeFileSync(path.join(gate, 'release'), ''); // never leave a fake waiting
     h.close({ keepFiles: true });
     arranger?.close();
     arranger = undefined;
-    rmSync(gate, { recursive: true, force: true });
   });
 
-  /** Instances recorded (through a harness without the gate) in the database a gated harness then serves. */
+  /** Instances recorded (through a harness without the gate.dir) in the database a gated harness then serves. */
   async function gatedHarnessWith(names: string[], config: { maxConcurrentReads?: number } = {}): Promise<string[]> {
     arranger = createHarness();
     const ids = await arrangeManagedInstances(arranger, names);
     h = createHarness({
       databasePath: arranger.databasePath,
-      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate.dir }),
       config,
     });
     return ids;
@@ -57,11 +47,11 @@ describe('reads are bounded', function () {
     const reads = Array.from({ length: n }, (_, i) =>
       request(h.app).get(`/instances/${id}`).set('X-Request-Id', `shared-${i}`).then((r) => r));
     await until('the first read is inside aws and every other joined it, or a second describe started', () =>
-      (markers(gate, 'entered').length === 1 && joined(id).length === n - 1) || describes().length > 1);
+      (markers(gate.dir, 'entered').length === 1 && joined(id).length === n - 1) || describes().length > 1);
 
     assert.equal(describes().length, 1, 'one describe for all the reads');
-    assert.equal(markers(gate, 'entered').length, 1, 'one describe-instances inside aws');
-    writeFileSync(path.join(gate, 'release'), '');
+    assert.equal(markers(gate.dir, 'entered').length, 1, 'one describe-instances inside aws');
+    gate.release();
     const answers = await Promise.all(reads);
 
     for (const answer of answers) {
@@ -70,7 +60,7 @@ describe('reads are bounded', function () {
       assert.equal(answer.body.state, 'running');
     }
     assert.equal(describes().length, 1);
-    assert.equal(markers(gate, 'left').length, 1);
+    assert.equal(markers(gate.dir, 'left').length, 1);
     assert.equal(h.row(id)?.state, 'running');
     assert.equal((await ec2InstanceById(id)).State.Name, 'running');
     const first = h.logs.filter((l) => l.message === 'script run' && l.script === 'describe_instance.sh');
@@ -86,16 +76,16 @@ describe('reads are bounded', function () {
 
     const reads = ids.map((id) => request(h.app).get(`/instances/${id}`).then((r) => r));
     await until('two describes are inside aws and the third waits, or a third started', () =>
-      (markers(gate, 'entered').length === 2 && waiting().length === 1) || markers(gate, 'entered').length > 2);
+      (markers(gate.dir, 'entered').length === 2 && waiting().length === 1) || markers(gate.dir, 'entered').length > 2);
 
-    assert.equal(markers(gate, 'entered').length, 2, 'only MAX_CONCURRENT_READS describes inside aws');
+    assert.equal(markers(gate.dir, 'entered').length, 2, 'only MAX_CONCURRENT_READS describes inside aws');
     assert.equal(describes().length, 2, 'the third describe_instance.sh has not started');
     const waiter = waiting()[0] as Record<string, unknown>;
     assert.equal(waiter.max_concurrent_reads, 2);
     const third = waiter.instance_id as string;
     assert.ok(ids.includes(third));
     assert.deepEqual(h.services.operations.stats(), { running: 0, queued: 0, active: 0 }, 'reads take no slot of a change');
-    writeFileSync(path.join(gate, 'release'), '');
+    gate.release();
     const answers = await Promise.all(reads);
 
     for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));

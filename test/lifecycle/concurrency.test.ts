@@ -4,35 +4,25 @@
  * fake's marker files and the operation records, never from durations.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
-import { resetMoto } from '../support/global-fixture.js';
-import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { ec2InstanceById, freshEc2 } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
-import { markers, until } from '../support/lifecycle.js';
+import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 describe('operations and concurrency', function () {
   this.timeout(240_000);
   let h: Harness;
-  let gate: string;
+  const gate = useGate();
 
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
-  });
+  beforeEach(freshEc2);
   afterEach(() => {
-    writeFileSync(path.join(gate, 'release'), '');
     h.close();
-    rmSync(gate, { recursive: true, force: true });
   });
 
   function harness(config: { maxConcurrentScripts?: number; maxQueuedOperations?: number } = {}): Harness {
     h = createHarness({
-      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }),
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate.dir }),
       config: { maxInstances: 20, ...config },
     });
     return h;
@@ -53,7 +43,7 @@ describe('operations and concurrency', function () {
     assert.equal(op.instance_id, id);
     assert.equal(op.request_id, 'async-stop');
     assert.ok(['queued', 'running'].includes(op.status));
-    await until('the stop is inside aws stop-instances', () => markers(gate, 'entered').length === 1);
+    await until('the stop is inside aws stop-instances', () => markers(gate.dir, 'entered').length === 1);
     const followed = await request(h.app).get(`/operations/${op.id}`);
     assert.equal(followed.status, 200);
     assert.equal(followed.body.status, 'running');
@@ -67,9 +57,9 @@ describe('operations and concurrency', function () {
     // Reads never wait behind the mutation.
     const read = await request(h.app).get(`/instances/${id}`);
     assert.equal(read.status, 200);
-    assert.equal(markers(gate, 'left').length, 0, 'the stop was still held while the read answered');
+    assert.equal(markers(gate.dir, 'left').length, 0, 'the stop was still held while the read answered');
 
-    writeFileSync(path.join(gate, 'release'), '');
+    gate.release();
     await until('the operation finished', async () => (await request(h.app).get(`/operations/${op.id}`)).body.status !== 'running');
     const finished = (await request(h.app).get(`/operations/${op.id}`)).body;
     assert.equal(finished.status, 'succeeded', JSON.stringify(finished));
@@ -92,7 +82,7 @@ describe('operations and concurrency', function () {
     const [queuedId, refusedId] = [ids[2] as string, ids[3] as string];
 
     const parallel = ids.slice(0, 2).map((id) => request(h.app).post(`/instances/${id}/stop`).then((r) => r));
-    await until('two stops are inside aws at once', () => markers(gate, 'entered').length === 2);
+    await until('two stops are inside aws at once', () => markers(gate.dir, 'entered').length === 2);
     const queued = request(h.app).post(`/instances/${queuedId}/stop`).then((r) => r);
     await until('the third is recorded as queued', () =>
       h.store.operations.list({ instanceId: queuedId, kind: 'stop', limit: 1 })[0]?.status === 'queued');
@@ -103,13 +93,13 @@ describe('operations and concurrency', function () {
     assert.match(problem.detail, /2 script slots/);
     assert.match(String(refused.headers['retry-after']), /^\d+$/);
     assert.deepEqual(h.services.operations.stats(), { running: 2, queued: 1, active: 3 });
-    assert.equal(markers(gate, 'entered').length, 2, 'the queued stop did not start');
+    assert.equal(markers(gate.dir, 'entered').length, 2, 'the queued stop did not start');
     assert.equal(h.runs.filter((r) => r.script === 'stop_instance.sh' && r.args.includes(queuedId)).length, 0);
     assert.equal(h.store.operations.list({ instanceId: refusedId, kind: 'stop', limit: 5 }).length, 0, 'nothing recorded for the refused one');
     assert.notEqual(h.row(queuedId)?.state, 'stopping', 'a queued operation has not started: no transitional state yet');
     assert.equal((await request(h.app).get('/health/ready')).status, 200, 'a full queue is not a shutdown');
 
-    writeFileSync(path.join(gate, 'release'), '');
+    gate.release();
     const answers = await Promise.all([...parallel, queued]);
 
     for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));

@@ -7,33 +7,18 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import {
-  captured, getJson, killGroup, markers, until,
+  captured, getJson, killGroup, markers, postJson, readRows, until,
 } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'crash-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 
-function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  return getJson(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-}
-
 function tag(instance: any, key: string): string | undefined {
   return (instance.Tags ?? []).find((t: any) => t.Key === key)?.Value;
-}
-
-/** Reads the service's SQLite file directly (WAL: a second, read-only connection is fine). */
-function readDb<T>(file: string, sql: string): T[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
 }
 
 describe('crash recovery: SIGKILL during a launch, then a restart', function () {
@@ -80,7 +65,7 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
       ...fakeAwsEnv({ FAKE_AWS_HOLD_AFTER_OP: 'run-instances', FAKE_AWS_HOLD_DIR: hold, FAKE_AWS_CAPTURE_FILE: capture }),
     });
 
-    const pending = post(`${first.url}/instances`, LAUNCH, { 'X-Request-Id': 'crash-create' }).catch((error: unknown) => error);
+    const pending = postJson(`${first.url}/instances`, LAUNCH, { 'X-Request-Id': 'crash-create' }).catch((error: unknown) => error);
     await until('EC2 accepted the launch (the fake answered nothing yet)', () => markers(hold, 'done').length === 1);
     const running = await getJson(`${first.url}/operations?kind=create`);
     assert.equal(running.body.operations.length, 1);
@@ -106,7 +91,7 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     const listed = await getJson(`${second.url}/instances`);
     assert.deepEqual(listed.body.instances.map((i: any) => i.id), [ec2[0].InstanceId]);
     assert.equal(listed.body.instances[0].name, 'crash-1');
-    const rows = readDb<{ instance_id: string; launch_status: string; client_token: string }>(database, 'SELECT * FROM instances');
+    const rows = readRows<{ instance_id: string; launch_status: string; client_token: string }>(database, 'SELECT * FROM instances');
     assert.equal(rows.length, 1, 'exactly one record');
     assert.equal(rows[0]?.instance_id, ec2[0].InstanceId);
     assert.equal(rows[0]?.launch_status, 'launched');
@@ -129,20 +114,20 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     });
     const key = { 'Idempotency-Key': 'crash-retry-0001' };
 
-    const pending = post(`${first.url}/instances`, LAUNCH, key).catch((error: unknown) => error);
+    const pending = postJson(`${first.url}/instances`, LAUNCH, key).catch((error: unknown) => error);
     await until('the launch is held in front of EC2', () => markers(gate, 'entered').length === 1);
     await crash(first, Number(markers(gate, 'entered')[0]?.text));
     assert.ok((await pending) instanceof Error);
     assert.equal((await allEc2Instances()).length, 0, 'nothing reached EC2');
 
     const second = await start({ DATABASE_URL: database, ...fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
-    const retried = await post(`${second.url}/instances`, LAUNCH, key);
+    const retried = await postJson(`${second.url}/instances`, LAUNCH, key);
     assert.equal(retried.status, 201, JSON.stringify(retried.body));
-    const again = await post(`${second.url}/instances`, LAUNCH, key);
+    const again = await postJson(`${second.url}/instances`, LAUNCH, key);
     assert.equal(again.status, 201);
     assert.equal(again.headers.get('idempotent-replayed'), 'true');
     assert.deepEqual(again.body, retried.body, 'the first result, replayed');
-    const different = await post(`${second.url}/instances`, { ...LAUNCH, name: 'other' }, key);
+    const different = await postJson(`${second.url}/instances`, { ...LAUNCH, name: 'other' }, key);
     assert.equal(different.status, 422, JSON.stringify(different.body));
 
     const ec2 = await allEc2Instances();
@@ -157,6 +142,6 @@ describe('crash recovery: SIGKILL during a launch, then a restart', function () 
     assert.deepEqual(ops.map((o: any) => o.status), ['succeeded', 'interrupted'], 'newest first');
     assert.equal(ops[0].idempotency_key, 'crash-retry-0001');
     assert.equal(ops[1].idempotency_key, 'crash-retry-0001');
-    assert.equal(readDb(database, 'SELECT * FROM instances').length, 1);
+    assert.equal(readRows(database, 'SELECT * FROM instances').length, 1);
   });
 });

@@ -6,68 +6,27 @@
  * it, and every wait is on a marker file, a log line or an answer.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
-import { resetMoto } from '../support/global-fixture.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
-import {
-  captured, getJson, killGroup, liveMembersOfGroup, markers, until,
-} from '../support/lifecycle.js';
-import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { UBUNTU_X86_AMI, allEc2Instances } from '../support/ec2-reader.js';
+import { captured, getJson, liveMembersOfGroup, markers, postJson, readRows, until } from '../support/lifecycle.js';
+import { useServerWorkspace } from '../support/server-workspace.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'orphan-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
-
-function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  if (body === undefined) return getJson(url, { method: 'POST', headers });
-  return getJson(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-}
 
 function tag(instance: any, key: string): string | undefined {
   return (instance.Tags ?? []).find((t: any) => t.Key === key)?.Value;
 }
 
-function readDb<T>(file: string, sql: string, ...params: unknown[]): T[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return db.prepare(sql).all(...params) as T[];
-  } finally {
-    db.close();
-  }
-}
-
 describe('scripts that outlive a dead server', function () {
   this.timeout(180_000);
-  let dir: string;
-  let gate: string;
-  let database: string;
+  const ws = useServerWorkspace('orphan');
   let capture: string;
-  let servers: ServerProcess[] = [];
-
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-orphan-'));
-    gate = path.join(dir, 'gate');
-    mkdirSync(gate);
-    database = path.join(dir, 'instances.db');
-    capture = path.join(dir, 'aws-calls');
-    servers = [];
+  beforeEach(() => {
+    capture = path.join(ws.dir, 'aws-calls');
   });
-  afterEach(() => {
-    writeFileSync(path.join(gate, 'release'), '');
-    for (const server of servers) server.child.kill('SIGKILL');
-    for (const marker of markers(gate, 'entered')) killGroup(Number(marker.text));
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  async function start(env: Record<string, string>): Promise<ServerProcess> {
-    const server = await startServerProcess({ DATABASE_URL: database, ...env });
-    servers.push(server);
-    return server;
-  }
+  const start = ws.start;
 
   /**
    * A keyed create whose create_instance.sh is held in front of run-instances, then the server is SIGKILLed
@@ -77,13 +36,13 @@ describe('scripts that outlive a dead server', function () {
     const first = await start({
       CREATE_TIMEOUT_MS: '600000',
       ...fakeAwsEnv({
-        FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300', FAKE_AWS_CAPTURE_FILE: capture,
+        FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: ws.gate, FAKE_AWS_GATE_MAX_S: '300', FAKE_AWS_CAPTURE_FILE: capture,
       }),
     });
-    const pending = post(`${first.url}/instances`, LAUNCH, { 'Idempotency-Key': key, 'X-Request-Id': 'orphan-create' })
+    const pending = postJson(`${first.url}/instances`, LAUNCH, { 'Idempotency-Key': key, 'X-Request-Id': 'orphan-create' })
       .catch((error: unknown) => error);
-    await until('create_instance.sh is held in front of run-instances', () => markers(gate, 'entered').length === 1);
-    const group = Number(markers(gate, 'entered')[0]?.text);
+    await until('create_instance.sh is held in front of run-instances', () => markers(ws.gate, 'entered').length === 1);
+    const group = Number(markers(ws.gate, 'entered')[0]?.text);
     const ops = (await getJson(`${first.url}/operations?kind=create`)).body.operations;
     assert.equal(ops.length, 1);
     process.kill(first.pid, 'SIGKILL');
@@ -98,7 +57,7 @@ describe('scripts that outlive a dead server', function () {
     const { op, group } = await crashDuringLaunch(key);
 
     const second = await start({ CREATE_TIMEOUT_MS: '600000', ...fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }) });
-    const during = await post(`${second.url}/instances`, LAUNCH, { 'Idempotency-Key': key });
+    const during = await postJson(`${second.url}/instances`, LAUNCH, { 'Idempotency-Key': key });
     assert.equal(during.status, 409, `a retry while the orphan runs launches nothing: ${JSON.stringify(during.body)}`);
     assert.equal(during.body.operation_id, op.id);
     const waiting = await second.waitForLog('recovery waits for the orphan', (l) => l.message === 'a script outlived the previous server; waiting for it');
@@ -107,7 +66,7 @@ describe('scripts that outlive a dead server', function () {
     assert.equal(waiting.script, 'create_instance.sh');
     assert.match((await getJson(`${second.url}/operations/${op.id}`)).body.note, new RegExp(`process group ${group}\\) outlived the server: waiting up to \\d+ ms`));
 
-    writeFileSync(path.join(gate, 'release'), '');
+    writeFileSync(path.join(ws.gate, 'release'), '');
     await until('the interrupted launch is resolved', async () =>
       /reconciled at start-up/.test((await getJson(`${second.url}/operations/${op.id}`)).body.note ?? ''));
 
@@ -122,18 +81,18 @@ describe('scripts that outlive a dead server', function () {
     assert.match(after.note, /found by its client token/);
     assert.doesNotMatch(after.note, /nothing was launched/);
     assert.ok(second.logs.some((l) => l.message === 'the script that outlived the previous server is done' && l.operation_id === op.id && l.outcome === 'finished'));
-    const rows = readDb<{ instance_id: string; launch_status: string; name: string }>(database, 'SELECT * FROM instances');
+    const rows = readRows<{ instance_id: string; launch_status: string; name: string }>(ws.database, 'SELECT * FROM instances');
     assert.equal(rows.length, 1, 'exactly one record');
     assert.equal(rows[0]?.instance_id, ec2[0].InstanceId);
     assert.equal(rows[0]?.launch_status, 'launched');
-    assert.deepEqual(readDb(database, 'SELECT script_pgid FROM operations WHERE id = ?', op.id), [{ script_pgid: null }]);
+    assert.deepEqual(readRows(ws.database, 'SELECT script_pgid FROM operations WHERE id = ?', op.id), [{ script_pgid: null }]);
 
-    const retried = await post(`${second.url}/instances`, LAUNCH, { 'Idempotency-Key': key });
+    const retried = await postJson(`${second.url}/instances`, LAUNCH, { 'Idempotency-Key': key });
     assert.equal(retried.status, 201, JSON.stringify(retried.body));
     assert.equal(retried.body.id, ec2[0].InstanceId, 'the retry answers with the launch the orphan made');
     assert.equal((await allEc2Instances()).length, 1, 'the retry launched nothing');
     assert.equal(captured(capture).filter((c) => c.operation === 'run-instances').length, 1, 'run-instances was called once, by the orphan');
-    assert.equal(readDb(database, 'SELECT * FROM instances').length, 1);
+    assert.equal(readRows(ws.database, 'SELECT * FROM instances').length, 1);
   });
 
   it('when the orphaned script is past its CREATE_TIMEOUT_MS at the restart, then its process group is killed, EC2 is checked by client token, and the launch is failed with a note that says so', async () => {
@@ -151,12 +110,12 @@ describe('scripts that outlive a dead server', function () {
     assert.match(after.note, new RegExp(`process group ${group}\\) outlived the server and was killed at its time bound \\(1000 ms\\)`));
     assert.match(after.note, /no instance carries its client token/);
     assert.ok(second.logs.some((l) => l.message === 'the script that outlived the previous server is done' && l.operation_id === op.id && l.outcome === 'killed'));
-    const rows = readDb<{ launch_status: string; state: string; last_error: string }>(database, 'SELECT * FROM instances');
+    const rows = readRows<{ launch_status: string; state: string; last_error: string }>(ws.database, 'SELECT * FROM instances');
     assert.equal(rows.length, 1);
     assert.equal(rows[0]?.launch_status, 'failed');
     assert.equal(rows[0]?.state, 'failed');
     assert.match(rows[0]?.last_error ?? '', /no EC2 instance carries this launch's client token/);
-    writeFileSync(path.join(gate, 'release'), ''); // a killed script cannot launch any more
+    writeFileSync(path.join(ws.gate, 'release'), ''); // a killed script cannot launch any more
     assert.deepEqual(await allEc2Instances(), []);
     assert.equal(captured(capture).filter((c) => c.operation === 'run-instances').length, 1, 'only the held attempt, which never reached EC2');
     assert.deepEqual((await getJson(`${second.url}/instances`)).body.instances, []);
@@ -165,29 +124,29 @@ describe('scripts that outlive a dead server', function () {
   it('when the server is SIGKILLed while stop_instance.sh waits in front of stop-instances, then a start of that instance gets 409 naming the stop until the restart has waited for the script, and then the record matches EC2', async () => {
     const first = await start({
       STOP_TIMEOUT_MS: '600000',
-      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: ws.gate, FAKE_AWS_GATE_MAX_S: '300' }),
     });
-    const created = await post(`${first.url}/instances`, LAUNCH);
+    const created = await postJson(`${first.url}/instances`, LAUNCH);
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const id = created.body.id as string;
-    const stopping = await post(`${first.url}/instances/${id}/stop`, undefined, { Prefer: 'respond-async' });
+    const stopping = await postJson(`${first.url}/instances/${id}/stop`, undefined, { Prefer: 'respond-async' });
     assert.equal(stopping.status, 202, JSON.stringify(stopping.body));
     const stopOp = stopping.body.id as string;
-    await until('stop_instance.sh is held in front of stop-instances', () => markers(gate, 'entered').length === 1);
-    const group = Number(markers(gate, 'entered')[0]?.text);
+    await until('stop_instance.sh is held in front of stop-instances', () => markers(ws.gate, 'entered').length === 1);
+    const group = Number(markers(ws.gate, 'entered')[0]?.text);
     process.kill(first.pid, 'SIGKILL');
     await first.exited;
     assert.ok(liveMembersOfGroup(group).length > 0, 'the script outlived the server');
 
     const second = await start({ STOP_TIMEOUT_MS: '600000', ...fakeAwsEnv({}) });
-    const refused = await post(`${second.url}/instances/${id}/start`, undefined);
+    const refused = await postJson(`${second.url}/instances/${id}/start`, undefined);
     assert.equal(refused.status, 409, JSON.stringify(refused.body));
     assert.equal(refused.body.operation_id, stopOp);
     const waiting = await second.waitForLog('recovery waits for the orphan', (l) => l.message === 'a script outlived the previous server; waiting for it');
     assert.equal(waiting.script, 'stop_instance.sh');
     assert.equal(waiting.operation_id, stopOp);
 
-    writeFileSync(path.join(gate, 'release'), '');
+    writeFileSync(path.join(ws.gate, 'release'), '');
     await until('the interrupted stop is reconciled', async () =>
       /reconciled at start-up/.test((await getJson(`${second.url}/operations/${stopOp}`)).body.note ?? ''));
 
@@ -197,8 +156,8 @@ describe('scripts that outlive a dead server', function () {
     assert.match(after.note, /the instance is stopped/);
     assert.deepEqual(liveMembersOfGroup(group), []);
     assert.equal((await allEc2Instances())[0].State.Name, 'stopped');
-    assert.deepEqual(readDb(database, 'SELECT state FROM instances WHERE instance_id = ?', id), [{ state: 'stopped' }]);
-    const started = await post(`${second.url}/instances/${id}/start`, undefined);
+    assert.deepEqual(readRows(ws.database, 'SELECT state FROM instances WHERE instance_id = ?', id), [{ state: 'stopped' }]);
+    const started = await postJson(`${second.url}/instances/${id}/start`, undefined);
     assert.equal(started.status, 200, JSON.stringify(started.body));
     assert.equal(started.body.state, 'running');
   });

@@ -5,85 +5,45 @@
  */
 import { RunInstancesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client } from '../support/ec2-reader.js';
 import { createHarness } from '../support/app-harness.js';
-import { getJson, killGroup, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
-import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { getJson, killGroup, liveMembersOfGroup, markers, postJson, readRows, until } from '../support/lifecycle.js';
+import { type ServerProcess } from '../support/server-process.js';
+import { useServerWorkspace } from '../support/server-workspace.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
-function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  return getJson(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-}
-
-function readDb<T>(file: string, sql: string): T[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
-
 describe('no phantom quota after launches were cut off', function () {
   this.timeout(180_000);
-  let dir: string;
-  let gate: string;
-  let database: string;
-  let servers: ServerProcess[] = [];
-
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-quota-'));
-    gate = path.join(dir, 'gate');
-    mkdirSync(gate);
-    database = path.join(dir, 'instances.db');
-    servers = [];
-  });
-  afterEach(() => {
-    writeFileSync(path.join(gate, 'release'), '');
-    for (const server of servers) server.child.kill('SIGKILL');
-    for (const marker of markers(gate, 'entered')) killGroup(Number(marker.text));
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  async function start(env: Record<string, string>): Promise<ServerProcess> {
-    const server = await startServerProcess({ DATABASE_URL: database, MAX_INSTANCES: '2', ...env });
-    servers.push(server);
-    return server;
-  }
+  const ws = useServerWorkspace('quota');
+  const start = (env: Record<string, string> = {}) => ws.start({ MAX_INSTANCES: '2', ...env });
 
   /** MAX_INSTANCES asynchronous creates, each held by the fake aws in front of run-instances. */
   async function holdLaunches(server: ServerProcess): Promise<string[]> {
     const ids: string[] = [];
     for (const name of ['held-1', 'held-2']) {
-      const accepted = await post(`${server.url}/instances`, launch(name), { Prefer: 'respond-async' });
+      const accepted = await postJson(`${server.url}/instances`, launch(name), { Prefer: 'respond-async' });
       assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
       ids.push(accepted.body.id);
     }
-    await until('both launches are held in front of EC2', () => markers(gate, 'entered').length === 2);
-    const refused = await post(`${server.url}/instances`, launch('one-too-many'));
+    await until('both launches are held in front of EC2', () => markers(ws.gate, 'entered').length === 2);
+    const refused = await postJson(`${server.url}/instances`, launch('one-too-many'));
     assert.equal(refused.status, 409, 'the quota is full while they are in flight');
     return ids;
   }
 
   async function assertLaunchesFailedAndCreateSucceeds(server: ServerProcess, held: string[]): Promise<void> {
     assert.deepEqual((await getJson(`${server.url}/instances`)).body.instances, []);
-    const created = await post(`${server.url}/instances`, launch('after-restart'));
+    const created = await postJson(`${server.url}/instances`, launch('after-restart'));
     assert.equal(created.status, 201, JSON.stringify(created.body));
 
     const ec2 = await allEc2Instances();
     assert.deepEqual(ec2.map((i) => i.InstanceId), [created.body.id], 'only the new launch reached EC2');
-    const rows = readDb<{ name: string; instance_id: string | null; launch_status: string; state: string; last_error: string | null }>(
-      database, 'SELECT * FROM instances ORDER BY row_id',
+    const rows = readRows<{ name: string; instance_id: string | null; launch_status: string; state: string; last_error: string | null }>(
+      ws.database, 'SELECT * FROM instances ORDER BY row_id',
     );
     assert.deepEqual(rows.map((r) => [r.name, r.launch_status, r.state]).sort(), [
       ['after-restart', 'launched', 'running'], ['held-1', 'failed', 'failed'], ['held-2', 'failed', 'failed'],
@@ -99,13 +59,13 @@ describe('no phantom quota after launches were cut off', function () {
   }
 
   it('when the server is SIGKILLed with MAX_INSTANCES launches in flight that never reached EC2, then the restart fails them and a create succeeds', async () => {
-    const first = await start(fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }));
+    const first = await start(fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: ws.gate, FAKE_AWS_GATE_MAX_S: '300' }));
     const held = await holdLaunches(first);
     process.kill(first.pid, 'SIGKILL');
     await first.exited;
     // The machine went down with the server: the scripts die too, before run-instances.
-    for (const marker of markers(gate, 'entered')) killGroup(Number(marker.text));
-    for (const marker of markers(gate, 'entered')) await until('the script is gone', () => liveMembersOfGroup(Number(marker.text)).length === 0);
+    for (const marker of markers(ws.gate, 'entered')) killGroup(Number(marker.text));
+    for (const marker of markers(ws.gate, 'entered')) await until('the script is gone', () => liveMembersOfGroup(Number(marker.text)).length === 0);
 
     const second = await start(fakeAwsEnv({}));
     const recovered = await second.waitForLog('start-up recovery', (l) => l.message === 'start-up recovery done');
@@ -122,12 +82,12 @@ describe('no phantom quota after launches were cut off', function () {
   it('when a shutdown times out with MAX_INSTANCES launches in flight, then after the restart they are failed and a create succeeds', async () => {
     const first = await start({
       SHUTDOWN_TIMEOUT_MS: '0',
-      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate, FAKE_AWS_GATE_MAX_S: '300' }),
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: ws.gate, FAKE_AWS_GATE_MAX_S: '300' }),
     });
     const held = await holdLaunches(first);
     process.kill(first.pid, 'SIGTERM');
     assert.equal((await first.exited).code, 0);
-    for (const marker of markers(gate, 'entered')) assert.deepEqual(liveMembersOfGroup(Number(marker.text)), [], 'the shutdown killed the script');
+    for (const marker of markers(ws.gate, 'entered')) assert.deepEqual(liveMembersOfGroup(Number(marker.text)), [], 'the shutdown killed the script');
 
     const second = await start(fakeAwsEnv({}));
     await until('the start-up reconciliation ran', async () =>

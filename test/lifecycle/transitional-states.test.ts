@@ -6,15 +6,12 @@
  * test, never from durations.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
 import type { ScriptRunner } from '../../app/ec2/runner.js';
 import { resetMoto } from '../support/global-fixture.js';
-import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { createKeyPair, ec2InstanceById, freshEc2 } from '../support/ec2-reader.js';
 import { arrangeManagedInstances, createHarness, type Harness } from '../support/app-harness.js';
-import { markers, until } from '../support/lifecycle.js';
+import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const CASES = [
@@ -25,28 +22,22 @@ const CASES = [
 describe('transitional states hold while their operation runs', function () {
   this.timeout(240_000);
   let h: Harness;
-  let gate: string;
+  const gate = useGate();
 
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
-  });
+  beforeEach(freshEc2);
   afterEach(() => {
-    writeFileSync(path.join(gate, 'release'), ''); // never leave a fake waiting
     h.close();
-    rmSync(gate, { recursive: true, force: true });
   });
 
   for (const { kind, before, transitional, after } of CASES) {
     it(`when an asynchronous ${kind} is held inside aws, then GET /instances/{id}, GET /instances and POST /instances/sync all show ${transitional}, and ${after} once it is released`, async () => {
-      h = createHarness({ env: fakeAwsEnv({ FAKE_AWS_GATE_OP: `${kind}-instances`, FAKE_AWS_GATE_DIR: gate }) });
+      h = createHarness({ env: fakeAwsEnv({ FAKE_AWS_GATE_OP: `${kind}-instances`, FAKE_AWS_GATE_DIR: gate.dir }) });
       const [id] = (await arrangeManagedInstances(h, [`held-${kind}`])) as [string];
       if (kind === 'start') assert.equal((await request(h.app).post(`/instances/${id}/stop`)).body.state, 'stopped');
 
       const accepted = await request(h.app).post(`/instances/${id}/${kind}`).set('Prefer', 'respond-async');
       assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
-      await until(`the ${kind} is inside aws ${kind}-instances`, () => markers(gate, 'entered').length === 1);
+      await until(`the ${kind} is inside aws ${kind}-instances`, () => markers(gate.dir, 'entered').length === 1);
       assert.equal((await ec2InstanceById(id)).State.Name, before, 'EC2 has not seen the change yet');
 
       const read = await request(h.app).get(`/instances/${id}`).set('X-Request-Id', `read-during-${kind}`);
@@ -68,9 +59,9 @@ describe('transitional states hold while their operation runs', function () {
       assert.equal((await request(h.app).get('/instances')).body.instances[0]?.state, transitional);
       assert.ok(h.logs.some((l) => l.message === 'reconciliation left instances to the operations changing them'
         && l.request_id === `sync-during-${kind}` && Array.isArray(l.instance_ids) && (l.instance_ids as string[]).includes(id)));
-      assert.equal(markers(gate, 'left').length, 0, `the ${kind} was still held throughout`);
+      assert.equal(markers(gate.dir, 'left').length, 0, `the ${kind} was still held throughout`);
 
-      writeFileSync(path.join(gate, 'release'), '');
+      gate.release();
       await until('the operation finished', () => h.store.operations.get(accepted.body.id)?.status !== 'running'
         && h.store.operations.get(accepted.body.id)?.status !== 'queued');
       assert.equal(h.store.operations.get(accepted.body.id)?.status, 'succeeded');

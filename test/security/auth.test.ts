@@ -157,7 +157,7 @@ describe('authentication', function () {
       assert.equal(access[0]?.actor, 'alice', 'the access log names the caller');
       const hasOperations = h.store.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'operations'").get();
       if (hasOperations) {
-        // Issue 5's audit trail: operation rows carry the token name, never the token.
+        // The audit trail: operation rows carry the token name, never the token.
         const actors = (h.store.db.prepare('SELECT actor FROM operations').all() as Array<{ actor: string | null }>).map((r) => r.actor);
         assert.ok(actors.includes('alice') && actors.includes('bob'), `actors recorded: ${JSON.stringify(actors)}`);
       }

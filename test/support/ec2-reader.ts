@@ -6,7 +6,7 @@
 import {
   CreateKeyPairCommand, DescribeInstancesCommand, EC2Client, RunInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { motoEndpoint } from './global-fixture.js';
+import { motoEndpoint, resetMoto } from './global-fixture.js';
 
 let client: EC2Client | undefined;
 let clientEndpoint: string | undefined;
@@ -46,6 +46,12 @@ export const AL2022_ARM_AMI = 'ami-0e9271c829888680e';
 
 export async function createKeyPair(name = TEST_KEY_NAME): Promise<void> {
   await ec2Client().send(new CreateKeyPairCommand({ KeyName: name }));
+}
+
+/** An empty emulator with the tests' key pair: what most tests start from. */
+export async function freshEc2(): Promise<void> {
+  await resetMoto();
+  await createKeyPair();
 }
 
 /** Launches an instance behind the service's back, as a person with the console would; returns its id. */

@@ -1,7 +1,9 @@
 /** Shared by the lifecycle tests: the fake aws in front of moto, marker files, polling on events. */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 
 const WAIT_LIMIT_MS = 60_000;
 
@@ -88,4 +90,45 @@ export async function getJson(
     request.on('error', reject);
     request.end(init.body);
   });
+}
+
+/**
+ * A gate folder for the fake aws (FAKE_AWS_GATE_DIR), new for each test of the describe that calls this:
+ * after each test it is released (no fake is ever left waiting) and removed. Call it before registering
+ * hooks that close what the gate holds, so the release comes first.
+ */
+export function useGate(): { readonly dir: string; release(): void } {
+  let dir = '';
+  const gate = {
+    get dir() {
+      return dir;
+    },
+    release() {
+      if (dir) writeFileSync(path.join(dir, 'release'), '');
+    },
+  };
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
+  });
+  afterEach(() => {
+    gate.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return gate;
+}
+
+/** POSTs JSON (or nothing) to the real server; see getJson. */
+export function postJson(url: string, body?: unknown, headers: Record<string, string> = {}) {
+  if (body === undefined) return getJson(url, { method: 'POST', headers });
+  return getJson(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+}
+
+/** Reads the service's SQLite file directly (WAL: a second, read-only connection is fine). */
+export function readRows<T>(file: string, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare(sql).all(...params) as T[];
+  } finally {
+    db.close();
+  }
 }
