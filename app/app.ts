@@ -151,7 +151,6 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
     next();
   });
   app.use(operationsRouter(services.operations));
-  // --- end lifecycle
   app.use(openApiRouter(buildOpenApiDocument(packageVersion())));
   app.use(instancesRouter(services.instances, services.lifecycle));
 

@@ -11,6 +11,9 @@ import { loadEmailConfig, type EmailConfig } from './notify/config.js';
 import { loadSecurityConfig, type SecurityConfig } from './auth/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
 
+/** Read scripts (describes) running at once when MAX_CONCURRENT_READS is not set. */
+export const DEFAULT_MAX_CONCURRENT_READS = 4;
+
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -134,7 +137,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
 
   const maxConcurrentScripts = wholeNumber(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
   const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
-  const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', 4, 1, 256);
+  const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', DEFAULT_MAX_CONCURRENT_READS, 1, 256);
   const timeout = (name: string) => wholeNumber(env, name, scriptTimeoutMs, 1_000, 3_600_000);
   const timeouts: ScriptTimeouts = {
     create: timeout('CREATE_TIMEOUT_MS'),

@@ -66,7 +66,6 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     const recovery = services.lifecycle.recover({ requestId: 'startup' }).catch((error: unknown) => {
       logger.warn('start-up reconciliation failed', { error: error instanceof Error ? error.message : String(error) });
     });
-    // --- end lifecycle
     handler = app;
     started = { server, store, runner, notifier, services, recovery };
   } catch (error) {

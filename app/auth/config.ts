@@ -72,7 +72,7 @@ export function loadSecurityConfig(env: Env, options: { host: string; databasePa
   const auth = loadAuthConfig(env, options.host, options.databasePath, options.cwd);
   const maxInstances = wholeNumber(env, 'MAX_INSTANCES', DEFAULT_MAX_INSTANCES, 0, 10_000);
   const rateLimitPerMinute = wholeNumber(env, 'RATE_LIMIT_PER_MINUTE', DEFAULT_RATE_LIMIT_PER_MINUTE, 0, 100_000);
-  // Issue 6: every endpoint but /health* needs a token unless the operator opens the docs on purpose.
+  // Every endpoint but /health* needs a token unless the operator opens the docs on purpose.
   const publicDocs = booleanVariable(env, 'PUBLIC_DOCS', false);
   const headersTimeoutMs = wholeNumber(env, 'HTTP_HEADERS_TIMEOUT_MS', 15_000, 1_000, 600_000);
   const requestTimeoutMs = wholeNumber(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1_000, 3_600_000);

@@ -12,7 +12,7 @@ import type { Instance, InstanceList } from '../schemas/instance.js';
 import type { CreateInstanceRequest, ListInstancesQuery } from '../schemas/requests.js';
 import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
 import type { Ec2Instance } from '../schemas/script-outputs.js';
-import type { ScriptTimeouts } from '../config.js';
+import { DEFAULT_MAX_CONCURRENT_READS, type ScriptTimeouts } from '../config.js';
 import type { Ec2Snapshot, InstancesRepository, LaunchedRow, RecordedState } from '../store/instances-repo.js';
 import { ConflictError, NotFoundError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
 import type { OpContext } from './context.js';
@@ -35,7 +35,6 @@ export interface InstancesServiceDeps {
   maxConcurrentReads?: number | undefined;
 }
 
-export const DEFAULT_MAX_CONCURRENT_READS = 4;
 
 /** Where the changes of one instance stood when a read of EC2 began (see ChangeWatch). */
 export interface ChangeMark {
@@ -326,7 +325,6 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
           return announce('created', toApiInstance(adopted), ctx);
         }
       }
-      // --- end lifecycle
       // The live-instance quota, before any script runs, and again (synchronously)
       // right before the intent row is written. A launch accepted as an operation was admitted already, with
       // the others in flight counted (admitLaunch); these checks catch what was recorded since, e.g. an import.

@@ -55,8 +55,8 @@ export interface LifecycleDeps {
   orphans?: OrphanScripts | undefined;
   /** The time bound of each kind of script (ms), which an orphaned script is held to as well. */
   timeouts?: Partial<ScriptTimeouts> | undefined;
-  /** The bound where `timeouts` names none. */
-  defaultTimeoutMs?: number | undefined;
+  /** The bound where `timeouts` names none: the runner's own timeout. */
+  defaultTimeoutMs: number;
 }
 
 /**
@@ -68,7 +68,6 @@ export function clientTokenForKey(scope: string, key: string): string {
 }
 
 const INTERRUPTED_NOTE = 'interrupted: the server stopped while this operation was in flight';
-const DEFAULT_SCRIPT_TIMEOUT_MS = 300_000;
 
 const SCRIPT_KIND: Record<OperationKind, keyof ScriptTimeouts> = {
   create: 'create', start: 'start', stop: 'stop', terminate: 'terminate', sync: 'describe',
@@ -94,7 +93,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   const launchesInFlight = (): string[] =>
     operations.unfinished().flatMap((op) => (op.kind === 'create' && op.client_token ? [op.client_token] : []));
   const boundOf = (kind: OperationKind): number =>
-    deps.timeouts?.[SCRIPT_KIND[kind]] ?? deps.defaultTimeoutMs ?? DEFAULT_SCRIPT_TIMEOUT_MS;
+    deps.timeouts?.[SCRIPT_KIND[kind]] ?? deps.defaultTimeoutMs;
 
   function change(
     kind: 'start' | 'stop' | 'terminate',

@@ -58,18 +58,7 @@ export function checkImageFits(
 }
 
 // The instance quota (OWASP API4/API6: unrestricted resource consumption).
-/** How many instances count against the quota: recorded, not terminated, not failed (launches in flight count). */
-export interface LiveInstanceCounter {
-  live(): readonly unknown[];
-  unresolvedLaunches(): readonly unknown[];
-}
-
-export function countLiveInstances(instances: LiveInstanceCounter): number {
-  return instances.live().length + instances.unresolvedLaunches().length;
-}
-
 /** Refuses a launch when `live` instances already use the whole quota of `maxInstances`. */
-
 export function checkInstanceQuota(live: number, maxInstances: number): void {
   if (live >= maxInstances) {
     throw new QuotaExceededError(

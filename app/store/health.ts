@@ -59,7 +59,7 @@ function identityOf(file: string): Identity | 'missing' {
 }
 
 /** A guard that never finds a fault (':memory:' has no file to lose). */
-export const NO_GUARD: StorageGuard = { run: (fn) => fn(), health: () => ({ ok: true }), close: () => undefined };
+const NO_GUARD: StorageGuard = { run: (fn) => fn(), health: () => ({ ok: true }), close: () => undefined };
 
 export function createStorageGuard(file: string, options: StorageGuardOptions = {}): StorageGuard {
   if (file === ':memory:') return NO_GUARD;

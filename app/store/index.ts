@@ -17,7 +17,7 @@ export type OpenStoreOptions = StorageGuardOptions;
  * is gone, and a new method is guarded unless it is listed here.
  */
 const READS: ReadonlySet<string> = new Set([
-  'get', 'find', 'list', 'unfinished', 'withScriptGroup',
+  'get', 'find', 'list', 'unfinished', 'withScriptGroup', 'scriptRunningOn',
   'findByInstanceId', 'findByClientToken', 'unresolvedLaunches', 'abandonedLaunches', 'live',
 ]);
 
