@@ -25,6 +25,10 @@ Options (each also as --option=value):
   --key-name NAME      key pair for SSH (default: \$KEY_NAME, else my_ec2_keypair)
   --client-token TOKEN idempotency token, 1-64 of A-Z a-z 0-9 . _ : -; the same token never
                        launches a second instance on AWS (default: a fresh one is generated)
+  --root-device NAME   the AMI's root device name (e.g. /dev/xvda), for a caller that has read
+                       the image already: the image is then not read again (one AWS call fewer)
+  --no-precheck        skip the read that checks the key pair exists, for a caller that knows it
+                       does (EC2 refuses a missing key anyway; one AWS call fewer)
   --wait               wait until the instance is running before printing it
   --wait-timeout S     with --wait, give up after S seconds (default 600)
   --poll-interval S    with --wait, seconds between checks (default 5)
@@ -40,6 +44,7 @@ EOF
 main() {
   local name='' ami='' instance_type='' storage_gb='' security_group_id=''
   local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false
+  local root_device='' precheck=true
   local -a positional=()
   while (($# > 0)); do
     case "$1" in
@@ -55,6 +60,9 @@ main() {
     --key-name | --key-name=*) option_value --key-name "$@"; key_name="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
     --client-token | --client-token=*)
       option_value --client-token "$@"; client_token="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --root-device | --root-device=*)
+      option_value --root-device "$@"; root_device="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
+    --no-precheck) precheck=false; shift ;;
     --wait) wait=true; shift ;;
     --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
       take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
@@ -91,6 +99,7 @@ main() {
   storage_gb=$((10#${storage_gb}))
   [[ -z "${security_group_id}" ]] || validate_security_group_id "${security_group_id}"
   validate_key_name "${key_name}"
+  [[ -z "${root_device}" ]] || validate_device_name "${root_device}"
   if [[ -z "${client_token}" ]]; then
     client_token="$(</proc/sys/kernel/random/uuid)"
   fi
@@ -100,15 +109,19 @@ main() {
 
   # Checked here rather than left to run-instances: the error is clearer, and an emulator that
   # accepts any key or image cannot make us launch with one that does not exist.
-  aws_ec2 describe-key-pairs --key-names="${key_name}" >/dev/null
-  local image root_device
-  image="$(aws_ec2 describe-images --image-ids="${ami}")"
-  root_device="$(jq -r '.Images[0].RootDeviceName // empty' <<<"${image}")"
-  if [[ -z "$(jq -r '.Images[0].ImageId // empty' <<<"${image}")" ]]; then
-    fail InvalidAMIID.NotFound "${EXIT_NOT_FOUND}" "the image id '${ami}' does not exist"
+  if [[ "${precheck}" == true ]]; then
+    aws_ec2 describe-key-pairs --key-names="${key_name}" >/dev/null
   fi
-  # Sizing the image's own root device resizes the root volume; any other name would add a disk.
-  [[ -n "${root_device}" ]] || root_device=/dev/xvda
+  if [[ -z "${root_device}" ]]; then
+    local image
+    image="$(aws_ec2 describe-images --image-ids="${ami}")"
+    if [[ -z "$(jq -r '.Images[0].ImageId // empty' <<<"${image}")" ]]; then
+      fail InvalidAMIID.NotFound "${EXIT_NOT_FOUND}" "the image id '${ami}' does not exist"
+    fi
+    root_device="$(jq -r '.Images[0].RootDeviceName // empty' <<<"${image}")"
+    # Sizing the image's own root device resizes the root volume; any other name would add a disk.
+    [[ -n "${root_device}" ]] || root_device=/dev/xvda
+  fi
 
   local block_devices tags
   block_devices="$(jq -cn --arg device "${root_device}" --argjson size "${storage_gb}" \
@@ -136,15 +149,17 @@ main() {
     fail InvalidAwsOutput "${EXIT_OTHER}" 'run-instances answered without an instance id'
   err "launched ${instance_id}"
 
+  # The root volume is the size asked for (EC2 refuses a size the image does not fit), so it is not
+  # read back.
+  READ_STORAGE=false
   local document
   if [[ "${wait}" == true ]]; then
     document="$(wait_for_state "${instance_id}" running "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" pending)"
   else
     # run-instances already describes the instance; describing it again right away can answer
     # NotFound on AWS, whose reads lag behind a launch by a few seconds.
-    document="$(jq '{Reservations: [.]}' <<<"${launched}" | instances_from_reservations | jq '.[0]')"
+    document="$(document_of "$(jq '{Reservations: [.]}' <<<"${launched}")")"
   fi
-  # Right after launch EC2 may not list the volume yet; the size we asked for is the size it gets.
   jq --argjson requested "${storage_gb}" '.storage_gb //= $requested' <<<"${document}"
 }
 

@@ -7,12 +7,13 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
   cat <<USAGE
-Usage: ${SCRIPT_NAME} INSTANCE_ID
+Usage: ${SCRIPT_NAME} [options] INSTANCE_ID
 
 Print the instance as JSON (see README.md, "Instance document").
 
 Options:
-  -h, --help   print this help
+  --no-storage   leave storage_gb null instead of reading the root volume (one AWS call fewer)
+  -h, --help     print this help
 
 Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 5 throttled/unavailable,
             6 credentials/permission, 7 timed out, 8 missing aws/jq.
@@ -20,7 +21,17 @@ USAGE
 }
 
 main() {
-  only_positional INSTANCE_ID "$@"
+  local -a positional=()
+  while (($# > 0)); do
+    case "$1" in
+    -h | --help) usage; exit "${EXIT_OK}" ;;
+    --no-storage) READ_STORAGE=false; shift ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) positional+=("$1"); shift ;;
+    esac
+  done
+  one_positional INSTANCE_ID "${positional[@]}"
   validate_instance_id "${ARGUMENT}"
   require_tools
   describe_instance_document "${ARGUMENT}"

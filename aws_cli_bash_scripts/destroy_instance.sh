@@ -11,13 +11,16 @@ Usage: ${SCRIPT_NAME} [options] INSTANCE_ID
 
 Terminate the instance and print it as JSON (see README.md, "Instance document"). Termination
 cannot be undone; its root volume is deleted with it. Terminating an instance that is already
-terminated succeeds and changes nothing.
+terminated succeeds, says so, and changes nothing.
 
 Options (each also as --option=value):
   --wait               wait until the instance is terminated before printing it
   --wait-timeout S     with --wait, give up after S seconds (default 600): exit 7
   --poll-interval S    with --wait, seconds between checks (default 5)
   --allow-unmanaged    also terminate an instance not tagged ManagedBy=ec2-creator
+  --no-precheck        skip the read that checks the ManagedBy tag first, for a caller that
+                       knows the instance is managed (one AWS call fewer)
+  --no-storage         leave storage_gb null instead of reading the root volume (one call fewer)
   -h, --help           print this help
 
 Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
@@ -28,13 +31,15 @@ USAGE
 }
 
 main() {
-  local wait=false allow_unmanaged=false
+  local wait=false allow_unmanaged=false precheck=true
   local -a positional=()
   while (($# > 0)); do
     case "$1" in
     -h | --help) usage; exit "${EXIT_OK}" ;;
     --wait) wait=true; shift ;;
     --allow-unmanaged) allow_unmanaged=true; shift ;;
+    --no-precheck) precheck=false; shift ;;
+    --no-storage) READ_STORAGE=false; shift ;;
     --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
       take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
     --) shift; positional+=("$@"); break ;;
@@ -49,14 +54,24 @@ main() {
   require_tools
 
   # A mistyped id must not take down somebody else's machine.
-  local before
-  before="$(describe_instance_document "${instance_id}")"
-  if [[ "${allow_unmanaged}" != true && "$(jq -r '.managed' <<<"${before}")" != true ]]; then
-    fail NotManaged "${EXIT_CONFLICT}" \
-      "${instance_id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
+  if [[ "${precheck}" == true ]]; then
+    local reservations state
+    reservations="$(instance_reservations "${instance_id}")"
+    if [[ "${allow_unmanaged}" != true && "$(document_of "${reservations}" | jq -r '.managed')" != true ]]; then
+      fail NotManaged "${EXIT_CONFLICT}" \
+        "${instance_id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
+    fi
+    state="$(instance_state "${reservations}")"
+    if [[ "${state}" == terminated ]]; then
+      err "${instance_id} is already terminated; nothing to do"
+      document_of "${reservations}"
+      return 0
+    fi
   fi
   err "terminating ${instance_id}"
-  aws_ec2 terminate-instances --instance-ids="${instance_id}" >/dev/null
+  local previous
+  previous="$(act_on_instance terminate terminate-instances "${instance_id}")"
+  [[ "${previous}" != terminated ]] || err "${instance_id} was already terminated; nothing changed"
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" terminated "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" \
       'pending running stopping stopped shutting-down'

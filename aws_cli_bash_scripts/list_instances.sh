@@ -17,6 +17,7 @@ Options (each also as --option=value):
   --state STATE    only instances in STATE (repeatable): pending running stopping stopped
                    shutting-down terminated
   --page-size N    ask EC2 for N instances per call (5 to 1000); every page is read anyway
+  --no-storage     leave storage_gb null instead of reading root volumes (one AWS call fewer)
   -h, --help       print this help
 
 Exit codes: 0 ok, 1 other, 2 usage, 5 throttled/unavailable, 6 credentials/permission,
@@ -31,6 +32,7 @@ main() {
     case "$1" in
     -h | --help) usage; exit "${EXIT_OK}" ;;
     --all) all=true; shift ;;
+    --no-storage) READ_STORAGE=false; shift ;;
     --state | --state=*)
       option_value --state "$@"; validate_state "${OPTION_VALUE}"; states+=("${OPTION_VALUE}")
       shift "${OPTION_SHIFT}" ;;

@@ -57,6 +57,19 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     }
   }
 
+  // The listing leaves out volume sizes (a record keeps its own); an instance recorded for the first time
+  // has them read once. Without them it is still recorded: the size is the least of what matters.
+  async function withStorage(instance: Ec2Instance, ctx?: OpContext): Promise<Ec2Instance> {
+    try {
+      return await ec2.describeInstance(instance.id, run(ctx), { storage: true });
+    } catch (error) {
+      logger.warn('reconciliation could not read the root volume of an instance it imports', {
+        request_id: ctx?.requestId, instance_id: instance.id, error: (error as Error).message,
+      });
+      return instance;
+    }
+  }
+
   return {
     async syncOnce(ctx) {
       // Only records that existed before EC2 was read can be judged by that read; likewise a launch counts
@@ -138,7 +151,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
             loginUser: await loginUserOf(instance, ctx),
             lastError: null,
           },
-          snapshotOf(instance),
+          snapshotOf(await withStorage(instance, ctx)),
         );
         counts.imported += 1;
         logger.info('reconciliation imported an instance launched outside the API', {

@@ -10,6 +10,7 @@ import {
   describeAjvErrors, validateEc2Image, validateEc2Instance, validateEc2InstanceList, validateEc2KeyPair,
   validateEc2SecurityGroup,
 } from '../schemas/validators.js';
+import { ScriptError } from './errors.js';
 import type { RunContext, ScriptRunner } from './runner.js';
 
 export interface CreateInstanceInput {
@@ -20,7 +21,19 @@ export interface CreateInstanceInput {
   keyName: string;
   clientToken: string;
   securityGroupId?: string | undefined;
+  /** The image's root device, when the caller has read the image: the script then does not read it again. */
+  rootDevice?: string | null | undefined;
+  /** The key pair is known to exist: the script then does not check it first. */
+  keyChecked?: boolean | undefined;
 }
+
+/**
+ * What the service already knows, so the scripts need not ask EC2 again: a recorded instance is managed
+ * and its state is on record (the script's own check before acting is skipped; EC2 still refuses what the
+ * state does not allow), and its root volume size never changes after launch (not read back; a null
+ * storage_gb keeps the recorded size).
+ */
+const KNOWN_RECORD = ['--no-precheck', '--no-storage'];
 
 /** The script's own wait bound, kept inside the runner's kill timeout so the script reports 7 first. */
 export function waitTimeoutSeconds(runnerTimeoutMs: number): number {
@@ -36,12 +49,25 @@ export async function createInstance(runner: ScriptRunner, input: CreateInstance
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
   const args = [`--key-name=${input.keyName}`, `--client-token=${input.clientToken}`, '--wait', `--wait-timeout=${wait}`];
   if (input.securityGroupId) args.push(`--security-group-id=${input.securityGroupId}`);
+  if (input.rootDevice) args.push(`--root-device=${input.rootDevice}`);
+  if (input.keyChecked) args.push('--no-precheck');
   args.push('--', input.name, input.ami, input.instanceType, String(input.storageGb));
   return runner.run('create_instance.sh', args, validateEc2Instance, { clientInput: true, ...ctx });
 }
 
-export async function describeInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
-  return runner.run('describe_instance.sh', ['--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
+export interface DescribeOptions {
+  /** Read the root volume's size too (one AWS call more): only an instance without a record needs it. */
+  storage?: boolean | undefined;
+}
+
+export async function describeInstance(
+  runner: ScriptRunner,
+  instanceId: string,
+  ctx: RunContext = {},
+  options: DescribeOptions = {},
+): Promise<Ec2Instance> {
+  const args = options.storage ? ['--', instanceId] : ['--no-storage', '--', instanceId];
+  return runner.run('describe_instance.sh', args, validateEc2Instance, { clientInput: true, ...ctx });
 }
 
 export async function describeImage(runner: ScriptRunner, amiId: string, ctx: RunContext = {}): Promise<Ec2Image> {
@@ -60,7 +86,8 @@ export async function listInstances(
   options: { all?: boolean; state?: string } = {},
   ctx: RunContext = {},
 ): Promise<Ec2InstanceListing> {
-  const args: string[] = [];
+  // Sizes are read only for an instance being imported (describeInstance with storage).
+  const args: string[] = ['--no-storage'];
   if (options.all) args.push('--all');
   if (options.state) args.push(`--state=${options.state}`);
   const listed = await runner.run('list_instances.sh', args, validateEc2InstanceList, ctx);
@@ -83,7 +110,7 @@ export async function listInstances(
 
 export async function startInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
-  return runner.run('start_instance.sh', [`--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
+  return runner.run('start_instance.sh', [...KNOWN_RECORD, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
     clientInput: true,
     ...ctx,
   });
@@ -91,14 +118,14 @@ export async function startInstance(runner: ScriptRunner, instanceId: string, ct
 
 export async function stopInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
-  return runner.run('stop_instance.sh', [`--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
+  return runner.run('stop_instance.sh', [...KNOWN_RECORD, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
     clientInput: true,
     ...ctx,
   });
 }
 
 export async function destroyInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
-  return runner.run('destroy_instance.sh', ['--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
+  return runner.run('destroy_instance.sh', [...KNOWN_RECORD, '--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
 }
 
 export async function ensureSecurityGroup(
@@ -129,7 +156,7 @@ export async function ensureKeyPair(
 /** What the domain depends on: the adapters bound to one runner (tests may pass fakes). */
 export interface Ec2 {
   createInstance(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance>;
-  describeInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
+  describeInstance(instanceId: string, ctx?: RunContext, options?: DescribeOptions): Promise<Ec2Instance>;
   describeImage(amiId: string, ctx?: RunContext): Promise<Ec2Image>;
   listInstances(options?: { all?: boolean; state?: string }, ctx?: RunContext): Promise<Ec2InstanceListing>;
   startInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
@@ -139,11 +166,48 @@ export interface Ec2 {
   ensureKeyPair(name: string, options?: { create?: boolean; privateKeyFile?: string }, ctx?: RunContext): Promise<Ec2KeyPair>;
 }
 
+/** Images remembered at most; an AMI's architecture and root device never change once it is available. */
+const IMAGES_REMEMBERED = 256;
+
+/**
+ * The adapters bound to one runner, remembering what EC2 cannot change behind our back so it is asked
+ * once: images that are available (an AMI's architecture and root device are fixed), and key pairs a
+ * launch has used (a key deleted since makes EC2 refuse the launch, which forgets it again).
+ */
 export function createEc2(runner: ScriptRunner): Ec2 {
+  const images = new Map<string, Ec2Image>();
+  const checkedKeys = new Set<string>();
+
+  async function describeImageOnce(amiId: string, ctx?: RunContext): Promise<Ec2Image> {
+    const known = images.get(amiId);
+    if (known) return known;
+    const image = await describeImage(runner, amiId, ctx);
+    if (image.state === 'available') {
+      if (images.size >= IMAGES_REMEMBERED) images.delete(images.keys().next().value as string);
+      images.set(amiId, image);
+    }
+    return image;
+  }
+
+  async function createOnce(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance> {
+    const rootDevice = input.rootDevice ?? images.get(input.ami)?.root_device_name;
+    const keyChecked = input.keyChecked ?? checkedKeys.has(input.keyName);
+    try {
+      const instance = await createInstance(runner, { ...input, rootDevice, keyChecked }, ctx);
+      checkedKeys.add(input.keyName);
+      return instance;
+    } catch (error) {
+      const awsCode = error instanceof ScriptError ? (error.details.code ?? '') : '';
+      if (awsCode.startsWith('InvalidKeyPair')) checkedKeys.delete(input.keyName);
+      if (awsCode.startsWith('InvalidAMIID')) images.delete(input.ami);
+      throw error;
+    }
+  }
+
   return {
-    createInstance: (input, ctx) => createInstance(runner, input, ctx),
-    describeInstance: (id, ctx) => describeInstance(runner, id, ctx),
-    describeImage: (id, ctx) => describeImage(runner, id, ctx),
+    createInstance: createOnce,
+    describeInstance: (id, ctx, options) => describeInstance(runner, id, ctx, options),
+    describeImage: describeImageOnce,
     listInstances: (options, ctx) => listInstances(runner, options, ctx),
     startInstance: (id, ctx) => startInstance(runner, id, ctx),
     stopInstance: (id, ctx) => stopInstance(runner, id, ctx),

@@ -170,6 +170,12 @@ validate_name() {
     usage_error 'the name may hold only letters, digits, spaces and _ . : / = + - @'
 }
 
+# A device name as EC2 reports an image's root device: /dev/xvda, /dev/sda1, /dev/nvme0n1.
+validate_device_name() {
+  [[ "$1" =~ ^/dev/[a-z][a-z0-9]{1,31}$ ]] ||
+    usage_error "invalid device name '$1': expected /dev/ and a name such as xvda or sda1"
+}
+
 validate_instance_type() {
   [[ "$1" =~ ^[a-z][a-z0-9-]*\.[a-z0-9]+$ && ${#1} -le 32 ]] ||
     usage_error "invalid instance type '$1': expected a family and a size such as t3.micro"
@@ -385,49 +391,93 @@ volume_sizes() {
   printf '%s\n' "${sizes}"
 }
 
+# Whether instance documents carry storage_gb. Reading it costs a describe-volumes call; a caller
+# that already knows the size (the service keeps it from the launch) turns this off with
+# --no-storage, and storage_gb is then null.
+READ_STORAGE=true
+
 # instances_from_reservations: read describe-instances output on stdin, print a JSON array of
-# instance documents (volume sizes looked up in one extra call).
+# instance documents (volume sizes looked up in one extra call, unless READ_STORAGE is false).
 instances_from_reservations() {
-  local reservations sizes
+  local reservations sizes='{}'
   local -a volume_ids=()
   reservations="$(cat)"
-  mapfile -t volume_ids < <(jq -r \
-    '.Reservations[]?.Instances[]? | .RootDeviceName as $r
-     | (.BlockDeviceMappings // [])[] | select(.DeviceName == $r) | .Ebs.VolumeId // empty' \
-    <<<"${reservations}")
-  sizes='{}'
-  if ((${#volume_ids[@]} > 0)); then
-    sizes="$(volume_sizes "${volume_ids[@]}")"
+  if [[ "${READ_STORAGE}" == true ]]; then
+    mapfile -t volume_ids < <(jq -r \
+      '.Reservations[]?.Instances[]? | .RootDeviceName as $r
+       | (.BlockDeviceMappings // [])[] | select(.DeviceName == $r) | .Ebs.VolumeId // empty' \
+      <<<"${reservations}")
+    if ((${#volume_ids[@]} > 0)); then
+      sizes="$(volume_sizes "${volume_ids[@]}")"
+    fi
   fi
   jq -c --argjson sizes "${sizes}" "${INSTANCE_JQ}"'
     [.Reservations[]?.Instances[]? | instance($sizes)]' <<<"${reservations}"
 }
 
-# describe_instance_document INSTANCE_ID: the instance document, or exit 3 when EC2 does not know it.
-describe_instance_document() {
-  local id="$1" instances
-  instances="$(aws_ec2 describe-instances --instance-ids="${id}" | instances_from_reservations)"
-  if [[ "$(jq 'length' <<<"${instances}")" == 0 ]]; then
+# instance_reservations INSTANCE_ID: describe-instances output for the instance, or exit 3 when EC2
+# does not know it.
+instance_reservations() {
+  local id="$1" reservations
+  reservations="$(aws_ec2 describe-instances --instance-ids="${id}")"
+  if [[ "$(jq '[.Reservations[]?.Instances[]?] | length' <<<"${reservations}")" == 0 ]]; then
     fail InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist"
   fi
-  jq '.[0]' <<<"${instances}"
+  printf '%s\n' "${reservations}"
+}
+
+# instance_state RESERVATIONS: the state of the one instance in a describe-instances answer.
+instance_state() {
+  jq -r '[.Reservations[]?.Instances[]?][0].State.Name' <<<"$1"
+}
+
+# document_of RESERVATIONS: the instance document of the one instance in a describe-instances answer.
+document_of() {
+  instances_from_reservations <<<"$1" | jq '.[0]'
+}
+
+# describe_instance_document INSTANCE_ID: the instance document, or exit 3 when EC2 does not know it.
+describe_instance_document() {
+  local reservations
+  reservations="$(instance_reservations "$1")"
+  document_of "${reservations}"
+}
+
+# act_on_instance VERB OPERATION INSTANCE_ID: make one state-changing call and print the state the
+# instance was in before it. EC2 refuses to start or stop a terminated instance itself; the
+# previous state is checked as well because an emulator may not (moto revives it).
+act_on_instance() {
+  local verb="$1" operation="$2" id="$3" answer previous
+  answer="$(aws_ec2 "${operation}" --instance-ids="${id}")"
+  previous="$(jq -r '[.StartingInstances[]?, .StoppingInstances[]?, .TerminatingInstances[]?]
+    | map(select(.InstanceId == $id))[0].PreviousState.Name // empty' --arg id "${id}" <<<"${answer}")"
+  [[ -n "${previous}" ]] ||
+    fail InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report ${id}"
+  if [[ "${operation}" != terminate-instances ]]; then
+    case "${previous}" in
+    shutting-down | terminated)
+      fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${previous}" ;;
+    esac
+  fi
+  printf '%s\n' "${previous}"
 }
 
 # wait_for_state INSTANCE_ID TARGET TIMEOUT_S POLL_S ALLOWED_PASSING_STATES:
 # poll until TARGET, print the instance document. A state outside TARGET and the passing ones
-# means someone else changed the instance: a conflict, not something to wait out.
+# means someone else changed the instance: a conflict, not something to wait out. Each poll is one
+# describe-instances call; volume sizes, which a state change cannot alter, are read once at the end.
 wait_for_state() {
-  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" document state='' remaining
+  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" reservations state='' remaining
   local deadline=$((SECONDS + timeout_s)) stuck
   err "waiting up to ${timeout_s}s for ${id} to be ${target}"
   while true; do
     # The bound may cut a poll short: the error still says what the last poll saw.
     stuck="${id} did not become ${target} within ${timeout_s}s"
     [[ -z "${state}" ]] || stuck="${id} is still ${state} after ${timeout_s}s (wanted ${target})"
-    document="$(AWS_CALL_DEADLINE="${deadline}" AWS_DEADLINE_MESSAGE="${stuck}" describe_instance_document "${id}")"
-    state="$(jq -r '.state' <<<"${document}")"
+    reservations="$(AWS_CALL_DEADLINE="${deadline}" AWS_DEADLINE_MESSAGE="${stuck}" instance_reservations "${id}")"
+    state="$(instance_state "${reservations}")"
     if [[ "${state}" == "${target}" ]]; then
-      printf '%s\n' "${document}"
+      document_of "${reservations}"
       return 0
     fi
     if [[ " ${passing} " != *" ${state} "* ]]; then

@@ -14,6 +14,9 @@ ${verb^} an instance, wait until it is ${target}, and print it as JSON
 
 Options (each also as --option=value):
   --no-wait            print the instance as soon as EC2 accepted the request
+  --no-precheck        skip the read that refuses a terminated instance before acting, for a
+                       caller that knows the state (EC2 refuses it anyway; one AWS call fewer)
+  --no-storage         leave storage_gb null instead of reading the root volume (one call fewer)
   --wait-timeout S     give up waiting after S seconds (default 600): exit 7
   --poll-interval S    seconds between checks while waiting (default 5)
   -h, --help           print this help
@@ -28,12 +31,15 @@ USAGE
 state_change_main() {
   local verb="$1" operation="$2" target="$3" passing="$4"
   shift 4
-  local wait=true
+  local wait=true precheck=true
   local -a positional=()
   while (($# > 0)); do
+    # shellcheck disable=SC2034 # READ_STORAGE is read by lib/common.sh
     case "$1" in
     -h | --help) state_change_usage "${verb}" "${target}"; exit "${EXIT_OK}" ;;
     --no-wait) wait=false; shift ;;
+    --no-precheck) precheck=false; shift ;;
+    --no-storage) READ_STORAGE=false; shift ;;
     --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
       take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
     --) shift; positional+=("$@"); break ;;
@@ -47,16 +53,20 @@ state_change_main() {
   validate_wait_options
   require_tools
 
-  # EC2 refuses to start or stop a terminated instance; checking first gives the same answer on
-  # every endpoint (moto, for one, would happily "stop" it).
-  local state
-  state="$(describe_instance_document "${instance_id}" | jq -r '.state')"
-  case "${state}" in
-  shutting-down | terminated)
-    fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${instance_id}: it is ${state}" ;;
-  esac
-  err "${verb} ${instance_id} (now ${state})"
-  aws_ec2 "${operation}" --instance-ids="${instance_id}" >/dev/null
+  # Checking first gives a clear answer before anything changes, and keeps an emulator that would
+  # revive a terminated instance from doing so.
+  if [[ "${precheck}" == true ]]; then
+    local reservations state
+    reservations="$(instance_reservations "${instance_id}")"
+    state="$(instance_state "${reservations}")"
+    case "${state}" in
+    shutting-down | terminated)
+      fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${instance_id}: it is ${state}" ;;
+    esac
+  fi
+  local previous
+  previous="$(act_on_instance "${verb}" "${operation}" "${instance_id}")"
+  err "${verb} ${instance_id} (was ${previous})"
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" "${target}" "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" "${passing}"
   else
