@@ -18,8 +18,6 @@ Options (each also as --option=value):
   --wait-timeout S     with --wait, give up after S seconds (default 600): exit 7
   --poll-interval S    with --wait, seconds between checks (default 5)
   --allow-unmanaged    also terminate an instance not tagged ManagedBy=ec2-creator
-  --no-precheck        skip the read that checks the ManagedBy tag first, for a caller that
-                       knows the instance is managed (one AWS call fewer)
   --no-storage         leave storage_gb null instead of reading the root volume (one call fewer)
   -h, --help           print this help
 
@@ -31,14 +29,13 @@ USAGE
 }
 
 main() {
-  local wait=false allow_unmanaged=false precheck=true
+  local wait=false allow_unmanaged=false
   local -a positional=()
   while (($# > 0)); do
     case "$1" in
     -h | --help) usage; exit "${EXIT_OK}" ;;
     --wait) wait=true; shift ;;
     --allow-unmanaged) allow_unmanaged=true; shift ;;
-    --no-precheck) precheck=false; shift ;;
     --no-storage) READ_STORAGE=false; shift ;;
     --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
       take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
@@ -53,30 +50,29 @@ main() {
   validate_wait_options
   require_tools
 
-  # A mistyped id must not take down somebody else's machine.
-  if [[ "${precheck}" == true ]]; then
-    local reservations state
-    reservations="$(instance_reservations "${instance_id}")"
-    if [[ "${allow_unmanaged}" != true && "$(document_of "${reservations}" | jq -r '.managed')" != true ]]; then
-      fail NotManaged "${EXIT_CONFLICT}" \
-        "${instance_id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
-    fi
-    state="$(instance_state "${reservations}")"
-    if [[ "${state}" == terminated ]]; then
-      err "${instance_id} is already terminated; nothing to do"
-      document_of "${reservations}"
-      return 0
-    fi
+  # A mistyped id must not take down somebody else's machine, nor a record whose tag someone removed.
+  local reservations before
+  reservations="$(instance_reservations "${instance_id}")"
+  before="$(document_of "${reservations}")"
+  if [[ "${allow_unmanaged}" != true && "$(jq -r '.managed' <<<"${before}")" != true ]]; then
+    fail NotManaged "${EXIT_CONFLICT}" \
+      "${instance_id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
+  fi
+  if [[ "$(jq -r '.state' <<<"${before}")" == terminated ]]; then
+    err "${instance_id} is already terminated; nothing to do"
+    printf '%s\n' "${before}"
+    return 0
   fi
   err "terminating ${instance_id}"
-  local previous
-  previous="$(act_on_instance terminate terminate-instances "${instance_id}")"
-  [[ "${previous}" != terminated ]] || err "${instance_id} was already terminated; nothing changed"
+  local states
+  states="$(act_on_instance terminate terminate-instances "${instance_id}")"
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" terminated "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" \
       'pending running stopping stopped shutting-down'
   else
-    describe_instance_document "${instance_id}"
+    # The instance as it was read a moment ago, in the state EC2's answer reports: reading it again
+    # would tell nothing more.
+    jq --arg state "${states#* }" '.state = $state' <<<"${before}"
   fi
 }
 

@@ -28,12 +28,14 @@ export interface CreateInstanceInput {
 }
 
 /**
- * What the service already knows, so the scripts need not ask EC2 again: a recorded instance is managed
- * and its state is on record (the script's own check before acting is skipped; EC2 still refuses what the
- * state does not allow), and its root volume size never changes after launch (not read back; a null
- * storage_gb keeps the recorded size).
+ * What the service already knows, so the scripts need not ask EC2 again: the state of a recorded
+ * instance is on record (the script's own check before a start or stop is skipped; EC2 still refuses what
+ * the state does not allow), and its root volume never changes size after launch (not read back; a null
+ * storage_gb keeps the recorded size). Destroy keeps its check that the instance is still tagged as
+ * managed: someone may have taken the tag off since it was recorded.
  */
-const KNOWN_RECORD = ['--no-precheck', '--no-storage'];
+const KNOWN_STATE = ['--no-precheck', '--no-storage'];
+const KNOWN_SIZE = ['--no-storage'];
 
 /** The script's own wait bound, kept inside the runner's kill timeout so the script reports 7 first. */
 export function waitTimeoutSeconds(runnerTimeoutMs: number): number {
@@ -110,7 +112,7 @@ export async function listInstances(
 
 export async function startInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
-  return runner.run('start_instance.sh', [...KNOWN_RECORD, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
+  return runner.run('start_instance.sh', [...KNOWN_STATE, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
     clientInput: true,
     ...ctx,
   });
@@ -118,14 +120,14 @@ export async function startInstance(runner: ScriptRunner, instanceId: string, ct
 
 export async function stopInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
-  return runner.run('stop_instance.sh', [...KNOWN_RECORD, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
+  return runner.run('stop_instance.sh', [...KNOWN_STATE, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
     clientInput: true,
     ...ctx,
   });
 }
 
 export async function destroyInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
-  return runner.run('destroy_instance.sh', [...KNOWN_RECORD, '--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
+  return runner.run('destroy_instance.sh', [...KNOWN_SIZE, '--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
 }
 
 export async function ensureSecurityGroup(

@@ -444,22 +444,25 @@ describe_instance_document() {
 }
 
 # act_on_instance VERB OPERATION INSTANCE_ID: make one state-changing call and print the state the
-# instance was in before it. EC2 refuses to start or stop a terminated instance itself; the
-# previous state is checked as well because an emulator may not (moto revives it).
+# instance was in before it and the state EC2 says it is in now ("running stopping"). EC2 refuses to
+# start or stop a terminated instance itself; the previous state is checked as well because an
+# emulator may not (moto revives it).
 act_on_instance() {
-  local verb="$1" operation="$2" id="$3" answer previous
+  local verb="$1" operation="$2" id="$3" answer states previous
   answer="$(aws_ec2 "${operation}" --instance-ids="${id}")"
-  previous="$(jq -r '[.StartingInstances[]?, .StoppingInstances[]?, .TerminatingInstances[]?]
-    | map(select(.InstanceId == $id))[0].PreviousState.Name // empty' --arg id "${id}" <<<"${answer}")"
-  [[ -n "${previous}" ]] ||
-    fail InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report ${id}"
+  states="$(jq -r --arg id "${id}" '[.StartingInstances[]?, .StoppingInstances[]?, .TerminatingInstances[]?]
+    | map(select(.InstanceId == $id))[0] // {} | "\(.PreviousState.Name // "") \(.CurrentState.Name // "")"' \
+    <<<"${answer}")"
+  previous="${states%% *}"
+  [[ -n "${previous}" && -n "${states#* }" ]] ||
+    fail InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report the states of ${id}"
   if [[ "${operation}" != terminate-instances ]]; then
     case "${previous}" in
     shutting-down | terminated)
       fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${previous}" ;;
     esac
   fi
-  printf '%s\n' "${previous}"
+  printf '%s\n' "${states}"
 }
 
 # wait_for_state INSTANCE_ID TARGET TIMEOUT_S POLL_S ALLOWED_PASSING_STATES:

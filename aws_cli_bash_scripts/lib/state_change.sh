@@ -64,9 +64,9 @@ state_change_main() {
       fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${instance_id}: it is ${state}" ;;
     esac
   fi
-  local previous
-  previous="$(act_on_instance "${verb}" "${operation}" "${instance_id}")"
-  err "${verb} ${instance_id} (was ${previous})"
+  local states
+  states="$(act_on_instance "${verb}" "${operation}" "${instance_id}")"
+  err "${verb} ${instance_id} (was ${states%% *})"
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" "${target}" "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" "${passing}"
   else

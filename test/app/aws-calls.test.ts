@@ -63,7 +63,7 @@ describe('the AWS calls behind each API operation', () => {
 
     const deleted = await request(h.app).delete(`/instances/${id}`);
     assert.equal(deleted.status, 204);
-    assert.deepEqual(calls.operations(), ['terminate-instances', 'describe-instances']);
+    assert.deepEqual(calls.operations(), ['describe-instances', 'terminate-instances'], 'the managed check, then the change');
     assert.equal((await ec2InstanceById(id)).State.Name, 'terminated');
     assert.equal(h.row(id)?.state, 'terminated');
     assert.equal(h.row(id)?.storage_gb, 9);

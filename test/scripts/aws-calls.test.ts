@@ -101,11 +101,15 @@ describe('the AWS calls each script makes', () => {
   });
 
   describe('destroy_instance.sh', () => {
-    it('when the caller vouches that the instance is managed, then it terminates and reads it back, two calls', async () => {
-      const { id } = await launchManaged('destroy-known');
-      const result = await run('destroy_instance.sh', ['--no-precheck', '--no-storage', id]);
+    it('when an instance is destroyed, then it is read once (the managed check) and terminated: two calls, printed in the state EC2 answered', async () => {
+      const { id } = await launchManaged('destroyed');
+      const result = await run('destroy_instance.sh', ['--no-storage', id]);
       assert.equal(result.exitCode, 0, result.stderr);
-      assert.deepEqual(calls.operations(), ['terminate-instances', 'describe-instances']);
+      assert.deepEqual(calls.operations(), ['describe-instances', 'terminate-instances']);
+      const printed = result.json();
+      assert.equal(printed.id, id);
+      assert.equal(printed.name, 'destroyed');
+      assert.ok(['shutting-down', 'terminated'].includes(printed.state), printed.state);
       assert.equal((await ec2InstanceById(id)).State.Name, 'terminated');
     });
 
