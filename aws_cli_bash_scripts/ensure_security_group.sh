@@ -57,14 +57,14 @@ main() {
     aws_ec2 describe-vpcs --vpc-ids="${vpc_id}" >/dev/null
   fi
 
-  local filters groups group_id created=false
+  local filters groups group created=false
   filters="$(jq -cn --arg name "${name}" --arg vpc "${vpc_id}" \
     '[{Name: "group-name", Values: [$name]}, {Name: "vpc-id", Values: [$vpc]}]')"
   groups="$(aws_ec2 describe-security-groups --filters="${filters}")"
-  group_id="$(jq -r '.SecurityGroups[0].GroupId // empty' <<<"${groups}")"
-  if [[ -z "${group_id}" ]]; then
+  group="$(jq -c '.SecurityGroups[0] // empty' <<<"${groups}")"
+  if [[ -z "${group}" ]]; then
     err "creating security group ${name} in ${vpc_id}"
-    local tags
+    local tags group_id
     tags="$(jq -cn --arg name "${name}" --arg key "${MANAGED_TAG_KEY}" --arg value "${MANAGED_TAG_VALUE}" \
       '[{ResourceType: "security-group", Tags: [{Key: "Name", Value: $name}, {Key: $key, Value: $value}]}]')"
     group_id="$(aws_ec2 create-security-group --group-name="${name}" --vpc-id="${vpc_id}" \
@@ -73,32 +73,37 @@ main() {
     [[ -n "${group_id}" ]] ||
       fail InvalidAwsOutput "${EXIT_OTHER}" 'create-security-group answered without a group id'
     created=true
-    groups="$(aws_ec2 describe-security-groups --group-ids="${group_id}")"
+    # A new group allows no inbound traffic: nothing to read back.
+    group="$(jq -cn --arg id "${group_id}" --arg name "${name}" --arg vpc "${vpc_id}" \
+      '{GroupId: $id, GroupName: $name, VpcId: $vpc, IpPermissions: []}')"
   fi
 
   # Only the missing rules are added, so a second run makes no call that could fail as a duplicate.
   local missing
   missing="$(jq -c --arg cidr "${cidr}" '
-    [.SecurityGroups[0].IpPermissions[]?
+    [.IpPermissions[]?
       | select(.IpProtocol == "tcp" and .FromPort == .ToPort and any(.IpRanges[]?; .CidrIp == $cidr))
       | .FromPort] as $present
     | [$ARGS.positional[] | tonumber | select(. as $port | $present | index($port) | not)
        | {IpProtocol: "tcp", FromPort: ., ToPort: ., IpRanges: [{CidrIp: $cidr}]}]' \
-    --args "${PORTS[@]}" <<<"${groups}")"
+    --args "${PORTS[@]}" <<<"${group}")"
   if [[ "${missing}" != '[]' ]]; then
+    local group_id
+    group_id="$(jq -r '.GroupId' <<<"${group}")"
     err "allowing tcp $(jq -r '[.[].FromPort] | join(", ")' <<<"${missing}") from ${cidr} in ${group_id}"
     aws_ec2 authorize-security-group-ingress --group-id="${group_id}" --ip-permissions="${missing}" >/dev/null
-    groups="$(aws_ec2 describe-security-groups --group-ids="${group_id}")"
+    # EC2 accepted exactly these rules; the group now holds them beside the ones it had.
+    group="$(jq -c --argjson added "${missing}" '.IpPermissions = ((.IpPermissions // []) + $added)' <<<"${group}")"
   fi
 
-  jq --argjson created "${created}" '.SecurityGroups[0] | {
+  jq --argjson created "${created}" '{
       id: .GroupId,
       name: .GroupName,
       vpc_id: .VpcId,
       created: $created,
       rules: [.IpPermissions[]? | select(.IpProtocol == "tcp") | .FromPort as $port
               | .IpRanges[]? | {protocol: "tcp", port: $port, cidr: .CidrIp}] | sort_by(.port, .cidr)
-    }' <<<"${groups}"
+    }' <<<"${group}"
 }
 
 main "$@"

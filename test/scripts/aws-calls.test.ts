@@ -4,7 +4,7 @@
  * it acts; a caller that knows the answers (the service keeps records) says so and saves the calls. The
  * fake aws passes every call through to the real CLI and records its operation.
  */
-import { StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeSecurityGroupsCommand, StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
@@ -152,6 +152,23 @@ describe('the AWS calls each script makes', () => {
       const described = await run('describe_instance.sh', [id]);
       assert.equal(described.json().storage_gb, 8);
       assert.deepEqual(calls.operations(), ['describe-instances', 'describe-volumes']);
+    });
+  });
+
+  describe('ensure_security_group.sh', () => {
+    it('when the group is new, then it finds the default VPC, creates the group and adds the rules without reading them back', async () => {
+      const result = await run('ensure_security_group.sh', ['--name=counted', '--cidr=203.0.113.9/32']);
+      assert.equal(result.exitCode, 0, result.stderr);
+      assert.deepEqual(calls.operations(), ['describe-vpcs', 'describe-security-groups', 'create-security-group', 'authorize-security-group-ingress']);
+      const group = (await ec2Client().send(new DescribeSecurityGroupsCommand({ GroupIds: [result.json().id] }))).SecurityGroups?.[0];
+      const inEc2 = (group?.IpPermissions ?? []).map((rule) => ({ protocol: rule.IpProtocol, port: rule.FromPort, cidr: rule.IpRanges?.[0]?.CidrIp }));
+      assert.deepEqual(result.json().rules, inEc2.sort((a, b) => (a.port ?? 0) - (b.port ?? 0)));
+      calls.clear();
+
+      const again = await run('ensure_security_group.sh', ['--name=counted', '--cidr=203.0.113.9/32']);
+      assert.equal(again.exitCode, 0, again.stderr);
+      assert.deepEqual(calls.operations(), ['describe-vpcs', 'describe-security-groups']);
+      assert.deepEqual(again.json().rules, result.json().rules);
     });
   });
 });

@@ -61,6 +61,7 @@ describe('ensure_security_group.sh', () => {
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(result.json().created, false);
     assert.deepEqual(openPorts((await groupByName('partial'))[0], '192.0.2.0/24'), [22, 80, 443]);
+    assert.deepEqual(result.json().rules, [22, 80, 443].map((port) => ({ protocol: 'tcp', port, cidr: '192.0.2.0/24' })));
   });
 
   it('when no CIDR is given, then it opens to 0.0.0.0/0 and warns on stderr', async () => {
