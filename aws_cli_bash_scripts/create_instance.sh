@@ -41,36 +41,36 @@ Exit codes: 0 ok, 1 other, 2 usage, 3 not found (AMI, key pair, group), 4 confli
 EOF
 }
 
+readonly -a VALUE_OPTIONS=(
+  --name --ami --instance-type --storage-gb --security-group-id --key-name --client-token --root-device
+  --wait-timeout --poll-interval
+)
+readonly -a FLAG_OPTIONS=(--no-precheck --wait)
+
+# take_option NAME [VALUE]: sets main's locals (see lib/options.sh).
+take_option() {
+  case "$1" in
+  --name) name="$2" ;;
+  --ami) ami="$2" ;;
+  --instance-type) instance_type="$2" ;;
+  --storage-gb) storage_gb="$2" ;;
+  --security-group-id) security_group_id="$2" ;;
+  --key-name) key_name="$2" ;;
+  --client-token) client_token="$2" ;;
+  --root-device) root_device="$2" ;;
+  --wait-timeout) WAIT_TIMEOUT_S="$2" ;;
+  --poll-interval) POLL_INTERVAL_S="$2" ;;
+  --no-precheck) precheck=false ;;
+  --wait) wait=true ;;
+  esac
+}
+
 main() {
   local name='' ami='' instance_type='' storage_gb='' security_group_id=''
   local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false
   local root_device='' precheck=true
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --name | --name=*) option_value --name "$@"; name="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --ami | --ami=*) option_value --ami "$@"; ami="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --instance-type | --instance-type=*)
-      option_value --instance-type "$@"; instance_type="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --storage-gb | --storage-gb=*)
-      option_value --storage-gb "$@"; storage_gb="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --security-group-id | --security-group-id=*)
-      option_value --security-group-id "$@"; security_group_id="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --key-name | --key-name=*) option_value --key-name "$@"; key_name="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --client-token | --client-token=*)
-      option_value --client-token "$@"; client_token="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --root-device | --root-device=*)
-      option_value --root-device "$@"; root_device="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --no-precheck) precheck=false; shift ;;
-    --wait) wait=true; shift ;;
-    --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
-      take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
+  parse_options "$@"
+  local -a positional=("${POSITIONAL_ARGUMENTS[@]}")
 
   if ((${#positional[@]} > 5)); then
     usage_error "expected at most 5 arguments, got ${#positional[@]}"

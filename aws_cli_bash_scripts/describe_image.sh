@@ -20,8 +20,15 @@ Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 5 throttled/unavailable,
 USAGE
 }
 
+readonly -a VALUE_OPTIONS=()
+readonly -a FLAG_OPTIONS=()
+
+# No options beyond -h: parse_options never calls this.
+take_option() { :; }
+
 main() {
-  only_positional AMI_ID "$@"
+  parse_options "$@"
+  one_positional AMI_ID "${POSITIONAL_ARGUMENTS[@]}"
   local ami="${ARGUMENT}" images
   validate_ami_id "${ami}"
   require_tools

@@ -20,18 +20,18 @@ Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 5 throttled/unavailable,
 USAGE
 }
 
+readonly -a VALUE_OPTIONS=()
+readonly -a FLAG_OPTIONS=(--no-storage)
+
+take_option() {
+  case "$1" in
+  --no-storage) READ_STORAGE=false ;;
+  esac
+}
+
 main() {
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --no-storage) READ_STORAGE=false; shift ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  one_positional INSTANCE_ID "${positional[@]}"
+  parse_options "$@"
+  one_positional INSTANCE_ID "${POSITIONAL_ARGUMENTS[@]}"
   validate_instance_id "${ARGUMENT}"
   require_tools
   describe_instance_document "${ARGUMENT}"

@@ -28,23 +28,24 @@ Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 not managed by ec2-creator (o
 USAGE
 }
 
+readonly -a VALUE_OPTIONS=(--wait-timeout --poll-interval)
+readonly -a FLAG_OPTIONS=(--wait --allow-unmanaged --no-storage)
+
+# take_option NAME [VALUE]: sets main's locals (see lib/options.sh).
+take_option() {
+  case "$1" in
+  --wait) wait=true ;;
+  --allow-unmanaged) allow_unmanaged=true ;;
+  --no-storage) READ_STORAGE=false ;;
+  --wait-timeout) WAIT_TIMEOUT_S="$2" ;;
+  --poll-interval) POLL_INTERVAL_S="$2" ;;
+  esac
+}
+
 main() {
   local wait=false allow_unmanaged=false
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --wait) wait=true; shift ;;
-    --allow-unmanaged) allow_unmanaged=true; shift ;;
-    --no-storage) READ_STORAGE=false; shift ;;
-    --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
-      take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  one_positional INSTANCE_ID "${positional[@]}"
+  parse_options "$@"
+  one_positional INSTANCE_ID "${POSITIONAL_ARGUMENTS[@]}"
   local instance_id="${ARGUMENT}"
   validate_instance_id "${instance_id}"
   validate_wait_options

@@ -34,21 +34,21 @@ key_pair_document() {
     }'
 }
 
+readonly -a VALUE_OPTIONS=(--private-key-file)
+readonly -a FLAG_OPTIONS=(--create)
+
+# take_option NAME [VALUE]: sets main's locals (see lib/options.sh).
+take_option() {
+  case "$1" in
+  --create) create=true ;;
+  --private-key-file) key_file="$2" ;;
+  esac
+}
+
 main() {
   local create=false key_file=''
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --create) create=true; shift ;;
-    --private-key-file | --private-key-file=*)
-      option_value --private-key-file "$@"; key_file="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  one_positional NAME "${positional[@]}"
+  parse_options "$@"
+  one_positional NAME "${POSITIONAL_ARGUMENTS[@]}"
   local name="${ARGUMENT}"
   validate_key_name "${name}"
   [[ -n "${key_file}" ]] || key_file="${HOME}/.ssh/${name}.pem"

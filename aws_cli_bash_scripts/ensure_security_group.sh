@@ -27,17 +27,22 @@ Exit codes: 0 ok, 1 other, 2 usage, 3 not found (VPC), 4 conflict, 5 throttled/u
 USAGE
 }
 
+readonly -a VALUE_OPTIONS=(--name --cidr --vpc-id)
+readonly -a FLAG_OPTIONS=()
+readonly TAKES_ARGUMENTS=false
+
+# take_option NAME [VALUE]: sets main's locals (see lib/options.sh).
+take_option() {
+  case "$1" in
+  --name) name="$2" ;;
+  --cidr) cidr="$2" ;;
+  --vpc-id) vpc_id="$2" ;;
+  esac
+}
+
 main() {
   local name=ec2-creator-ssh-web cidr='' vpc_id=''
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --name | --name=*) option_value --name "$@"; name="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --cidr | --cidr=*) option_value --cidr "$@"; cidr="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --vpc-id | --vpc-id=*) option_value --vpc-id "$@"; vpc_id="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    *) usage_error "unexpected argument '$1'" ;;
-    esac
-  done
+  parse_options "$@"
   validate_group_name "${name}"
   if [[ -z "${cidr}" ]]; then
     cidr=0.0.0.0/0

@@ -25,22 +25,24 @@ Exit codes: 0 ok, 1 other, 2 usage, 5 throttled/unavailable, 6 credentials/permi
 USAGE
 }
 
+readonly -a VALUE_OPTIONS=(--state --page-size)
+readonly -a FLAG_OPTIONS=(--all --no-storage)
+readonly TAKES_ARGUMENTS=false
+
+# take_option NAME [VALUE]: sets main's locals (see lib/options.sh).
+take_option() {
+  case "$1" in
+  --all) all=true ;;
+  --no-storage) READ_STORAGE=false ;;
+  --state) validate_state "$2"; states+=("$2") ;;
+  --page-size) page_size="$2" ;;
+  esac
+}
+
 main() {
   local all=false page_size=''
   local -a states=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --all) all=true; shift ;;
-    --no-storage) READ_STORAGE=false; shift ;;
-    --state | --state=*)
-      option_value --state "$@"; validate_state "${OPTION_VALUE}"; states+=("${OPTION_VALUE}")
-      shift "${OPTION_SHIFT}" ;;
-    --page-size | --page-size=*)
-      option_value --page-size "$@"; page_size="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    *) usage_error "unexpected argument '$1'" ;;
-    esac
-  done
+  parse_options "$@"
   [[ -z "${page_size}" ]] || validate_integer --page-size "${page_size}" 5 1000
   require_tools
 

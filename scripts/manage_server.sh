@@ -84,44 +84,34 @@ LOG_LINES="${LOG_LINES:-${LINES_FROM_ENVIRONMENT:-50}}"
 NODE_BIN="${NODE_BIN:-node}"
 MANAGE_SERVER_JENKINS_OVERRIDE="${MANAGE_SERVER_JENKINS_OVERRIDE:-true}"
 
-# option_value NAME "$@": the value of --name VALUE or --name=VALUE; sets OPTION_VALUE and OPTION_SHIFT.
-option_value() {
-  local name="$1"
-  shift
-  if [[ "$1" == "${name}="* ]]; then
-    OPTION_VALUE="${1#"${name}="}"
-    OPTION_SHIFT=1
-  elif (($# >= 2)); then
-    OPTION_VALUE="$2"
-    OPTION_SHIFT=2
-  else
-    usage_error "option ${name} needs a value"
-  fi
+# The one option parser of the repository's scripts, beside which this one lives.
+readonly OPTIONS_LIB="${REPO_ROOT}/aws_cli_bash_scripts/lib/options.sh"
+[[ -r "${OPTIONS_LIB}" ]] || fail "${EXIT_NOT_INSTALLED}" "${OPTIONS_LIB} is missing: run ${SCRIPT_NAME} from a complete checkout"
+# shellcheck source=../aws_cli_bash_scripts/lib/options.sh
+source "${OPTIONS_LIB}"
+
+readonly -a VALUE_OPTIONS=(--port --host --pid-file --log-dir --start-timeout --stop-timeout -n --lines)
+readonly -a FLAG_OPTIONS=()
+
+take_option() {
+  case "$1" in
+  --port) PORT="$2" ;;
+  --host) HOST="$2" ;;
+  --pid-file) PID_FILE="$2" ;;
+  --log-dir) LOG_DIR="$2" ;;
+  --start-timeout) START_TIMEOUT_S="$2" ;;
+  --stop-timeout) STOP_TIMEOUT_S="$2" ;;
+  -n | --lines) LOG_LINES="$2" ;;
+  esac
 }
 
 parse_arguments() {
+  parse_options "$@"
   ACTION=''
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --port | --port=*) option_value --port "$@"; PORT="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --host | --host=*) option_value --host "$@"; HOST="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --pid-file | --pid-file=*) option_value --pid-file "$@"; PID_FILE="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --log-dir | --log-dir=*) option_value --log-dir "$@"; LOG_DIR="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --start-timeout | --start-timeout=*)
-      option_value --start-timeout "$@"; START_TIMEOUT_S="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    --stop-timeout | --stop-timeout=*)
-      option_value --stop-timeout "$@"; STOP_TIMEOUT_S="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    -n | --lines | --lines=*)
-      if [[ "$1" == -n ]]; then option_value -n "$@"; else option_value --lines "$@"; fi
-      LOG_LINES="${OPTION_VALUE}"; shift "${OPTION_SHIFT}" ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *)
-      [[ -z "${ACTION}" ]] || usage_error "expected one action, got '${ACTION}' and '$1'"
-      ACTION="$1"
-      shift
-      ;;
-    esac
+  local argument
+  for argument in "${POSITIONAL_ARGUMENTS[@]}"; do
+    [[ -z "${ACTION}" ]] || usage_error "expected one action, got '${ACTION}' and '${argument}'"
+    ACTION="${argument}"
   done
   [[ -n "${ACTION}" ]] || usage_error 'expected an action: start, stop, restart, status or logs'
   case "${ACTION}" in

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The constants and OPTION_* results are read by the scripts that source this file.
+# The constants and ARGUMENT are read by the scripts that source this file.
 # shellcheck disable=SC2034
 #
 # What every EC2 script shares: strict mode, the output contract (one JSON document on stdout,
@@ -75,20 +75,8 @@ require_tools() {
 
 # --- argument parsing helpers -------------------------------------------------------------------
 
-# option_value NAME "$@": the value of an option given as --name=value or --name value.
-# Sets OPTION_SHIFT to how many words the option used.
-option_value() {
-  local name="$1" word="$2"
-  if [[ "${word}" == "${name}="* ]]; then
-    OPTION_VALUE="${word#"${name}="}"
-    OPTION_SHIFT=1
-  elif [[ $# -ge 3 ]]; then
-    OPTION_VALUE="$3"
-    OPTION_SHIFT=2
-  else
-    usage_error "option ${name} needs a value"
-  fi
-}
+# shellcheck source=lib/options.sh source-path=SCRIPTDIR/..
+source "$(dirname -- "${BASH_SOURCE[0]}")/options.sh"
 
 # one_positional WHAT ARG...: exactly one positional argument, or a usage error. Sets ARGUMENT.
 one_positional() {
@@ -98,35 +86,9 @@ one_positional() {
   ARGUMENT="$1"
 }
 
-# only_positional WHAT "$@": parse the arguments of a script whose one input is a positional
-# argument (plus -h and --). Sets ARGUMENT. The script defines usage().
-only_positional() {
-  local what="$1"
-  shift
-  local -a positional=()
-  while (($# > 0)); do
-    case "$1" in
-    -h | --help) usage; exit "${EXIT_OK}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  one_positional "${what}" "${positional[@]}"
-}
-
 # Every script that can wait for a state takes the same two options.
 WAIT_TIMEOUT_S=600
 POLL_INTERVAL_S=5
-
-# take_wait_option "$@": record --wait-timeout or --poll-interval; sets OPTION_SHIFT.
-take_wait_option() {
-  case "$1" in
-  --wait-timeout | --wait-timeout=*) option_value --wait-timeout "$@"; WAIT_TIMEOUT_S="${OPTION_VALUE}" ;;
-  --poll-interval | --poll-interval=*) option_value --poll-interval "$@"; POLL_INTERVAL_S="${OPTION_VALUE}" ;;
-  *) usage_error "unknown option '$1'" ;;
-  esac
-}
 
 validate_wait_options() {
   validate_integer --wait-timeout "${WAIT_TIMEOUT_S}" 1 86400

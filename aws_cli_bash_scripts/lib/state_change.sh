@@ -1,4 +1,6 @@
 # shellcheck shell=bash
+# The option lists are read by parse_options, which the scripts source through lib/common.sh.
+# shellcheck disable=SC2034
 #
 # start_instance.sh and stop_instance.sh differ only in the call they make and the state they wait
 # for; this is the one implementation of both.
@@ -27,27 +29,31 @@ Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 the instance's state does not
 USAGE
 }
 
+readonly -a VALUE_OPTIONS=(--wait-timeout --poll-interval)
+readonly -a FLAG_OPTIONS=(--no-wait --no-precheck --no-storage)
+
+# parse_options calls these from inside state_change_main, whose locals they read and set.
+usage() {
+  state_change_usage "${verb}" "${target}"
+}
+
+take_option() {
+  case "$1" in
+  --no-wait) wait=false ;;
+  --no-precheck) precheck=false ;;
+  --no-storage) READ_STORAGE=false ;;
+  --wait-timeout) WAIT_TIMEOUT_S="$2" ;;
+  --poll-interval) POLL_INTERVAL_S="$2" ;;
+  esac
+}
+
 # state_change_main VERB OPERATION TARGET PASSING_STATES "$@"
 state_change_main() {
   local verb="$1" operation="$2" target="$3" passing="$4"
   shift 4
   local wait=true precheck=true
-  local -a positional=()
-  while (($# > 0)); do
-    # shellcheck disable=SC2034 # READ_STORAGE is read by lib/common.sh
-    case "$1" in
-    -h | --help) state_change_usage "${verb}" "${target}"; exit "${EXIT_OK}" ;;
-    --no-wait) wait=false; shift ;;
-    --no-precheck) precheck=false; shift ;;
-    --no-storage) READ_STORAGE=false; shift ;;
-    --wait-timeout | --wait-timeout=* | --poll-interval | --poll-interval=*)
-      take_wait_option "$@"; shift "${OPTION_SHIFT}" ;;
-    --) shift; positional+=("$@"); break ;;
-    -*) usage_error "unknown option '$1'" ;;
-    *) positional+=("$1"); shift ;;
-    esac
-  done
-  one_positional INSTANCE_ID "${positional[@]}"
+  parse_options "$@"
+  one_positional INSTANCE_ID "${POSITIONAL_ARGUMENTS[@]}"
   local instance_id="${ARGUMENT}"
   validate_instance_id "${instance_id}"
   validate_wait_options

@@ -342,6 +342,8 @@ describe('scripts/manage_server.sh with a stand-in server', function () {
     mkdirSync(path.join(root, 'scripts'));
     copyFileSync(manageScript, path.join(root, 'scripts', 'manage_server.sh'));
     chmodSync(path.join(root, 'scripts', 'manage_server.sh'), 0o755);
+    mkdirSync(path.join(root, 'aws_cli_bash_scripts', 'lib'), { recursive: true });
+    copyFileSync(path.join(path.dirname(manageScript), '..', 'aws_cli_bash_scripts', 'lib', 'options.sh'), path.join(root, 'aws_cli_bash_scripts', 'lib', 'options.sh'));
   });
 
   afterEach(async () => {
