@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express, { type Express } from 'express';
 import { repoRoot, type Config } from './config.js';
-import { createInstancesService, type InstancesService } from './domain/instances.js';
-import { orphanScripts, type ScriptRunner } from './ec2/runner.js';
+import { createChangeTracker, createInstancesService, type InstancesService } from './domain/instances.js';
+import type { OrphanScripts, ScriptRunner } from './ec2/runner.js';
 import { createEc2 } from './ec2/scripts.js';
 import { requestContext } from './http/context.js';
 import { instancesRouter } from './http/instances-router.js';
@@ -18,7 +18,6 @@ import type { Notifier } from './notify/events.js';
 import type { Store } from './store/index.js';
 import { authenticate, authorize, type AuthSetup } from './http/auth.js';
 import { rateLimitMutations, securityHeaders } from './http/limits.js';
-import { DEFAULT_RATE_LIMIT_PER_MINUTE } from './auth/config.js';
 import { createLifecycleService, type LifecycleService } from './domain/lifecycle.js';
 import { createOperationsEngine, type OperationsEngine } from './domain/operations.js';
 import { createReconciler } from './domain/reconcile.js';
@@ -27,16 +26,10 @@ import { operationsRouter } from './http/operations-router.js';
 export interface AppDeps {
   store: Store;
   runner: ScriptRunner;
+  /** Scripts a killed server left running, found at start-up by whoever made the runner; none when omitted. */
+  orphans?: OrphanScripts | undefined;
   logger: Logger;
-  config: Pick<Config, 'keyName' | 'allowedInstanceTypes' | 'maxStorageGb'>
-    // Defaults 5 live instances, 60 changes per token per minute, public docs
-    & Partial<Pick<Config, 'maxInstances' | 'rateLimitPerMinute' | 'publicDocs'>>
-    // Defaults 8 scripts at once, 32 queued, the runner's timeout, 24 h keys
-    & Partial<Pick<Config, 'maxConcurrentScripts' | 'maxQueuedOperations' | 'timeouts' | 'idempotencyTtlHours'>>
-    // reads of EC2 running at once (default 4)
-    & Partial<Pick<Config, 'maxConcurrentReads'>>
-    // scripts that outlive a killed server are recognised at start-up by their path in SCRIPTS_DIR
-    & Partial<Pick<Config, 'scriptsDir'>>;
+  config: Config;
   /** Lifecycle events go here (email); none when omitted. */
   notifier?: Notifier;
   /**
@@ -67,52 +60,51 @@ export interface Services {
 }
 
 export function createServices(deps: AppDeps): Services {
+  const { store, config, logger } = deps;
   const ec2 = createEc2(deps.runner);
+  const changes = createChangeTracker();
   const instances = createInstancesService({
-    timeouts: deps.config.timeouts,
-    instances: deps.store.instances,
+    instances: store.instances,
     ec2,
-    policy: {
-      keyName: deps.config.keyName,
-      allowedInstanceTypes: deps.config.allowedInstanceTypes,
-      maxStorageGb: deps.config.maxStorageGb,
-      maxInstances: deps.config.maxInstances,
-    },
-    logger: deps.logger,
-    notifier: deps.notifier,
-    maxConcurrentReads: deps.config.maxConcurrentReads,
+    logger,
+    changes,
+    describeTimeoutMs: config.timeouts.describe,
+    maxConcurrentReads: config.maxConcurrentReads,
   });
   const operations = createOperationsEngine({
-    operations: deps.store.operations,
-    idempotency: deps.store.idempotency,
-    transaction: (fn) => deps.store.transaction(fn),
-    logger: deps.logger,
-    maxConcurrent: deps.config.maxConcurrentScripts ?? 8,
-    maxQueued: deps.config.maxQueuedOperations ?? 32,
-    idempotencyTtlHours: deps.config.idempotencyTtlHours ?? 24,
+    operations: store.operations,
+    idempotency: store.idempotency,
+    transaction: (fn) => store.transaction(fn),
+    logger,
+    maxConcurrent: config.maxConcurrentScripts,
+    maxQueued: config.maxQueuedOperations,
+    idempotencyTtlHours: config.idempotencyTtlHours,
   });
   const reconciler = createReconciler({
-    instances: deps.store.instances,
+    instances: store.instances,
     ec2,
-    logger: deps.logger,
-    describeTimeoutMs: deps.config.timeouts?.describe,
+    logger,
+    describeTimeoutMs: config.timeouts.describe,
     isBusy: (instanceId) => operations.activeOn(instanceId) !== undefined,
-    changes: instances.changes,
+    changes,
   });
   const lifecycle = createLifecycleService({
     engine: operations,
-    instancesService: instances,
-    instances: deps.store.instances,
-    operations: deps.store.operations,
+    instances: store.instances,
+    operations: store.operations,
+    ec2,
     reconciler,
+    changes,
     policy: {
-      allowedInstanceTypes: deps.config.allowedInstanceTypes,
-      maxStorageGb: deps.config.maxStorageGb,
+      allowedInstanceTypes: config.allowedInstanceTypes,
+      maxStorageGb: config.maxStorageGb,
+      maxInstances: config.maxInstances,
     },
-    logger: deps.logger,
-    orphans: deps.config.scriptsDir ? orphanScripts({ scriptsDir: deps.config.scriptsDir }) : undefined,
-    timeouts: deps.config.timeouts,
-    defaultTimeoutMs: deps.runner.timeoutMs,
+    keyName: config.keyName,
+    logger,
+    notifier: deps.notifier,
+    timeouts: config.timeouts,
+    orphans: deps.orphans,
   });
   return { instances, operations, lifecycle };
 }
@@ -127,9 +119,9 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   if (!deps.auth) throw new Error('createApp: deps.auth is required ({ mode: "disabled" } or { mode: "tokens", tokens })');
   app.use(securityHeaders());
   app.use(requestContext(deps.logger));
-  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs ?? false }));
+  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs }));
   app.use(authorize());
-  app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE, ...deps.rateLimit }));
+  app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute, ...deps.rateLimit }));
   app.use(express.json({ limit: BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
 
   app.route('/health').get((_req, res) => {

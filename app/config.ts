@@ -12,7 +12,7 @@ import { loadSecurityConfig, type SecurityConfig } from './auth/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
 
 /** Read scripts (describes) running at once when MAX_CONCURRENT_READS is not set. */
-export const DEFAULT_MAX_CONCURRENT_READS = 4;
+const DEFAULT_MAX_CONCURRENT_READS = 4;
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -138,14 +138,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const maxConcurrentScripts = wholeNumber(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
   const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
   const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', DEFAULT_MAX_CONCURRENT_READS, 1, 256);
-  const timeout = (name: string) => wholeNumber(env, name, scriptTimeoutMs, 1_000, 3_600_000);
-  const timeouts: ScriptTimeouts = {
-    create: timeout('CREATE_TIMEOUT_MS'),
-    start: timeout('START_TIMEOUT_MS'),
-    stop: timeout('STOP_TIMEOUT_MS'),
-    terminate: timeout('TERMINATE_TIMEOUT_MS'),
-    describe: timeout('DESCRIBE_TIMEOUT_MS'),
-  };
+  const timeouts = scriptTimeoutsFrom(env, scriptTimeoutMs);
   // 25 s: the whole shutdown fits a 30 s grace period (Kubernetes' and systemd's default) before SIGKILL.
   const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000);
   const syncIntervalS = wholeNumber(env, 'SYNC_INTERVAL_S', 0, 0, 86_400);
@@ -171,6 +164,18 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     logLevel: logLevel as LogLevel,
     email: loadEmailConfig(env),
     ...loadSecurityConfig(env, { host, databasePath, cwd }),
+  };
+}
+
+/** The limit of each kind of script: its own variable, else `scriptTimeoutMs` (SCRIPT_TIMEOUT_MS). */
+export function scriptTimeoutsFrom(env: Env, scriptTimeoutMs: number): ScriptTimeouts {
+  const timeout = (name: string) => wholeNumber(env, name, scriptTimeoutMs, 1_000, 3_600_000);
+  return {
+    create: timeout('CREATE_TIMEOUT_MS'),
+    start: timeout('START_TIMEOUT_MS'),
+    stop: timeout('STOP_TIMEOUT_MS'),
+    terminate: timeout('TERMINATE_TIMEOUT_MS'),
+    describe: timeout('DESCRIBE_TIMEOUT_MS'),
   };
 }
 

@@ -12,7 +12,7 @@ import { config as loadDotenv } from 'dotenv';
 import { createApp, createServices } from './app.js';
 import { ConfigError, loadConfig, scriptEnvironment } from './config.js';
 import { InterruptedError } from './domain/errors.js';
-import { createScriptRunner, type ScriptRunner } from './ec2/runner.js';
+import { createScriptRunner, orphanScripts, type ScriptRunner } from './ec2/runner.js';
 import { createLogger, type Logger } from './logger.js';
 import { createNotifier } from './notify/index.js';
 import { DatabaseLockedError, StorageOpenError } from './store/errors.js';
@@ -51,14 +51,18 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     server = await listen(createServer(httpServerOptions(config.http), (req, res) => handler?.(req, res)), config);
     // From here to `handler = app` nothing awaits: no request is taken before the app and recovery are ready.
     store = openingDatabase(config.databasePath, () => openStore(config.databasePath, { logger, watchIntervalMs: 1_000 }));
+    // The runner and the finder of scripts a killed server left running are made from one description of
+    // the scripts, so a script is recognised by the same path (and stopped with the same grace) it ran with.
+    const scripts = { scriptsDir: config.scriptsDir };
     const runner = stoppableRunner(createScriptRunner({
-      scriptsDir: config.scriptsDir,
+      ...scripts,
       timeoutMs: config.scriptTimeoutMs,
       logger,
       env: scriptEnvironment(config),
     }));
+    const orphans = orphanScripts(scripts);
     const notifier = createNotifier(config.email, logger);
-    const deps = { store, runner, logger, config, notifier, auth };
+    const deps = { store, runner, orphans, logger, config, notifier, auth };
     const services = createServices(deps);
     const app = createApp(deps, services);
     // Operations a crash left queued/running are marked interrupted right now

@@ -1,3 +1,5 @@
+import type { RunContext } from '../ec2/runner.js';
+
 /** Who asked for an operation and how to follow it: passed from the HTTP layer through the domain. */
 export interface OpContext {
   requestId?: string | undefined;
@@ -7,4 +9,9 @@ export interface OpContext {
   clientAddress?: string | undefined;
   /** Told the process group of each script run on behalf of the operation (null once it ended): see RunContext. */
   onScript?: ((pgid: number | null) => void) | undefined;
+}
+
+/** A script run on behalf of `ctx`, held to `timeoutMs`. */
+export function runContextOf(ctx: OpContext | undefined, timeoutMs: number): RunContext {
+  return { requestId: ctx?.requestId, timeoutMs, onProcessGroup: ctx?.onScript };
 }

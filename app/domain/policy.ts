@@ -7,8 +7,8 @@ import { PolicyError, QuotaExceededError, type FieldError } from './errors.js';
 export interface LaunchPolicy {
   allowedInstanceTypes: readonly string[];
   maxStorageGb: number;
-  /** Live managed instances allowed at once; DEFAULT_MAX_INSTANCES when omitted. */
-  maxInstances?: number | undefined;
+  /** Live managed instances allowed at once. */
+  maxInstances: number;
 }
 
 /**
@@ -22,7 +22,10 @@ export function architectureForType(instanceType: string): 'arm64' | 'x86_64' {
 }
 
 /** Checks that need no AWS call; throws a PolicyError listing every refused field. */
-export function checkLaunchRequest(policy: LaunchPolicy, request: { instance_type: string; storage_gb: number }): void {
+export function checkLaunchRequest(
+  policy: Pick<LaunchPolicy, 'allowedInstanceTypes' | 'maxStorageGb'>,
+  request: { instance_type: string; storage_gb: number },
+): void {
   const errors: FieldError[] = [];
   if (!policy.allowedInstanceTypes.includes(request.instance_type)) {
     errors.push({

@@ -17,8 +17,11 @@ import type { Logger } from '../logger.js';
 import type { Ec2Instance } from '../schemas/script-outputs.js';
 import type { InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
 import type { OpContext } from './context.js';
-import { GIVE_UP_AFTER_MS, snapshotOf, type ChangeWatch } from './instances.js';
+import { snapshotOf, type ChangeWatch } from './instances.js';
 import { DEFAULT_LOGIN_USER, loginUserFor } from './login-user.js';
+
+/** Unresolved launches older than this with no instance carrying their token are marked failed. */
+const GIVE_UP_AFTER_MS = 15 * 60 * 1000;
 
 export interface SyncCounts {
   updated: number;

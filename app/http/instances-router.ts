@@ -1,4 +1,7 @@
-/** Thin handlers: validate with the shared schemas, call the instances service, shape the response. */
+/**
+ * Thin handlers: validate with the shared schemas, call the instances service (reads) or the lifecycle
+ * service (changes), shape the response.
+ */
 import { Router } from 'express';
 import type { InstancesService } from '../domain/instances.js';
 import type { LifecycleService } from '../domain/lifecycle.js';

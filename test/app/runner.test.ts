@@ -7,7 +7,6 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
-import { createServices } from '../../app/app.js';
 import { ScriptError } from '../../app/domain/errors.js';
 import { createScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger } from '../../app/logger.js';
@@ -235,16 +234,14 @@ describe('script failures through the API', function () {
     // The launch the script made, in-process: the subject is the reconciliation, not the create.
     await launchManaged('orphan', { keyName: 'ec2c-test-key', clientToken: token });
     assert.equal((await request(h.app).get('/instances')).body.instances.length, 0, 'not known before reconciling');
-    const services = createServices({
-      store: h.store, runner: h.runner, logger: h.logger,
-      config: { keyName: 'ec2c-test-key', allowedInstanceTypes: ['t3.micro'], maxStorageGb: 30 },
-    });
 
-    const result = await services.instances.reconcileLaunches();
+    const synced = await request(h.app).post('/instances/sync');
 
     const ec2 = await allEc2Instances();
     assert.equal(ec2.length, 1);
-    assert.deepEqual(result.adopted, [ec2[0].InstanceId]);
+    assert.equal(synced.body.imported, 1, JSON.stringify(synced.body));
+    assert.ok(h.logs.some((l) => l.message === 'reconciliation recorded an unresolved launch found by its client token'
+      && l.instance_id === ec2[0].InstanceId && l.client_token === token));
     const listed = await request(h.app).get('/instances');
     assert.deepEqual(listed.body.instances.map((i: any) => i.id), [ec2[0].InstanceId]);
     assert.equal(h.row(ec2[0].InstanceId)?.name, 'orphan');

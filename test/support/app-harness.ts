@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Express } from 'express';
 import { createApp, createServices, type AppDeps, type Services } from '../../app/app.js';
-import { scriptEnvironment } from '../../app/config.js';
+import { loadConfig, scriptEnvironment, scriptTimeoutsFrom, type Config } from '../../app/config.js';
 import { createScriptRunner, type RunContext, type ScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger, type Logger } from '../../app/logger.js';
 import type { Notifier } from '../../app/notify/events.js';
@@ -35,9 +35,10 @@ export interface ScriptRun {
 export interface HarnessOptions {
   scriptsDir?: string;
   env?: Record<string, string | undefined>;
+  /** The runner's timeout (SCRIPT_TIMEOUT_MS), and so every kind's unless `config.timeouts` says otherwise. */
   timeoutMs?: number;
   killGraceMs?: number;
-  config?: Partial<AppDeps['config']>;
+  config?: Partial<Config>;
   /** Where lifecycle events go (none by default). */
   notifier?: Notifier;
   /** Reuse the database of an earlier harness (restart). */
@@ -66,6 +67,16 @@ export interface Harness {
   close(options?: { keepFiles?: boolean }): void;
 }
 
+/**
+ * A full configuration: what loadConfig makes of an empty environment, with `overrides` over it. As there,
+ * each kind of script is held to `scriptTimeoutMs` unless `timeouts` is given.
+ */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  const defaults = loadConfig({});
+  const scriptTimeoutMs = overrides.scriptTimeoutMs ?? defaults.scriptTimeoutMs;
+  return { ...defaults, timeouts: scriptTimeoutsFrom({}, scriptTimeoutMs), ...overrides };
+}
+
 export function createHarness(options: HarnessOptions = {}): Harness {
   const dir = options.databasePath ? undefined : mkdtempSync(path.join(tmpdir(), 'ec2-creator-app-'));
   const databasePath = options.databasePath ?? path.join(dir as string, 'nested', 'instances.db');
@@ -77,16 +88,16 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     },
   });
   const logger = createLogger({ level: 'debug', stream: sink });
-  const config = {
+  const config = testConfig({
     keyName: TEST_KEY_NAME,
-    allowedInstanceTypes: ['t3.micro', 't4g.micro'],
-    maxStorageGb: 30,
+    scriptsDir: options.scriptsDir ?? realScriptsDir,
+    scriptTimeoutMs: options.timeoutMs ?? 60_000,
     ...options.config,
-  };
+  });
   const store = openStore(databasePath, { logger }); // storage faults are logged naming the file
   const inner = createScriptRunner({
-    scriptsDir: options.scriptsDir ?? realScriptsDir,
-    timeoutMs: options.timeoutMs ?? 60_000,
+    scriptsDir: config.scriptsDir,
+    timeoutMs: config.scriptTimeoutMs,
     killGraceMs: options.killGraceMs ?? 1_000,
     logger,
     env: { ...scriptEnvironment(config), ...options.env },
