@@ -187,7 +187,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     const { image, securityGroupId } = await resolveImageAndGroup(request, ctx);
     recordIntent(request, clientToken, { retry: earlier !== undefined, loginUser: loginUserFor(image), securityGroupId });
     try {
-      const launched = await runLaunch(request, clientToken, securityGroupId, ctx);
+      const launched = await runLaunch(request, clientToken, { image, securityGroupId }, ctx);
       return recordLaunched(clientToken, launched, ctx, op);
     } catch (error) {
       return await recordFailedLaunch(error, clientToken, ctx, op);
@@ -260,10 +260,11 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     });
   }
 
+  /** The script need not read the image again: its root device is what the new volume is sized on. */
   function runLaunch(
     request: CreateInstanceRequest,
     clientToken: string,
-    securityGroupId: string | null,
+    resolved: { image: Ec2Image; securityGroupId: string | null },
     ctx: OpContext,
   ): Promise<Ec2Instance> {
     return ec2.createInstance(
@@ -274,7 +275,8 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
         storageGb: request.storage_gb,
         keyName: deps.keyName,
         clientToken,
-        securityGroupId: securityGroupId ?? undefined,
+        securityGroupId: resolved.securityGroupId ?? undefined,
+        rootDevice: resolved.image.root_device_name,
       },
       run(ctx, 'create'),
     );

@@ -192,10 +192,9 @@ export function createEc2(runner: ScriptRunner): Ec2 {
   }
 
   async function createOnce(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance> {
-    const rootDevice = input.rootDevice ?? images.get(input.ami)?.root_device_name;
     const keyChecked = input.keyChecked ?? checkedKeys.has(input.keyName);
     try {
-      const instance = await createInstance(runner, { ...input, rootDevice, keyChecked }, ctx);
+      const instance = await createInstance(runner, { ...input, keyChecked }, ctx);
       checkedKeys.add(input.keyName);
       return instance;
     } catch (error) {
