@@ -4,7 +4,6 @@
  * started. Every script run is recorded with its start/end time for the assertions.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import type { InstanceRow } from '../../app/store/instances-repo.js';
 import request from 'supertest';
 import { randomUUID } from 'node:crypto';
 import { TEST_KEY_NAME, UBUNTU_X86_AMI, ec2InstanceById, launchOutsideTheService } from './ec2-reader.js';
+import { testRunDir } from './global-fixture.js';
 import { launchManaged } from './scripts.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -78,7 +78,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 }
 
 export function createHarness(options: HarnessOptions = {}): Harness {
-  const dir = options.databasePath ? undefined : mkdtempSync(path.join(tmpdir(), 'ec2-creator-app-'));
+  // In the run's folder, which goes with the run: a harness kept for a restart is never left behind.
+  const dir = options.databasePath ? undefined : mkdtempSync(path.join(testRunDir(), 'app-'));
   const databasePath = options.databasePath ?? path.join(dir as string, 'nested', 'instances.db');
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({

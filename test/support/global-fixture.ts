@@ -18,7 +18,8 @@ const MOTO_OWNER_VARIABLE = 'EC2_CREATOR_TEST_MOTO_PID';
 let moto: Promise<MotoServer> | undefined;
 
 function isolateFromRealAws(): void {
-  const awsHome = mkdtempSync(path.join(tmpdir(), 'ec2-creator-aws-home-'));
+  // In the run's folder: a worker the pool ends without an exit event still leaves nothing behind.
+  const awsHome = mkdtempSync(path.join(testRunDir(), 'aws-home-'));
   process.once('exit', () => rmSync(awsHome, { recursive: true, force: true }));
   for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_MAX_ATTEMPTS', 'AWS_RETRY_MODE']) {
     delete process.env[name];
