@@ -66,7 +66,7 @@ main() {
   fi
   err "terminating ${instance_id}"
   local states
-  states="$(act_on_instance terminate terminate-instances "${instance_id}")"
+  states="$(act_on_instance terminate-instances "${instance_id}")"
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" terminated "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" \
       'pending running stopping stopped shutting-down'

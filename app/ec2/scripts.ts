@@ -191,7 +191,7 @@ export function createEc2(runner: ScriptRunner): Ec2 {
     return image;
   }
 
-  async function createOnce(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance> {
+  async function createWithKnownKey(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance> {
     const keyChecked = input.keyChecked ?? checkedKeys.has(input.keyName);
     try {
       const instance = await createInstance(runner, { ...input, keyChecked }, ctx);
@@ -206,7 +206,7 @@ export function createEc2(runner: ScriptRunner): Ec2 {
   }
 
   return {
-    createInstance: createOnce,
+    createInstance: createWithKnownKey,
     describeInstance: (id, ctx, options) => describeInstance(runner, id, ctx, options),
     describeImage: describeImageOnce,
     listInstances: (options, ctx) => listInstances(runner, options, ctx),

@@ -47,6 +47,14 @@ take_option() {
   esac
 }
 
+# refuse_when_gone VERB INSTANCE_ID STATE: exit 4 when STATE is one no start or stop can leave.
+refuse_when_gone() {
+  case "$3" in
+  shutting-down | terminated)
+    fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot $1 $2: it is $3" ;;
+  esac
+}
+
 # state_change_main VERB OPERATION TARGET PASSING_STATES "$@"
 state_change_main() {
   local verb="$1" operation="$2" target="$3" passing="$4"
@@ -60,18 +68,16 @@ state_change_main() {
   require_tools
 
   # Checking first gives a clear answer before anything changes, and keeps an emulator that would
-  # revive a terminated instance from doing so.
+  # revive a terminated instance from doing so. EC2 itself refuses to start or stop a terminated
+  # instance; the state in its answer is checked as well because an emulator may not (moto revives it).
   if [[ "${precheck}" == true ]]; then
-    local reservations state
+    local reservations
     reservations="$(instance_reservations "${instance_id}")"
-    state="$(instance_state "${reservations}")"
-    case "${state}" in
-    shutting-down | terminated)
-      fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${instance_id}: it is ${state}" ;;
-    esac
+    refuse_when_gone "${verb}" "${instance_id}" "$(instance_state "${reservations}")"
   fi
   local states
-  states="$(act_on_instance "${verb}" "${operation}" "${instance_id}")"
+  states="$(act_on_instance "${operation}" "${instance_id}")"
+  refuse_when_gone "${verb}" "${instance_id}" "${states%% *}"
   err "${verb} ${instance_id} (was ${states%% *})"
   if [[ "${wait}" == true ]]; then
     wait_for_state "${instance_id}" "${target}" "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" "${passing}"
