@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { until } from '../support/lifecycle.js';
-import { repoRoot } from '../support/ops-manager.js';
+import { builtRepo, ensureBuilt, PREBUILT_REPO_VARIABLE, repoRoot } from '../support/ops-manager.js';
 
 const RUN_VARIABLE = 'EC2_CREATOR_TEST_RUN_DIR';
 
@@ -37,6 +37,10 @@ async function answers(endpoint: string): Promise<boolean> {
 
 describe('a killed test run', function () {
   let dir: string;
+  before(async () => {
+    await ensureBuilt();
+  });
+
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-killed-run-'));
   });
@@ -50,7 +54,7 @@ describe('a killed test run', function () {
     const child = spawn(
       process.execPath,
       [path.join(repoRoot, 'node_modules', 'mocha', 'bin', 'mocha.js'), 'test/fixtures/killed-run/holds.spec.ts'],
-      { cwd: repoRoot, env: { ...env, HOLD_MARKER: marker }, stdio: 'ignore', detached: true },
+      { cwd: repoRoot, env: { ...env, HOLD_MARKER: marker, [PREBUILT_REPO_VARIABLE]: builtRepo }, stdio: 'ignore', detached: true },
     );
     try {
       await until('the inner run holds a server and the emulator', () => existsSync(marker), 120_000);

@@ -17,11 +17,14 @@ import { testRunDir } from './global-fixture.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /**
- * The server the operations tests run is built into the test run's folder, not the checkout, as a small
- * repository of its own: dist/ built there, scripts/ and package.json copied, node_modules and the EC2
- * scripts linked. A test run never writes into the checkout, and workers never build over each other.
+ * The server the operations and lifecycle tests run is built into the test run's folder, not the checkout,
+ * as a small repository of its own: dist/ built there, scripts/ and package.json copied, node_modules and
+ * the EC2 scripts linked. A test run never writes into the checkout, and workers never build over each
+ * other. Started from dist/, a server costs a third of the CPU it costs through tsx. A run started by a
+ * test (the killed-run test) may be pointed at the outer run's build with PREBUILT_REPO_VARIABLE.
  */
-export const builtRepo = path.join(testRunDir(), 'repo');
+export const PREBUILT_REPO_VARIABLE = 'EC2_CREATOR_PREBUILT_REPO';
+export const builtRepo = process.env[PREBUILT_REPO_VARIABLE] ?? path.join(testRunDir(), 'repo');
 export const manageScript = path.join(builtRepo, 'scripts', 'manage_server.sh');
 export const serverEntry = path.join(builtRepo, 'dist', 'app', 'server.js');
 

@@ -1,12 +1,12 @@
 /**
- * The real server as a child process (`node --import tsx app/server.ts`), for what only a process can
+ * The real server as a child process (the built `dist/app/server.js`), for what only a process can
  * show: SIGKILL in the middle of an operation, SIGTERM and its exit code, a restart on the same database.
  * Its JSON log lines are collected; `url` comes from its "listening" line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 import { repoRoot } from './app-harness.js';
+import { ensureBuilt, serverEntry } from './ops-manager.js';
 import { TEST_KEY_NAME } from './ec2-reader.js';
 
 export interface ServerProcess {
@@ -36,8 +36,9 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
  * free loopback port unless `env` names one.
  */
 export async function spawnServerProcess(env: Record<string, string>): Promise<SpawnedServerProcess> {
+  await ensureBuilt();
   const port = await freeLoopbackPort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'app', 'server.ts')], {
+  const child = spawn(process.execPath, [serverEntry], {
     cwd: repoRoot,
     env: {
       ...process.env,
