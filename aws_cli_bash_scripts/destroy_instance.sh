@@ -4,14 +4,20 @@
 
 # shellcheck source=lib/common.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/batch.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/batch.sh"
 
 usage() {
   cat <<USAGE
-Usage: ${SCRIPT_NAME} [options] INSTANCE_ID
+Usage: ${SCRIPT_NAME} [options] INSTANCE_ID...
 
 Terminate the instance and print it as JSON (see README.md, "Instance document"). Termination
 cannot be undone; its root volume is deleted with it. Terminating an instance that is already
 terminated succeeds, says so, and changes nothing.
+
+Given several ids, terminate them all with one call per step and print
+{"instances": [...], "errors": [...]}: each id that failed (unknown, not managed) is listed in
+errors with its own code, message and exit code, and does not stop the others.
 
 Options (each also as --option=value):
   --wait               wait until the instance is terminated before printing it
@@ -24,7 +30,7 @@ Options (each also as --option=value):
 Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
 Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 not managed by ec2-creator (or a state that
             does not allow it), 5 throttled/unavailable, 6 credentials/permission, 7 timed out,
-            8 missing aws/jq.
+            8 missing aws/jq, 9 with several ids: some of them failed (see errors).
 USAGE
 }
 
@@ -45,6 +51,10 @@ take_option() {
 main() {
   local wait=false allow_unmanaged=false
   parse_options "$@"
+  if ((${#POSITIONAL_ARGUMENTS[@]} > 1)); then
+    destroy_many "${POSITIONAL_ARGUMENTS[@]}"
+    return 0
+  fi
   one_positional INSTANCE_ID "${POSITIONAL_ARGUMENTS[@]}"
   local instance_id="${ARGUMENT}"
   validate_instance_id "${instance_id}"
@@ -75,6 +85,52 @@ main() {
     # would tell nothing more.
     jq --arg state "${states#* }" '.state = $state' <<<"${before}"
   fi
+}
+
+# destroy_many ID...: the several-id run of main, whose locals (wait, allow_unmanaged) it reads.
+destroy_many() {
+  unique_instance_ids "$@"
+  validate_wait_options
+  require_tools
+  local -a ids=("${INSTANCE_IDS[@]}") doomed=()
+  local reservations before id state managed terminated_already='[]'
+
+  # One read serves the managed check of every id (see main).
+  reservations="$(reservations_of "${ids[@]}")"
+  before="$(instances_from_reservations <<<"${reservations}")"
+  for id in "${ids[@]}"; do
+    state="$(jq -r --arg id "${id}" '[.[] | select(.id == $id)][0].state // ""' <<<"${before}")"
+    managed="$(jq -r --arg id "${id}" '[.[] | select(.id == $id)][0].managed' <<<"${before}")"
+    if [[ -z "${state}" ]]; then
+      batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist"
+    elif [[ "${allow_unmanaged}" != true && "${managed}" != true ]]; then
+      batch_fail "${id}" NotManaged "${EXIT_CONFLICT}" \
+        "${id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
+    elif [[ "${state}" == terminated ]]; then
+      err "${id} is already terminated; nothing to do"
+      terminated_already="$(jq -c --arg id "${id}" --argjson before "${before}" \
+        '. + [$before[] | select(.id == $id)]' <<<"${terminated_already}")"
+    else
+      doomed+=("${id}")
+    fi
+  done
+
+  local documents="${terminated_already}" changes waited
+  if ((${#doomed[@]} > 0)); then
+    err "terminating ${doomed[*]}"
+    changes="$(change_states terminate-instances "${doomed[@]}")"
+    if [[ "${wait}" == true ]]; then
+      wait_for_states terminated "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" \
+        'pending running stopping stopped shutting-down' "${doomed[@]}"
+      waited="$(instances_from_reservations <<<"${WAITED_RESERVATIONS}")"
+      documents="$(jq -c --argjson more "${waited}" '. + $more' <<<"${documents}")"
+    else
+      # As read a moment ago, in the state EC2's answer reports (see main).
+      documents="$(jq -c --argjson changes "${changes}" --argjson before "${before}" \
+        '. + [$before[] | select($changes[.id]) | .state = $changes[.id].current]' <<<"${documents}")"
+    fi
+  fi
+  print_batch_result "${documents}" "${ids[@]}"
 }
 
 main "$@"

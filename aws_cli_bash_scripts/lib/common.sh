@@ -21,6 +21,8 @@ readonly EXIT_THROTTLED=5
 readonly EXIT_AUTH=6
 readonly EXIT_TIMEOUT=7
 readonly EXIT_MISSING_DEPENDENCY=8
+# Only a run given several ids: some failed, the others succeeded (see lib/batch.sh).
+readonly EXIT_SOME_FAILED=9
 
 readonly MANAGED_TAG_KEY='ManagedBy'
 readonly MANAGED_TAG_VALUE='ec2-creator'

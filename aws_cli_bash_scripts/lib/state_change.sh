@@ -3,16 +3,20 @@
 # shellcheck disable=SC2034
 #
 # start_instance.sh and stop_instance.sh differ only in the call they make and the state they wait
-# for; this is the one implementation of both.
+# for; this is the one implementation of both, for one id and for several (lib/batch.sh).
 
 # state_change_usage VERB TARGET
 state_change_usage() {
   local verb="$1" target="$2"
   cat <<USAGE
-Usage: ${SCRIPT_NAME} [options] INSTANCE_ID
+Usage: ${SCRIPT_NAME} [options] INSTANCE_ID...
 
 ${verb^} an instance, wait until it is ${target}, and print it as JSON
 (see README.md, "Instance document").
+
+Given several ids, ${verb} them all with one call per step and print
+{"instances": [...], "errors": [...]}: each id that failed is listed in errors with its
+own code, message and exit code, and does not stop the others (see README.md, "Several ids").
 
 Options (each also as --option=value):
   --no-wait            print the instance as soon as EC2 accepted the request
@@ -25,9 +29,13 @@ Options (each also as --option=value):
 
 Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
 Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 the instance's state does not allow it,
-            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq.
+            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq,
+            9 with several ids: some of them failed (the others succeeded; see errors).
 USAGE
 }
+
+# shellcheck source=lib/batch.sh source-path=SCRIPTDIR/..
+source "$(dirname -- "${BASH_SOURCE[0]}")/batch.sh"
 
 readonly -a VALUE_OPTIONS=(--wait-timeout --poll-interval)
 readonly -a FLAG_OPTIONS=(--no-wait --no-precheck --no-storage)
@@ -61,6 +69,10 @@ state_change_main() {
   shift 4
   local wait=true precheck=true
   parse_options "$@"
+  if ((${#POSITIONAL_ARGUMENTS[@]} > 1)); then
+    state_change_many "${verb}" "${operation}" "${target}" "${passing}" "${POSITIONAL_ARGUMENTS[@]}"
+    return 0
+  fi
   one_positional INSTANCE_ID "${POSITIONAL_ARGUMENTS[@]}"
   local instance_id="${ARGUMENT}"
   validate_instance_id "${instance_id}"
@@ -84,4 +96,87 @@ state_change_main() {
   else
     describe_instance_document "${instance_id}"
   fi
+}
+
+# refusable_ids VERB ID...: read the ids in one call, record an error for each that EC2 does not know
+# or that no start or stop can leave, and set ACTIONABLE_IDS to the rest.
+refusable_ids() {
+  local verb="$1" reservations states state id
+  shift
+  reservations="$(reservations_of "$@")"
+  states="$(states_of "${reservations}")"
+  ACTIONABLE_IDS=()
+  for id in "$@"; do
+    state="$(state_in "${states}" "${id}")"
+    case "${state}" in
+    '') batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist" ;;
+    shutting-down | terminated) batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}" ;;
+    *) ACTIONABLE_IDS+=("${id}") ;;
+    esac
+  done
+}
+
+# state_change_many VERB OPERATION TARGET PASSING ID...: the several-id run of state_change_main,
+# whose locals (wait, precheck) it reads.
+state_change_many() {
+  local verb="$1" operation="$2" target="$3" passing="$4" changes='' status id state
+  shift 4
+  unique_instance_ids "$@"
+  validate_wait_options
+  require_tools
+  local -a ids=("${INSTANCE_IDS[@]}")
+  ACTIONABLE_IDS=("${ids[@]}")
+
+  if [[ "${precheck}" == true ]]; then
+    refusable_ids "${verb}" "${ids[@]}"
+  fi
+  if ((${#ACTIONABLE_IDS[@]} > 0)); then
+    status=0
+    changes="$(change_states_or_refusal "${operation}" "${ACTIONABLE_IDS[@]}")" || status=$?
+    if ((status != 0 && status != EXIT_NOT_FOUND && status != EXIT_CONFLICT)); then
+      # No one id's failure (throttling, credentials): the run ends with it, as a one-id run would.
+      printf '%s\n' "${changes}" >&3
+      exit "${status}"
+    fi
+    if ((status != 0)); then
+      # Without the precheck, one id EC2 refuses fails the call for all: find it, then act on the rest.
+      err "EC2 refused ${operation} for all ids: $(jq -r '.error.message' <<<"${changes}")"
+      refusable_ids "${verb}" "${ACTIONABLE_IDS[@]}"
+      changes='{}'
+      if ((${#ACTIONABLE_IDS[@]} > 0)); then
+        changes="$(change_states "${operation}" "${ACTIONABLE_IDS[@]}")"
+      fi
+    fi
+  fi
+
+  # As in the one-id run, the state before the call is checked as well: EC2 refuses to start or stop a
+  # terminated instance, but an emulator may revive it instead (moto does).
+  local -a changed=()
+  local previous
+  for id in "${ACTIONABLE_IDS[@]}"; do
+    previous="$(jq -r --arg id "${id}" '.[$id].previous // ""' <<<"${changes:-"{}"}")"
+    state="$(jq -r --arg id "${id}" '.[$id].current // ""' <<<"${changes:-"{}"}")"
+    if [[ -z "${state}" ]]; then
+      batch_fail "${id}" InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report the state of ${id}"
+    elif [[ " shutting-down terminated " == *" ${previous} "* ]]; then
+      batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${previous}"
+    elif [[ " shutting-down terminated " == *" ${state} "* ]]; then
+      batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}"
+    else
+      err "${verb} ${id} (was ${previous})"
+      changed+=("${id}")
+    fi
+  done
+
+  local documents='[]' reservations
+  if ((${#changed[@]} > 0)); then
+    if [[ "${wait}" == true ]]; then
+      wait_for_states "${target}" "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" "${passing}" "${changed[@]}"
+      reservations="${WAITED_RESERVATIONS}"
+    else
+      reservations="$(reservations_of "${changed[@]}")"
+    fi
+    documents="$(instances_from_reservations <<<"${reservations}")"
+  fi
+  print_batch_result "${documents}" "${ids[@]}"
 }

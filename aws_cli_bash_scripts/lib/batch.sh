@@ -1,0 +1,171 @@
+# shellcheck shell=bash
+#
+# Several instances in one run: start_instance.sh, stop_instance.sh and destroy_instance.sh given
+# more than one id. Each AWS call covers every id (one describe, one change, one describe per poll),
+# because the CLI's start-up, not EC2, is what costs. What goes wrong for one id is that id's own
+# error in the result; it does not stop the others.
+#
+# The result is one document, {"instances": [...], "errors": [...]}, each list in the order the ids
+# were given; an error entry is {"instance_id", "exit_code", "error": {"code", "message"}}, with the
+# exit code a single-id run would have ended with. The run exits 0 when every id succeeded and
+# EXIT_SOME_FAILED when any did not. A failure that is not any one id's (usage, credentials,
+# throttling) ends the run as it would end a single-id run: an error document and its own exit code.
+
+# The per-id failures so far (a JSON array). Set only from the script's own shell, never from $(...).
+BATCH_ERRORS='[]'
+
+# batch_fail INSTANCE_ID CODE EXIT_CODE MESSAGE: record one id's failure and say it on stderr.
+batch_fail() {
+  local id="$1" code="$2" status="$3" message="$4"
+  err "${id}: ${message}"
+  BATCH_ERRORS="$(jq -c --arg id "${id}" --arg code "${code}" --argjson status "${status}" --arg message "${message}" \
+    '. + [{instance_id: $id, exit_code: $status, error: {code: $code, message: $message}}]' <<<"${BATCH_ERRORS}")"
+}
+
+# batch_failed_ids: the ids that have failed so far, one per line.
+batch_failed_ids() {
+  jq -r '.[].instance_id' <<<"${BATCH_ERRORS}"
+}
+
+# unique_instance_ids ID...: validate every id (exit 2 before any AWS call) and set INSTANCE_IDS to
+# them in order, each once.
+unique_instance_ids() {
+  local id
+  INSTANCE_IDS=()
+  for id in "$@"; do
+    validate_instance_id "${id}"
+    if [[ " ${INSTANCE_IDS[*]} " == *" ${id} "* ]]; then
+      err "${id} was given more than once; acting on it once"
+      continue
+    fi
+    INSTANCE_IDS+=("${id}")
+  done
+}
+
+# reservations_of ID...: describe-instances output for those of the ids EC2 knows. A filter, unlike
+# --instance-ids, leaves an unknown id out instead of failing the call for all of them.
+reservations_of() {
+  local all='{"Reservations":[]}' chunk page
+  local -a ids=("$@")
+  while ((${#ids[@]} > 0)); do
+    chunk="$(json_filter instance-id "${ids[@]:0:200}")"
+    ids=("${ids[@]:200}")
+    # Explicit: a caller that captures a failure (x="$(...)" || ...) runs this without errexit.
+    page="$(aws_ec2 describe-instances --filters="${chunk}")" || return
+    all="$(jq -c --argjson acc "${all}" '{Reservations: ($acc.Reservations + (.Reservations // []))}' <<<"${page}")"
+  done
+  printf '%s\n' "${all}"
+}
+
+# states_of RESERVATIONS: {"i-…": "state", …} for the instances in a describe-instances answer.
+states_of() {
+  jq -c '[.Reservations[]?.Instances[]? | {(.InstanceId): .State.Name}] | add // {}' <<<"$1"
+}
+
+# state_in STATES ID: the id's state in a states_of map, or "" when EC2 did not report it.
+state_in() {
+  jq -r --arg id "$2" '.[$id] // ""' <<<"$1"
+}
+
+# only_instances RESERVATIONS ID...: the answer narrowed to those ids.
+only_instances() {
+  local reservations="$1"
+  shift
+  jq -c '{Reservations: [.Reservations[]? | .Instances = [.Instances[]? | select(.InstanceId | IN($ARGS.positional[]))]
+    | select(.Instances | length > 0)]}' --args "$@" <<<"${reservations}"
+}
+
+# merged_reservations A B: two describe-instances answers as one.
+merged_reservations() {
+  jq -c --argjson more "$2" '{Reservations: (.Reservations + $more.Reservations)}' <<<"$1"
+}
+
+# change_states OPERATION ID...: make one state-changing call for all ids and print
+# {"i-…": {"previous": "running", "current": "stopping"}, …}. Its failure ends the run (the call
+# changed nothing for any id).
+change_states() {
+  local operation="$1" answer
+  shift
+  # Explicit, as in reservations_of.
+  answer="$(aws_ec2 "${operation}" --instance-ids "$@")" || return
+  jq -c '[.StartingInstances[]?, .StoppingInstances[]?, .TerminatingInstances[]?
+    | {(.InstanceId): {previous: (.PreviousState.Name // ""), current: (.CurrentState.Name // "")}}] | add // {}' \
+    <<<"${answer}"
+}
+
+# change_states_or_refusal OPERATION ID...: like change_states, but a failure does not end the run:
+# it prints the failure's error document and returns its exit code. EC2 refuses the call for all ids
+# when one of them is unknown or in a state that does not allow it (exit 3 or 4); the caller can then
+# find out which and go on with the others. Any other failure is the caller's to end the run with.
+change_states_or_refusal() {
+  local output status=0
+  output="$(change_states "$@" 3>&1)" || status=$?
+  printf '%s\n' "${output}"
+  return "${status}"
+}
+
+# wait_for_states TARGET TIMEOUT_S POLL_S PASSING ID...: poll every id still waiting with one call
+# until each is TARGET; record an error for an id that vanishes, turns to a state outside TARGET and
+# PASSING, or is still on its way when the bound runs out. Sets WAITED_RESERVATIONS to the last
+# answer for the ids that reached TARGET.
+wait_for_states() {
+  local target="$1" timeout_s="$2" poll_s="$3" passing="$4"
+  shift 4
+  local -a waiting=("$@") still=()
+  local deadline=$((SECONDS + timeout_s)) reservations states state id remaining status
+  local -A last_state=()
+  WAITED_RESERVATIONS='{"Reservations":[]}'
+  err "waiting up to ${timeout_s}s for ${waiting[*]} to be ${target}"
+  while ((${#waiting[@]} > 0)); do
+    status=0
+    reservations="$(AWS_CALL_DEADLINE="${deadline}" reservations_of "${waiting[@]}" 3>&1)" || status=$?
+    if ((status == EXIT_TIMEOUT)); then
+      break
+    elif ((status != 0)); then
+      printf '%s\n' "${reservations}" >&3
+      exit "${status}"
+    fi
+    states="$(states_of "${reservations}")"
+    still=()
+    for id in "${waiting[@]}"; do
+      state="$(state_in "${states}" "${id}")"
+      if [[ -z "${state}" ]]; then
+        batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "${id} vanished while waiting for ${target}"
+      elif [[ "${state}" == "${target}" ]]; then
+        WAITED_RESERVATIONS="$(merged_reservations "${WAITED_RESERVATIONS}" "$(only_instances "${reservations}" "${id}")")"
+      elif [[ " ${passing} " == *" ${state} "* ]]; then
+        last_state["${id}"]="${state}"
+        still+=("${id}")
+      else
+        batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "${id} became ${state} while waiting for ${target}"
+      fi
+    done
+    waiting=("${still[@]}")
+    ((${#waiting[@]} > 0)) || break
+    remaining=$((deadline - SECONDS))
+    ((remaining > 0)) || break
+    sleep "$((poll_s < remaining ? poll_s : remaining))"
+  done
+  for id in "${waiting[@]}"; do
+    if [[ -n "${last_state["${id}"]:-}" ]]; then
+      batch_fail "${id}" Timeout "${EXIT_TIMEOUT}" "${id} is still ${last_state["${id}"]} after ${timeout_s}s (wanted ${target})"
+    else
+      batch_fail "${id}" Timeout "${EXIT_TIMEOUT}" "${id} did not become ${target} within ${timeout_s}s"
+    fi
+  done
+}
+
+# print_batch_result DOCUMENTS ID...: print the result (documents and errors in the order of the
+# ids) and exit 0, or EXIT_SOME_FAILED when any id failed.
+print_batch_result() {
+  local documents="$1"
+  shift
+  jq -n --argjson documents "${documents}" --argjson errors "${BATCH_ERRORS}" '
+    $ARGS.positional as $order
+    | def rank($id): ($order | index($id));
+    {instances: ($documents | sort_by(rank(.id))), errors: ($errors | sort_by(rank(.instance_id)))}' \
+    --args "$@"
+  if [[ "${BATCH_ERRORS}" != '[]' ]]; then
+    exit "${EXIT_SOME_FAILED}"
+  fi
+}
