@@ -61,7 +61,7 @@ export interface Services {
 
 export function createServices(deps: AppDeps): Services {
   const { store, config, logger } = deps;
-  const ec2 = createEc2(deps.runner);
+  const ec2 = createEc2(deps.runner, { coalesceWindowMs: config.coalesceWindowMs });
   const changes = createChangeTracker();
   const instances = createInstancesService({
     instances: store.instances,

@@ -34,6 +34,8 @@ export interface Config {
   maxConcurrentScripts: number;
   /** Operations waiting for a slot; beyond it 503. */
   maxQueuedOperations: number;
+  /** How long a start, stop or destroy waits for others of its kind to share one script run (0: never). */
+  coalesceWindowMs: number;
   /** Read scripts (describe) running at once; further reads wait in line, never refused. */
   maxConcurrentReads: number;
   /** Runner timeout per script kind (ms). */
@@ -138,6 +140,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const maxConcurrentScripts = wholeNumber(env, 'MAX_CONCURRENT_SCRIPTS', 8, 1, 256);
   const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
   const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', DEFAULT_MAX_CONCURRENT_READS, 1, 256);
+  const coalesceWindowMs = wholeNumber(env, 'COALESCE_WINDOW_MS', 50, 0, 5_000);
   const timeouts = scriptTimeoutsFrom(env, scriptTimeoutMs);
   // 25 s: the whole shutdown fits a 30 s grace period (Kubernetes' and systemd's default) before SIGKILL.
   const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000);
@@ -148,6 +151,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   return {
     maxConcurrentScripts,
     maxQueuedOperations,
+    coalesceWindowMs,
     maxConcurrentReads,
     timeouts,
     shutdownTimeoutMs,

@@ -65,7 +65,18 @@ const EXIT_FAILURES: Record<number, ScriptFailure> = {
   8: 'missing-dependency',
 };
 
+/**
+ * A run given several ids ended with some of them failed: its document still holds every id's outcome,
+ * so it is read like a success (the adapter turns each failed id into that id's own ScriptError).
+ */
+export const EXIT_SOME_FAILED = 9;
+
 const SCRIPT_NAME = /^[a-z][a-z0-9_]*\.sh$/;
+
+/** The class of failure a script's exit code names (see aws_cli_bash_scripts/README.md). */
+export function failureOfExitCode(exitCode: number): ScriptFailure {
+  return EXIT_FAILURES[exitCode] ?? 'other';
+}
 
 function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
   try {
@@ -172,7 +183,7 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
     } else if (result.failed && exitCode === undefined && signal === undefined) {
       // Could not spawn (ENOENT, EACCES) or output too large.
       outcome = { ok: false, error: fail('spawn', `${script} could not be run: ${result.shortMessage ?? result.message}`) };
-    } else if (exitCode === 0) {
+    } else if (exitCode === 0 || (exitCode === EXIT_SOME_FAILED && parseOk && !validateScriptError(parsed))) {
       if (!parseOk) {
         outcome = { ok: false, error: fail('bad-output', `${script} printed output that is not one JSON document`) };
       } else if (!validate(parsed)) {
@@ -186,7 +197,7 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
       }
     } else {
       const failure: ScriptFailure =
-        exitCode === undefined ? 'signal' : (EXIT_FAILURES[exitCode] ?? 'other');
+        exitCode === undefined ? 'signal' : failureOfExitCode(exitCode);
       let code: string | undefined;
       let message: string;
       if (parseOk && validateScriptError(parsed)) {
@@ -208,7 +219,7 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
       signal: signal ?? null,
       duration_ms: durationMs,
       timed_out: timedOut,
-      outcome: outcome.ok ? 'ok' : outcome.error.failure,
+      outcome: outcome.ok ? (exitCode === EXIT_SOME_FAILED ? 'some-failed' : 'ok') : outcome.error.failure,
       ...(outcome.ok ? {} : { error_code: outcome.error.details.code, error: outcome.error.message }),
       ...(outcome.ok || !stderr ? {} : { stderr: tail(stderr, 2000) }),
     };

@@ -3,15 +3,17 @@
  * then `--`, then positionals, so a value can never be read as an option) and names the schema its stdout
  * must match. `createEc2(runner)` binds them into the interface the domain depends on.
  */
+import { redactText } from '../redact.js';
 import type {
   Ec2Image, Ec2Instance, Ec2InstanceListing, Ec2KeyPair, Ec2SecurityGroup, UnreadableInstance,
 } from '../schemas/script-outputs.js';
 import {
-  describeAjvErrors, validateEc2Image, validateEc2Instance, validateEc2InstanceList, validateEc2KeyPair,
-  validateEc2SecurityGroup,
+  describeAjvErrors, validateEc2Image, validateEc2Instance, validateEc2InstanceBatch, validateEc2InstanceList,
+  validateEc2KeyPair, validateEc2SecurityGroup,
 } from '../schemas/validators.js';
+import { coalesce } from './coalesce.js';
 import { ScriptError } from './errors.js';
-import type { RunContext, ScriptRunner } from './runner.js';
+import { failureOfExitCode, type RunContext, type ScriptRunner } from './runner.js';
 
 export interface CreateInstanceInput {
   name: string;
@@ -130,6 +132,35 @@ export async function destroyInstance(runner: ScriptRunner, instanceId: string, 
   return runner.run('destroy_instance.sh', [...KNOWN_SIZE, '--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
 }
 
+export type ChangeScript = 'start_instance.sh' | 'stop_instance.sh' | 'destroy_instance.sh';
+
+/**
+ * One run of a start, stop or destroy script for several instances: each id's instance, or its own
+ * ScriptError (classified from the exit code a run for that id alone would have had).
+ */
+export async function changeInstances(
+  runner: ScriptRunner,
+  script: ChangeScript,
+  instanceIds: readonly string[],
+  ctx: RunContext = {},
+): Promise<Map<string, Ec2Instance | ScriptError>> {
+  const options = script === 'destroy_instance.sh'
+    ? KNOWN_SIZE
+    : [...KNOWN_STATE, `--wait-timeout=${waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs)}`];
+  const batch = await runner.run(script, [...options, '--', ...instanceIds], validateEc2InstanceBatch, { clientInput: true, ...ctx });
+  const outcomes = new Map<string, Ec2Instance | ScriptError>();
+  for (const instance of batch.instances) outcomes.set(instance.id, instance);
+  for (const failed of batch.errors) {
+    outcomes.set(failed.instance_id, new ScriptError(failureOfExitCode(failed.exit_code), script, redactText(failed.error.message), {
+      exitCode: failed.exit_code, code: failed.error.code, clientInput: ctx.clientInput ?? true,
+    }));
+  }
+  for (const id of instanceIds) {
+    if (!outcomes.has(id)) outcomes.set(id, new ScriptError('bad-output', script, `${script} reported nothing for ${id}`));
+  }
+  return outcomes;
+}
+
 export async function ensureSecurityGroup(
   runner: ScriptRunner,
   options: { name?: string; cidr?: string; vpcId?: string } = {},
@@ -170,13 +201,21 @@ export interface Ec2 {
 
 /** Images remembered at most; an AMI's architecture and root device never change once it is available. */
 const IMAGES_REMEMBERED = 256;
+/** Instances changed in one run at most (EC2 takes many more; a bound keeps one run's wait readable). */
+const LARGEST_BATCH = 50;
+
+export interface Ec2Options {
+  /** How long a start, stop or destroy waits for others of its kind to share its script run (0: never). */
+  coalesceWindowMs?: number | undefined;
+}
 
 /**
  * The adapters bound to one runner, remembering what EC2 cannot change behind our back so it is asked
  * once: images that are available (an AMI's architecture and root device are fixed), and key pairs a
- * launch has used (a key deleted since makes EC2 refuse the launch, which forgets it again).
+ * launch has used (a key deleted since makes EC2 refuse the launch, which forgets it again). Starts,
+ * stops and destroys that arrive within the coalescing window share one script run.
  */
-export function createEc2(runner: ScriptRunner): Ec2 {
+export function createEc2(runner: ScriptRunner, options: Ec2Options = {}): Ec2 {
   const images = new Map<string, Ec2Image>();
   const checkedKeys = new Set<string>();
 
@@ -205,14 +244,24 @@ export function createEc2(runner: ScriptRunner): Ec2 {
     }
   }
 
+  const coalesced = (script: ChangeScript, one: (id: string, ctx?: RunContext) => Promise<Ec2Instance>) => coalesce<Ec2Instance>({
+    windowMs: options.coalesceWindowMs ?? 0,
+    maxBatch: LARGEST_BATCH,
+    one: (id, ctx) => one(id, ctx),
+    many: (ids, ctx) => changeInstances(runner, script, ids, ctx),
+  });
+  const start = coalesced('start_instance.sh', (id, ctx) => startInstance(runner, id, ctx));
+  const stop = coalesced('stop_instance.sh', (id, ctx) => stopInstance(runner, id, ctx));
+  const destroy = coalesced('destroy_instance.sh', (id, ctx) => destroyInstance(runner, id, ctx));
+
   return {
     createInstance: createWithKnownKey,
     describeInstance: (id, ctx, options) => describeInstance(runner, id, ctx, options),
     describeImage: describeImageOnce,
     listInstances: (options, ctx) => listInstances(runner, options, ctx),
-    startInstance: (id, ctx) => startInstance(runner, id, ctx),
-    stopInstance: (id, ctx) => stopInstance(runner, id, ctx),
-    destroyInstance: (id, ctx) => destroyInstance(runner, id, ctx),
+    startInstance: start,
+    stopInstance: stop,
+    destroyInstance: destroy,
     ensureSecurityGroup: (options, ctx) => ensureSecurityGroup(runner, options, ctx),
     ensureKeyPair: (name, options, ctx) => ensureKeyPair(runner, name, options, ctx),
   };

@@ -57,6 +57,32 @@ export const ec2InstanceSchema = {
 export type Ec2Instance = FromSchema<typeof ec2InstanceSchema>;
 
 /**
+ * start, stop and destroy given several ids: each id either succeeded (its document in `instances`) or
+ * failed on its own (in `errors`, with the exit code a run for that id alone would have ended with).
+ */
+export const instanceBatchOutputSchema = {
+  title: 'ScriptInstanceBatch',
+  type: 'object',
+  required: ['instances', 'errors'],
+  properties: {
+    instances: { type: 'array', items: ec2InstanceSchema },
+    errors: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['instance_id', 'exit_code', 'error'],
+        properties: {
+          instance_id: { type: 'string', pattern: '^i-[0-9a-f]{8,17}$' },
+          exit_code: { type: 'integer', minimum: 1, maximum: 255 },
+          error: scriptErrorOutputSchema.properties.error,
+        },
+      },
+    },
+  },
+} as const;
+export type Ec2InstanceBatch = FromSchema<typeof instanceBatchOutputSchema>;
+
+/**
  * list_instances.sh --all reports every instance in the region, most of them not ours. An instance tagged
  * ManagedBy=ec2-creator must be a full, valid document (one bad entry spoils the list: its record could
  * otherwise be judged on a partial read); an unmanaged entry (managed: false) is only required to be an

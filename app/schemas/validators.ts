@@ -12,9 +12,9 @@ import {
   listOperationsQuerySchema, operationIdParamsSchema, type ListOperationsQuery, type OperationIdParams,
 } from './operation.js';
 import {
-  ec2InstanceSchema, imageOutputSchema, instanceListOutputSchema, keyPairOutputSchema, scriptErrorOutputSchema,
+  ec2InstanceSchema, imageOutputSchema, instanceBatchOutputSchema, instanceListOutputSchema, keyPairOutputSchema, scriptErrorOutputSchema,
   securityGroupOutputSchema,
-  type Ec2Image, type Ec2Instance, type Ec2InstanceList, type Ec2KeyPair, type Ec2SecurityGroup,
+  type Ec2Image, type Ec2Instance, type Ec2InstanceBatch, type Ec2InstanceList, type Ec2KeyPair, type Ec2SecurityGroup,
   type ScriptErrorOutput,
 } from './script-outputs.js';
 
@@ -46,6 +46,8 @@ export const validateScriptError: ValidateFunction<ScriptErrorOutput> =
 export const validateEc2Instance: ValidateFunction<Ec2Instance> = strictAjv.compile<Ec2Instance>(ec2InstanceSchema);
 export const validateEc2InstanceList: ValidateFunction<Ec2InstanceList> =
   strictAjv.compile<Ec2InstanceList>(instanceListOutputSchema);
+export const validateEc2InstanceBatch: ValidateFunction<Ec2InstanceBatch> =
+  strictAjv.compile<Ec2InstanceBatch>(instanceBatchOutputSchema);
 export const validateEc2Image: ValidateFunction<Ec2Image> = strictAjv.compile<Ec2Image>(imageOutputSchema);
 export const validateEc2SecurityGroup: ValidateFunction<Ec2SecurityGroup> =
   strictAjv.compile<Ec2SecurityGroup>(securityGroupOutputSchema);

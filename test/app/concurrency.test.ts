@@ -39,7 +39,12 @@ describe('a slow AWS does not block the service', function () {
     await resetMoto();
     await createKeyPair();
     gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
-    h = createHarness({ env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }) });
+    // Each stop in a script run of its own: the subject here is that runs do not wait for each other.
+    // Stops sharing one run are test/app/coalescing.test.ts's subject.
+    h = createHarness({
+      env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }),
+      config: { coalesceWindowMs: 0 },
+    });
   });
   afterEach(() => {
     writeFileSync(path.join(gate, 'release'), ''); // never leave a fake waiting

@@ -23,7 +23,9 @@ describe('operations and concurrency', function () {
   function harness(config: { maxConcurrentScripts?: number; maxQueuedOperations?: number } = {}): Harness {
     h = createHarness({
       env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate.dir }),
-      config: { maxInstances: 20, ...config },
+      // Each stop in a script run of its own, so that "two inside aws at once" shows the cap (stops sharing
+      // one run are test/app/coalescing.test.ts's subject).
+      config: { maxInstances: 20, coalesceWindowMs: 0, ...config },
     });
     return h;
   }
