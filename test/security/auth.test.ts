@@ -74,6 +74,8 @@ describe('authentication', function () {
   }
 
   it('when a viewer calls EVERY mutating route of the OpenAPI document, then 403 and no script runs', async () => {
+    // An empty emulator, whatever the file run before this one in the worker left in it.
+    await resetMoto();
     const mutating = operationsOf(document).filter((o) => !['get', 'head', 'options'].includes(o.method));
     assert.ok(mutating.length >= 4, 'create, destroy, start and stop at least');
     for (const { template, method } of mutating) {
