@@ -93,27 +93,28 @@ destroy_many() {
   validate_wait_options
   require_tools
   local -a ids=("${INSTANCE_IDS[@]}") doomed=()
-  local reservations before id state managed terminated_already='[]'
+  local reservations before id state managed
 
   # One read serves the managed check of every id (see main).
   reservations="$(reservations_of "${ids[@]}")"
   before="$(instances_from_reservations <<<"${reservations}")"
-  for id in "${ids[@]}"; do
-    state="$(jq -r --arg id "${id}" '[.[] | select(.id == $id)][0].state // ""' <<<"${before}")"
-    managed="$(jq -r --arg id "${id}" '[.[] | select(.id == $id)][0].managed' <<<"${before}")"
-    if [[ -z "${state}" ]]; then
+  local -a already=()
+  while read -r id state managed; do
+    if [[ "${state}" == - ]]; then
       batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist"
     elif [[ "${allow_unmanaged}" != true && "${managed}" != true ]]; then
       batch_fail "${id}" NotManaged "${EXIT_CONFLICT}" \
         "${id} is not tagged ${MANAGED_TAG_KEY}=${MANAGED_TAG_VALUE}; pass --allow-unmanaged to terminate it anyway"
     elif [[ "${state}" == terminated ]]; then
       err "${id} is already terminated; nothing to do"
-      terminated_already="$(jq -c --arg id "${id}" --argjson before "${before}" \
-        '. + [$before[] | select(.id == $id)]' <<<"${terminated_already}")"
+      already+=("${id}")
     else
       doomed+=("${id}")
     fi
-  done
+  done < <(jq -r '(map({(.id): .}) | add // {}) as $by_id | $ARGS.positional[]
+    | "\(.) \($by_id[.].state // "-") \($by_id[.].managed // false)"' --args "${ids[@]}" <<<"${before}")
+  local terminated_already
+  terminated_already="$(jq -c '[.[] | select(.id | IN($ARGS.positional[]))]' --args "${already[@]}" <<<"${before}")"
 
   local documents="${terminated_already}" changes waited
   if ((${#doomed[@]} > 0)); then

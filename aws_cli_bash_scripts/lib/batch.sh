@@ -57,14 +57,13 @@ reservations_of() {
   printf '%s\n' "${all}"
 }
 
-# states_of RESERVATIONS: {"i-…": "state", …} for the instances in a describe-instances answer.
-states_of() {
-  jq -c '[.Reservations[]?.Instances[]? | {(.InstanceId): .State.Name}] | add // {}' <<<"$1"
-}
-
-# state_in STATES ID: the id's state in a states_of map, or "" when EC2 did not report it.
-state_in() {
-  jq -r --arg id "$2" '.[$id] // ""' <<<"$1"
+# ids_with_states RESERVATIONS ID...: one line "ID STATE" per id, in order; STATE is "-" when EC2 did
+# not report the id.
+ids_with_states() {
+  local reservations="$1"
+  shift
+  jq -r '([.Reservations[]?.Instances[]? | {(.InstanceId): .State.Name}] | add // {}) as $states
+    | $ARGS.positional[] | "\(.) \($states[.] // "-")"' --args "$@" <<<"${reservations}"
 }
 
 # only_instances RESERVATIONS ID...: the answer narrowed to those ids.
@@ -111,8 +110,8 @@ change_states_or_refusal() {
 wait_for_states() {
   local target="$1" timeout_s="$2" poll_s="$3" passing="$4"
   shift 4
-  local -a waiting=("$@") still=()
-  local deadline=$((SECONDS + timeout_s)) reservations states state id remaining status
+  local -a waiting=("$@") still=() reached=()
+  local deadline=$((SECONDS + timeout_s)) reservations state id remaining status
   local -A last_state=()
   WAITED_RESERVATIONS='{"Reservations":[]}'
   err "waiting up to ${timeout_s}s for ${waiting[*]} to be ${target}"
@@ -125,21 +124,25 @@ wait_for_states() {
       printf '%s\n' "${reservations}" >&3
       exit "${status}"
     fi
-    states="$(states_of "${reservations}")"
     still=()
-    for id in "${waiting[@]}"; do
-      state="$(state_in "${states}" "${id}")"
-      if [[ -z "${state}" ]]; then
+    reached=()
+    # One jq for every id ("id state" lines, state "-" when EC2 no longer reports it): a jq per id per
+    # poll would cost more than the poll.
+    while read -r id state; do
+      if [[ "${state}" == - ]]; then
         batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "${id} vanished while waiting for ${target}"
       elif [[ "${state}" == "${target}" ]]; then
-        WAITED_RESERVATIONS="$(merged_reservations "${WAITED_RESERVATIONS}" "$(only_instances "${reservations}" "${id}")")"
+        reached+=("${id}")
       elif [[ " ${passing} " == *" ${state} "* ]]; then
         last_state["${id}"]="${state}"
         still+=("${id}")
       else
         batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "${id} became ${state} while waiting for ${target}"
       fi
-    done
+    done < <(ids_with_states "${reservations}" "${waiting[@]}")
+    if ((${#reached[@]} > 0)); then
+      WAITED_RESERVATIONS="$(merged_reservations "${WAITED_RESERVATIONS}" "$(only_instances "${reservations}" "${reached[@]}")")"
+    fi
     waiting=("${still[@]}")
     ((${#waiting[@]} > 0)) || break
     remaining=$((deadline - SECONDS))

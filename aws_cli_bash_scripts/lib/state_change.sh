@@ -101,19 +101,17 @@ state_change_main() {
 # refusable_ids VERB ID...: read the ids in one call, record an error for each that EC2 does not know
 # or that no start or stop can leave, and set ACTIONABLE_IDS to the rest.
 refusable_ids() {
-  local verb="$1" reservations states state id
+  local verb="$1" reservations state id
   shift
   reservations="$(reservations_of "$@")"
-  states="$(states_of "${reservations}")"
   ACTIONABLE_IDS=()
-  for id in "$@"; do
-    state="$(state_in "${states}" "${id}")"
+  while read -r id state; do
     case "${state}" in
-    '') batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist" ;;
+    -) batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist" ;;
     shutting-down | terminated) batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}" ;;
     *) ACTIONABLE_IDS+=("${id}") ;;
     esac
-  done
+  done < <(ids_with_states "${reservations}" "$@")
 }
 
 # state_change_many VERB OPERATION TARGET PASSING ID...: the several-id run of state_change_main,
@@ -153,10 +151,8 @@ state_change_many() {
   # terminated instance, but an emulator may revive it instead (moto does).
   local -a changed=()
   local previous
-  for id in "${ACTIONABLE_IDS[@]}"; do
-    previous="$(jq -r --arg id "${id}" '.[$id].previous // ""' <<<"${changes:-"{}"}")"
-    state="$(jq -r --arg id "${id}" '.[$id].current // ""' <<<"${changes:-"{}"}")"
-    if [[ -z "${state}" ]]; then
+  while read -r id previous state; do
+    if [[ "${state}" == - ]]; then
       batch_fail "${id}" InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report the state of ${id}"
     elif [[ " shutting-down terminated " == *" ${previous} "* ]]; then
       batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${previous}"
@@ -166,7 +162,8 @@ state_change_many() {
       err "${verb} ${id} (was ${previous})"
       changed+=("${id}")
     fi
-  done
+  done < <(jq -r '. as $changes | $ARGS.positional[]
+    | "\(.) \($changes[.].previous // "-") \($changes[.].current // "-")"' --args "${ACTIONABLE_IDS[@]}" <<<"${changes:-"{}"}")
 
   local documents='[]' reservations
   if ((${#changed[@]} > 0)); then
