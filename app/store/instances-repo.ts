@@ -1,5 +1,6 @@
 /** The only code that reads or writes the instances table. */
 import type { Db } from './db.js';
+import type Database from 'better-sqlite3';
 import {
   createIdempotencyRepository, createOperationsRepository, type IdempotencyRepository, type OperationsRepository,
 } from './operations-repo.js';
@@ -101,6 +102,7 @@ export function createInstancesRepository(db: Db): InstancesRepository {
      VALUES (@clientToken, 'launching', @name, 'pending', @ami, @instanceType, @storageGb, @keyName,
              @securityGroupId, @loginUser, @now, @now)`,
   );
+  const listStatements = new Map<string, Database.Statement<[Record<string, string | number>], LaunchedRow>>();
   const byToken = db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE client_token = ?');
   const byInstanceId = db.prepare<[string], LaunchedRow>('SELECT * FROM instances WHERE instance_id = ?');
   const complete = db.prepare(
@@ -206,10 +208,15 @@ export function createInstancesRepository(db: Db): InstancesRepository {
         where.push('row_id < @beforeRowId');
         params.beforeRowId = filter.beforeRowId;
       }
-      // Statement text depends only on which filters are present (a handful of shapes); better-sqlite3
-      // prepares quickly and the list is not a hot path.
+      // The statement text depends only on which filters are present: at most a few dozen shapes, each
+      // prepared once (preparing costs about a quarter of reading twenty rows, on the busiest route).
       const sql = `SELECT * FROM instances WHERE ${where.join(' AND ')} ORDER BY row_id DESC LIMIT @limit`;
-      return db.prepare<[Record<string, string | number>], LaunchedRow>(sql).all(params);
+      let statement = listStatements.get(sql);
+      if (!statement) {
+        statement = db.prepare<[Record<string, string | number>], LaunchedRow>(sql);
+        listStatements.set(sql, statement);
+      }
+      return statement.all(params);
     },
     setState(instanceId, state) {
       setStateStmt.run({ instanceId, state, now: now() });
