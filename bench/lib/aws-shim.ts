@@ -2,10 +2,10 @@
  * The counting (and, on request, slow) aws CLI the benchmarks put in front of the real one
  * (bench/aws-shim/aws): the environment that makes a server's scripts use it, and its call log read back.
  */
-import { execFileSync } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { realAwsCli as findRealAwsCli } from '../../scripts/lib/aws-cli.js';
 
 export const shimDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'aws-shim');
 
@@ -20,43 +20,11 @@ export interface AwsCall {
   scriptArgs: string[];
 }
 
-function firstOnPath(command: string, skip: string[]): string {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir || skip.includes(path.resolve(dir))) continue;
-    const candidate = path.join(dir, command);
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  throw new Error(`${command} is not on PATH (the benchmarks run the real AWS CLI against moto_server)`);
-}
-
-function startOf(file: string): string {
-  const fd = openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(2000);
-    return buffer.toString('utf8', 0, readSync(fd, buffer, 0, buffer.length, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * The aws program itself. pyenv's shim works the Python version out again on every call (a quarter of
- * what a call costs), which would be measured as the service's time; the tests skip it the same way.
- */
+/** The aws program itself (not pyenv's shim, whose own work would be measured as the service's time). */
 export function realAwsCli(): string {
-  const first = firstOnPath('aws', [shimDir]);
-  if (!startOf(first).includes('pyenv')) return first;
-  try {
-    return execFileSync('pyenv', ['which', 'aws'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return first; // the shim still works, only slower
-  }
+  const real = findRealAwsCli([shimDir]);
+  if (!real) throw new Error('aws is not on PATH (the benchmarks run the real AWS CLI against moto_server)');
+  return real;
 }
 
 export interface AwsShim {

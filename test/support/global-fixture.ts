@@ -4,12 +4,13 @@
  * (scripts, the aws CLI, servers) inherit these variables, so nothing a test starts can reach a real AWS
  * account or any host but loopback. moto dies with the process that started it, even on SIGKILL.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMoto, type MotoServer } from '../../scripts/lib/moto.js';
+import { firstOnPath, realAwsCli } from '../../scripts/lib/aws-cli.js';
 
 const MOTO_ENDPOINT_VARIABLE = 'EC2_CREATOR_TEST_MOTO_ENDPOINT';
 const RUN_DIR_VARIABLE = 'EC2_CREATOR_TEST_RUN_DIR';
@@ -63,34 +64,15 @@ if (!process.env[RUN_DIR_VARIABLE]) {
   skipPyenvShim(runDir);
 }
 
-/**
- * pyenv's shim for `aws` is a shell script that works out the Python version again on every call, a
- * quarter of what a CLI call costs; the suite makes hundreds. The run puts the CLI the shim leads to
- * first on PATH instead (the same program, found once).
- */
+/** The suite makes hundreds of CLI calls: they skip pyenv's shim (see scripts/lib/aws-cli.ts). */
 function skipPyenvShim(runDir: string): void {
-  const shim = (process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, 'aws')).find((file) => existsSync(file));
-  if (!shim || !startOf(shim).includes('pyenv')) return;
-  let real: string;
-  try {
-    real = execFileSync('pyenv', ['which', 'aws'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return; // the shim keeps working, only slower
-  }
+  const first = firstOnPath('aws');
+  const real = realAwsCli();
+  if (!real || real === first) return;
   const bin = path.join(runDir, 'bin');
   mkdirSync(bin);
   symlinkSync(real, path.join(bin, 'aws'));
   process.env.PATH = `${bin}${path.delimiter}${process.env.PATH ?? ''}`;
-}
-
-function startOf(file: string): string {
-  const fd = openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(2000);
-    return buffer.toString('utf8', 0, readSync(fd, buffer, 0, buffer.length, 0));
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** The run's shared folder (see above). */
