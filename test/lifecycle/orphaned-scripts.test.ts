@@ -161,4 +161,43 @@ describe('scripts that outlive a dead server', function () {
     assert.equal(started.status, 200, JSON.stringify(started.body));
     assert.equal(started.body.state, 'running');
   });
+  it('when the server is SIGKILLed while one stop_instance.sh run serves two stops, then the restart waits for that one script and reconciles both operations', async () => {
+    // A window wide enough that the two asynchronous stops share one run however busy the machine is.
+    const coalescing = { STOP_TIMEOUT_MS: '600000', COALESCE_WINDOW_MS: '5000' };
+    const first = await start({
+      ...coalescing,
+      ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: ws.gate, FAKE_AWS_GATE_MAX_S: '300' }),
+    });
+    const ids: string[] = [];
+    for (const name of ['shared-1', 'shared-2']) {
+      const created = await postJson(`${first.url}/instances`, { ...LAUNCH, name });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      ids.push(created.body.id as string);
+    }
+    const accepted = await Promise.all(ids.map((id) => postJson(`${first.url}/instances/${id}/stop`, undefined, { Prefer: 'respond-async' })));
+    for (const answer of accepted) assert.equal(answer.status, 202, JSON.stringify(answer.body));
+    const stopOps = accepted.map((answer) => answer.body.id as string);
+    await until('one stop_instance.sh run is held in front of stop-instances', () => markers(ws.gate, 'entered').length === 1);
+    const group = Number(markers(ws.gate, 'entered')[0]?.text);
+    process.kill(first.pid, 'SIGKILL');
+    await first.exited;
+    assert.ok(liveMembersOfGroup(group).length > 0, 'the script outlived the server');
+
+    const second = await start({ ...coalescing, ...fakeAwsEnv({}) });
+    writeFileSync(path.join(ws.gate, 'release'), '');
+    for (const op of stopOps) {
+      await until(`the interrupted stop ${op} is reconciled`, async () =>
+        /reconciled at start-up/.test((await getJson(`${second.url}/operations/${op}`)).body.note ?? ''));
+      const after = (await getJson(`${second.url}/operations/${op}`)).body;
+      assert.equal(after.status, 'interrupted');
+      assert.match(after.note, new RegExp(`process group ${group}\\) outlived the server and finished`));
+      assert.match(after.note, /the instance is stopped/);
+    }
+    assert.equal(markers(ws.gate, 'entered').length, 1, 'one script run served both stops');
+    assert.deepEqual(liveMembersOfGroup(group), []);
+    for (const id of ids) {
+      assert.equal((await allEc2Instances()).find((instance) => instance.InstanceId === id)?.State.Name, 'stopped');
+      assert.deepEqual(readRows(ws.database, 'SELECT state FROM instances WHERE instance_id = ?', id), [{ state: 'stopped' }]);
+    }
+  });
 });
