@@ -112,27 +112,24 @@ export async function listInstances(
   return { instances, unreadable };
 }
 
-export async function startInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
-  const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
-  return runner.run('start_instance.sh', [...KNOWN_STATE, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
-    clientInput: true,
-    ...ctx,
-  });
-}
-
-export async function stopInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
-  const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
-  return runner.run('stop_instance.sh', [...KNOWN_STATE, `--wait-timeout=${wait}`, '--', instanceId], validateEc2Instance, {
-    clientInput: true,
-    ...ctx,
-  });
-}
-
-export async function destroyInstance(runner: ScriptRunner, instanceId: string, ctx: RunContext = {}): Promise<Ec2Instance> {
-  return runner.run('destroy_instance.sh', [...KNOWN_SIZE, '--', instanceId], validateEc2Instance, { clientInput: true, ...ctx });
-}
-
 export type ChangeScript = 'start_instance.sh' | 'stop_instance.sh' | 'destroy_instance.sh';
+
+/** The options a change script gets from the service, for one id or several. */
+function changeOptions(runner: ScriptRunner, script: ChangeScript, ctx: RunContext): string[] {
+  if (script === 'destroy_instance.sh') return KNOWN_SIZE;
+  return [...KNOWN_STATE, `--wait-timeout=${waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs)}`];
+}
+
+/** One start, stop or destroy: the instance, or the run's ScriptError. */
+export async function changeInstance(
+  runner: ScriptRunner,
+  script: ChangeScript,
+  instanceId: string,
+  ctx: RunContext = {},
+): Promise<Ec2Instance> {
+  const args = [...changeOptions(runner, script, ctx), '--', instanceId];
+  return runner.run(script, args, validateEc2Instance, { clientInput: true, ...ctx });
+}
 
 /**
  * One run of a start, stop or destroy script for several instances: each id's instance, or its own
@@ -144,10 +141,8 @@ export async function changeInstances(
   instanceIds: readonly string[],
   ctx: RunContext = {},
 ): Promise<Map<string, Ec2Instance | ScriptError>> {
-  const options = script === 'destroy_instance.sh'
-    ? KNOWN_SIZE
-    : [...KNOWN_STATE, `--wait-timeout=${waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs)}`];
-  const batch = await runner.run(script, [...options, '--', ...instanceIds], validateEc2InstanceBatch, { clientInput: true, ...ctx });
+  const args = [...changeOptions(runner, script, ctx), '--', ...instanceIds];
+  const batch = await runner.run(script, args, validateEc2InstanceBatch, { clientInput: true, ...ctx });
   const outcomes = new Map<string, Ec2Instance | ScriptError>();
   for (const instance of batch.instances) outcomes.set(instance.id, instance);
   for (const failed of batch.errors) {
@@ -244,15 +239,15 @@ export function createEc2(runner: ScriptRunner, options: Ec2Options = {}): Ec2 {
     }
   }
 
-  const coalesced = (script: ChangeScript, one: (id: string, ctx?: RunContext) => Promise<Ec2Instance>) => coalesce<Ec2Instance>({
+  const coalesced = (script: ChangeScript) => coalesce<Ec2Instance>({
     windowMs: options.coalesceWindowMs ?? 0,
     maxBatch: LARGEST_BATCH,
-    one: (id, ctx) => one(id, ctx),
+    one: (id, ctx) => changeInstance(runner, script, id, ctx),
     many: (ids, ctx) => changeInstances(runner, script, ids, ctx),
   });
-  const start = coalesced('start_instance.sh', (id, ctx) => startInstance(runner, id, ctx));
-  const stop = coalesced('stop_instance.sh', (id, ctx) => stopInstance(runner, id, ctx));
-  const destroy = coalesced('destroy_instance.sh', (id, ctx) => destroyInstance(runner, id, ctx));
+  const start = coalesced('start_instance.sh');
+  const stop = coalesced('stop_instance.sh');
+  const destroy = coalesced('destroy_instance.sh');
 
   return {
     createInstance: createWithKnownKey,

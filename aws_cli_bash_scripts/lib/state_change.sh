@@ -55,12 +55,16 @@ take_option() {
   esac
 }
 
+# is_gone STATE: whether STATE is one no start or stop can leave.
+is_gone() {
+  [[ "$1" == shutting-down || "$1" == terminated ]]
+}
+
 # refuse_when_gone VERB INSTANCE_ID STATE: exit 4 when STATE is one no start or stop can leave.
 refuse_when_gone() {
-  case "$3" in
-  shutting-down | terminated)
-    fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot $1 $2: it is $3" ;;
-  esac
+  if is_gone "$3"; then
+    fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot $1 $2: it is $3"
+  fi
 }
 
 # state_change_main VERB OPERATION TARGET PASSING_STATES "$@"
@@ -106,11 +110,13 @@ refusable_ids() {
   reservations="$(reservations_of "$@")"
   ACTIONABLE_IDS=()
   while read -r id state; do
-    case "${state}" in
-    -) batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist" ;;
-    shutting-down | terminated) batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}" ;;
-    *) ACTIONABLE_IDS+=("${id}") ;;
-    esac
+    if [[ "${state}" == - ]]; then
+      batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist"
+    elif is_gone "${state}"; then
+      batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}"
+    else
+      ACTIONABLE_IDS+=("${id}")
+    fi
   done < <(ids_with_states "${reservations}" "$@")
 }
 
@@ -154,10 +160,8 @@ state_change_many() {
   while read -r id previous state; do
     if [[ "${state}" == - ]]; then
       batch_fail "${id}" InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report the state of ${id}"
-    elif [[ " shutting-down terminated " == *" ${previous} "* ]]; then
+    elif is_gone "${previous}"; then
       batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${previous}"
-    elif [[ " shutting-down terminated " == *" ${state} "* ]]; then
-      batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}"
     else
       err "${verb} ${id} (was ${previous})"
       changed+=("${id}")
