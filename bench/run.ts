@@ -15,6 +15,7 @@ import { measureHistory } from './figures/history.js';
 import { measureReads } from './figures/reads.js';
 import { measureSlowChanges, OLD_SYSTEM_SLOW_STOP_S, SLOW_AWS_DELAY_S } from './figures/slow-changes.js';
 import { measureStopOverhead } from './figures/stop-overhead.js';
+import { realProgram } from '../scripts/lib/aws-cli.js';
 import { realAwsCli } from './lib/aws-shim.js';
 import { newToken, type BenchContext } from './lib/context.js';
 import { createKeyPair } from './lib/fleet.js';
@@ -81,8 +82,8 @@ async function firstLine(command: string, args: string[]): Promise<string> {
 /** moto's version, asked of the Python that runs moto_server (its shebang), without importing moto. */
 async function motoVersion(): Promise<string> {
   try {
-    let server = (await run('bash', ['-c', 'command -v moto_server'], { encoding: 'utf8' })).stdout.trim();
-    if (readFileSync(server, 'utf8').includes('pyenv')) server = (await run('pyenv', ['which', 'moto_server'], { encoding: 'utf8' })).stdout.trim();
+    const server = realProgram('moto_server');
+    if (!server) return 'unknown';
     const python = /^#!\s*(\S+)/.exec(readFileSync(server, 'utf8'))?.[1] ?? 'python3';
     return await firstLine(python, ['-c', 'import importlib.metadata as m; print(m.version("moto"))']);
   } catch {

@@ -16,7 +16,7 @@ import { figure } from '../lib/report.js';
 const CHANGES = new Set(['run-instances', 'start-instances', 'stop-instances', 'terminate-instances']);
 const POLL = 'describe-instances';
 
-export interface CallsBreakdown {
+interface CallsBreakdown {
   total: number;
   /** Calls after the change in a script run that waits for the new state. */
   waitCalls: number;
@@ -28,7 +28,7 @@ export interface CallsBreakdown {
 }
 
 /** Splits the calls of one request into the wait and the rest; only a kind that waits has a wait. */
-export function breakdown(calls: readonly AwsCall[], waits: boolean): CallsBreakdown {
+function breakdown(calls: readonly AwsCall[], waits: boolean): CallsBreakdown {
   const changed = new Set<number>();
   let waitCalls = 0;
   let polls = 0;

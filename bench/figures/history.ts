@@ -5,7 +5,7 @@
  * without them; the page that includes history is reported beside it.
  */
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import type { Api } from '../lib/api.js';
 import { startBenchServer, type BenchContext } from '../lib/context.js';
 import { recordInstances } from '../lib/fleet.js';
 import { figure } from '../lib/report.js';
@@ -16,20 +16,18 @@ const HISTORY_ROWS = 50_000;
 const MAX_MEDIAN_RATIO = 2;
 const WARM_UP = 20;
 
-/** One timed GET of `url`, in ms. */
-async function timedGet(ctx: BenchContext, url: string): Promise<number> {
-  const started = performance.now();
-  const response = await fetch(url, { headers: { authorization: `Bearer ${ctx.token}` } });
-  const body = (await response.json()) as { instances?: unknown[] };
-  const ms = performance.now() - started;
-  if (!response.ok || !body.instances?.length) throw new Error(`${url} answered ${response.status}`);
+/** One timed GET of the list, in ms; an empty list means the records were not arranged. */
+async function timedList(api: Api, pathAndQuery: string): Promise<number> {
+  const { body, ms } = await api.timed<{ instances: unknown[] }>('GET', pathAndQuery);
+  if (!body.instances.length) throw new Error(`GET ${pathAndQuery} listed nothing`);
   return ms;
 }
 
 export async function measureHistory(ctx: BenchContext): Promise<void> {
   const samples = ctx.quick ? 50 : 200;
   ctx.progress(`history: ${LIVE_ROWS} live instances, and as many with ${HISTORY_ROWS.toLocaleString('en-US')} terminated`);
-  const pages: Record<'small' | 'large', string> = { small: '', large: '' };
+  const apis: Partial<Record<'small' | 'large', Api>> = {};
+  const page = `/instances?limit=${LIVE_ROWS}`;
   const servers = [];
   // Both servers run at once and are asked in turn, so a machine that gets busier meanwhile slows both alike.
   const times = { small: [] as number[], large: [] as number[], smallHistory: [] as number[], largeHistory: [] as number[] };
@@ -39,14 +37,15 @@ export async function measureHistory(ctx: BenchContext): Promise<void> {
       recordInstances(database, { terminated: history, invented: LIVE_ROWS });
       const bench = await startBenchServer(ctx, `history-${name}`, { databaseFile: database });
       servers.push(bench);
-      pages[name] = `${bench.server.url}/instances?limit=${LIVE_ROWS}`;
+      apis[name] = bench.api;
     }
     for (let i = 0; i < samples + WARM_UP; i += 1) {
+      const [small, large] = [apis.small as Api, apis.large as Api];
       const sample = {
-        small: await timedGet(ctx, pages.small),
-        large: await timedGet(ctx, pages.large),
-        smallHistory: await timedGet(ctx, `${pages.small}&include_terminated=true`),
-        largeHistory: await timedGet(ctx, `${pages.large}&include_terminated=true`),
+        small: await timedList(small, page),
+        large: await timedList(large, page),
+        smallHistory: await timedList(small, `${page}&include_terminated=true`),
+        largeHistory: await timedList(large, `${page}&include_terminated=true`),
       };
       // The first requests of a server compile and cache what later ones reuse.
       if (i < WARM_UP) continue;

@@ -4,8 +4,6 @@ import { performance } from 'node:perf_hooks';
 const REQUEST_LIMIT_MS = 180_000;
 
 export interface Api {
-  url: string;
-  token: string;
   /** Sends a request and returns its JSON body (undefined for 204); any other status than `expect` throws. */
   call<T = unknown>(method: string, pathAndQuery: string, options?: { body?: unknown; expect?: number; headers?: Record<string, string> }): Promise<T>;
   /** The same, also timed from sending to the end of the body, in ms. */
@@ -37,8 +35,6 @@ export function apiClient(url: string, token: string): Api {
     return { body: (text ? JSON.parse(text) : undefined) as T, ms };
   }
   return {
-    url,
-    token,
     timed,
     async call(method, pathAndQuery, options) {
       return (await timed(method, pathAndQuery, options)).body as never;

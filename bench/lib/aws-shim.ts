@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { realAwsCli as findRealAwsCli } from '../../scripts/lib/aws-cli.js';
 
-export const shimDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'aws-shim');
+const shimDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'aws-shim');
 
 /** One aws call as the shim recorded it. */
 export interface AwsCall {

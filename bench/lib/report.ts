@@ -2,7 +2,7 @@
  * Figures, their goals, the printed table and the JSON file two runs are compared by. A figure's `id` is
  * stable across runs; `value` is a plain number in `unit`, so a later run (or a script) can diff them.
  */
-export type Comparison = '<=' | '<' | '>=';
+type Comparison = '<=' | '<' | '>=';
 
 export interface Goal {
   compare: Comparison;
@@ -26,7 +26,7 @@ export interface Figure {
   detail?: Record<string, unknown>;
 }
 
-export function meets(value: number, goal: Goal): boolean {
+function meets(value: number, goal: Goal): boolean {
   switch (goal.compare) {
     case '<=':
       return value <= goal.limit;
@@ -39,7 +39,7 @@ export function meets(value: number, goal: Goal): boolean {
 
 const SYMBOL: Record<Comparison, string> = { '<=': '≤', '<': '<', '>=': '≥' };
 
-export function goalText(goal: Goal | null, unit: string): string {
+function goalText(goal: Goal | null, unit: string): string {
   if (!goal) return '—';
   const shownUnit = unit === 'ratio' || unit === 'calls' ? '' : ` ${unit}`;
   return `${SYMBOL[goal.compare]} ${goal.limit.toLocaleString('en-US')}${shownUnit}`;

@@ -34,16 +34,21 @@ function startOf(file: string): string {
 }
 
 /**
- * The aws program the first `aws` on PATH (outside `skip`) runs: that file itself, or, when it is
+ * The program the first `command` on PATH (outside `skip`) runs: that file itself, or, when it is
  * pyenv's shim, the program pyenv resolves it to (the shim when pyenv cannot say; it still works, only
- * slower). Undefined when no aws is on PATH. A wrapper that must be kept must not contain "pyenv".
+ * slower). Undefined when `command` is not on PATH. A wrapper that must be kept must not contain "pyenv".
  */
-export function realAwsCli(skip: readonly string[] = []): string | undefined {
-  const first = firstOnPath('aws', skip);
+export function realProgram(command: string, skip: readonly string[] = []): string | undefined {
+  const first = firstOnPath(command, skip);
   if (!first || !startOf(first).includes('pyenv')) return first;
   try {
-    return execFileSync('pyenv', ['which', 'aws'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('pyenv', ['which', command], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return first;
   }
+}
+
+/** The aws program itself (see realProgram). */
+export function realAwsCli(skip: readonly string[] = []): string | undefined {
+  return realProgram('aws', skip);
 }
