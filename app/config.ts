@@ -75,12 +75,30 @@ export function repoRoot(): string {
 }
 
 /**
+ * A URL of any other store (`postgres://…`, `mysql://…`) is refused rather than taken as a relative path,
+ * which would quietly create a SQLite file under a folder named `postgres:`. A file whose name really
+ * starts with `word:` is still reachable as `./word:…` or `file:word:…`.
+ */
+function refuseOtherSchemes(url: string): void {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]+):/.exec(url)?.[1];
+  if (!scheme || scheme === 'sqlite' || scheme === 'file') return;
+  const hint = /^postgres(?:ql)?$/i.test(scheme)
+    ? 'PostgreSQL is not supported yet; SQLite is the only store'
+    : `${scheme}: is not a store this service supports`;
+  throw new ConfigError(
+    'DATABASE_URL',
+    `${hint}: give a SQLite file as a path, file:path or sqlite:path (got ${JSON.stringify(url)}; for a file whose name starts with "${scheme}:", write ./${url})`,
+  );
+}
+
+/**
  * Accepts a plain path, `file:path`, `sqlite:path` or `sqlite:///abs/path`; relative paths resolve against cwd.
  * A URL's query or fragment is refused: SQLite's URI parameters (mode=ro, cache=shared, …) would not apply,
  * and taking them as part of the name would make a file literally named `x.db?mode=ro`.
  */
 export function databasePathFrom(url: string, cwd: string): string {
   if (url === ':memory:') return url;
+  refuseOtherSchemes(url);
   let p = url;
   const match = /^(?:sqlite|file):(?:\/\/)?(.*)$/.exec(url);
   if (match) {

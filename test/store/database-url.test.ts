@@ -41,6 +41,29 @@ describe('DATABASE_URL', function () {
     }
   });
 
+  it('when DATABASE_URL names another store (postgres://, mysql://, an upper-case SQLITE:), then it is refused naming DATABASE_URL, never taken as a relative path', () => {
+    for (const url of ['postgres://app@db.internal:5432/ec2', 'postgresql://localhost/ec2', 'mysql://localhost/ec2', 'SQLITE:x.db']) {
+      assert.throws(
+        () => loadConfig({ DATABASE_URL: url }, dir),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.equal(error.variable, 'DATABASE_URL');
+          assert.ok(error.message.includes(JSON.stringify(url)), error.message);
+          if (url.startsWith('postgres')) assert.match(error.message, /PostgreSQL is not supported yet/);
+          return true;
+        },
+        url,
+      );
+    }
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('when a file name really starts with a word and a colon, then ./ or file: reaches it', () => {
+    assert.equal(loadConfig({ DATABASE_URL: './pg:copy.db' }, dir).databasePath, path.join(dir, 'pg:copy.db'));
+    assert.equal(loadConfig({ DATABASE_URL: 'file:pg:copy.db' }, dir).databasePath, path.join(dir, 'pg:copy.db'));
+    assert.equal(loadConfig({ DATABASE_URL: 'sqlite:///srv/x.db' }, dir).databasePath, '/srv/x.db');
+  });
+
   it('when the server is started with a file: URL with a query, then it exits non-zero naming DATABASE_URL and creates no file', async () => {
     const url = `file:${dir}/x.db?mode=ro`;
     server = await spawnServerProcess({ DATABASE_URL: url });
