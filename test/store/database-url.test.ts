@@ -24,36 +24,32 @@ describe('DATABASE_URL', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** The message loadConfig refuses `url` with; it must be a ConfigError naming DATABASE_URL. */
+  function refusalOf(url: string): string {
+    try {
+      loadConfig({ DATABASE_URL: url }, dir);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.variable, 'DATABASE_URL');
+      assert.match(error.message, /^DATABASE_URL: /);
+      return error.message;
+    }
+    assert.fail(`${url} was accepted`);
+  }
+
   it('when a file: or sqlite: URL carries a query or a fragment, then it is refused naming DATABASE_URL and the query', () => {
     for (const url of ['file:x.db?mode=ro', 'file:///srv/x.db?cache=shared', 'sqlite:///srv/x.db?mode=rwc', 'file:x.db#main']) {
-      assert.throws(
-        () => loadConfig({ DATABASE_URL: url }, dir),
-        (error: unknown) => {
-          assert.ok(error instanceof ConfigError, String(error));
-          assert.equal(error.variable, 'DATABASE_URL');
-          assert.match(error.message, /^DATABASE_URL: /);
-          assert.match(error.message, /query|fragment/);
-          assert.ok(error.message.includes(url), error.message);
-          return true;
-        },
-        url,
-      );
+      const message = refusalOf(url);
+      assert.match(message, /query|fragment/);
+      assert.ok(message.includes(url), message);
     }
   });
 
   it('when DATABASE_URL names another store (postgres://, mysql://, an upper-case SQLITE:), then it is refused naming DATABASE_URL, never taken as a relative path', () => {
     for (const url of ['postgres://app@db.internal:5432/ec2', 'postgresql://localhost/ec2', 'mysql://localhost/ec2', 'SQLITE:x.db']) {
-      assert.throws(
-        () => loadConfig({ DATABASE_URL: url }, dir),
-        (error: unknown) => {
-          assert.ok(error instanceof ConfigError, String(error));
-          assert.equal(error.variable, 'DATABASE_URL');
-          assert.ok(error.message.includes(JSON.stringify(url)), error.message);
-          if (url.startsWith('postgres')) assert.match(error.message, /PostgreSQL is not supported yet/);
-          return true;
-        },
-        url,
-      );
+      const message = refusalOf(url);
+      assert.ok(message.includes(JSON.stringify(url)), message);
+      if (url.startsWith('postgres')) assert.match(message, /PostgreSQL is not supported yet/);
     }
     assert.deepEqual(readdirSync(dir), []);
   });
