@@ -189,6 +189,18 @@ validate_state() {
 
 # --- calling AWS --------------------------------------------------------------------------------
 
+# aws_error_text LINE: EC2's own words from the CLI's line "An error occurred (Code) when calling the
+# X operation (reached max retries: 4): words". An emulator that quotes a name as a one-element set
+# ('{'nokey'}') has it put back as 'nokey', so a person reads the name they gave.
+aws_error_text() {
+  local line="$1"
+  local pattern='^An error occurred \([^)]*\)( when calling the [A-Za-z0-9-]+ operation)?( \(reached max retries: [0-9]+\))?: (.*)$'
+  if [[ "${line}" =~ ${pattern} ]]; then
+    line="${BASH_REMATCH[3]}"
+  fi
+  printf '%s\n' "${line}" | sed -E "s/\\{'([^'{}]*)'\\}/\\1/g"
+}
+
 # classify_aws_failure STATUS STDERR: map a failed aws call to our error document and exit code.
 classify_aws_failure() {
   local status="$1" stderr="$2" code='' message
@@ -196,7 +208,7 @@ classify_aws_failure() {
   [[ -n "${message}" ]] || message="aws exited with status ${status} and said nothing"
   if [[ "${stderr}" =~ An\ error\ occurred\ \(([A-Za-z0-9.]+)\) ]]; then
     code="${BASH_REMATCH[1]}"
-    message="${message#*: }"
+    message="$(aws_error_text "${message}")"
   fi
 
   if ((status == 124 || status == 137)); then

@@ -102,11 +102,13 @@ describe('create_instance.sh', () => {
     assert.equal((await volumesOf(result.json().id))[0].Size, 100);
   });
 
-  it('when the key pair does not exist, then it exits 3 naming the key and launches nothing', async () => {
+  it('when the key pair does not exist, then it exits 3 naming the key as given, without the CLI\'s prefix or the emulator\'s braces, and launches nothing', async () => {
     const result = await runScript('create_instance.sh', ['--key-name=missing', 'web', UBUNTU_X86_AMI, 't3.micro', '8']);
     assert.equal(result.exitCode, 3);
-    assert.equal(result.json().error.code, 'InvalidKeyPair.NotFound');
-    assert.match(result.stderr, /missing/);
+    const { code, message } = result.json().error;
+    assert.equal(code, 'InvalidKeyPair.NotFound');
+    assert.match(message, /^The keypair 'missing' does not exist/);
+    assert.ok(result.stderr.includes(message), result.stderr);
     assert.deepEqual(await allEc2Instances(), []);
   });
 
