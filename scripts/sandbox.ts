@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { config as loadDotenv } from 'dotenv';
+import { execa } from 'execa';
 import { loadConfig } from '../app/config.js';
 import { createScriptRunner, type ScriptRunner } from '../app/ec2/runner.js';
 import { ensureKeyPair } from '../app/ec2/scripts.js';
@@ -132,6 +133,9 @@ async function main(): Promise<void> {
       ? [`  Token:    ${token}`, `            (operator; generated in ${tokenFile})`]
       : [config.auth.mode === 'disabled' ? '  Auth:     DISABLED (AUTH_DISABLED=true)' : `  Auth:     tokens from ${config.auth.mode === 'tokens' ? config.auth.source : '?'}`];
 
+    const images = await sandboxImages();
+    if (stopping) return;
+
     const line = '='.repeat(72);
     process.stdout.write(
       [
@@ -146,6 +150,10 @@ async function main(): Promise<void> {
         `  Try:      curl -s -X POST ${server.url}/instances${auth} -H 'Content-Type: application/json' \\`,
         `              -d '{"name":"demo","ami":"ami-1e749f67","instance_type":"t3.micro","storage_gb":8}'`,
         `            curl -s ${server.url}/instances${auth}`,
+        ...imageLines(images),
+        '  Scripts by hand, in another shell (from the checkout):',
+        `    ${scriptEnvironmentLine(config.keyName)}`,
+        '    unset AWS_PROFILE AWS_SESSION_TOKEN; aws_cli_bash_scripts/list_instances.sh',
         keep
           ? `  Files:    ${dir} (kept on exit: SANDBOX_KEEP=1)`
           : `  Files:    ${dir} (removed on exit; SANDBOX_KEEP=1 keeps them)`,
@@ -160,6 +168,57 @@ async function main(): Promise<void> {
     process.stderr.write(`sandbox failed to start: ${message(error)}\n`);
     await stop(1);
   }
+}
+
+/** A shell word for `value`: as it is when that is safe, else single-quoted. */
+function shellWord(value: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The `export` a person pastes to point the scripts (and the aws CLI) at this sandbox's emulator. */
+function scriptEnvironmentLine(keyName: string): string {
+  const names = [
+    'AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_DEFAULT_REGION',
+    'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE', 'AWS_EC2_METADATA_DISABLED',
+  ];
+  const pairs = names.map((name) => `${name}=${shellWord(process.env[name] ?? '')}`);
+  return `export ${[...pairs, `KEY_NAME=${shellWord(keyName)}`].join(' ')}`;
+}
+
+/** The latest Amazon Linux 2023 images, as the public SSM parameters the emulator serves name them. */
+const IMAGE_PARAMETERS = {
+  x86_64: '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64',
+  arm64: '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64',
+} as const;
+
+type SandboxImages = Partial<Record<keyof typeof IMAGE_PARAMETERS, string>>;
+
+/** One x86_64 and one arm64 image id that exist in the emulator; none when it cannot say (the banner then omits them). */
+async function sandboxImages(): Promise<SandboxImages> {
+  try {
+    const { stdout } = await execa('aws', [
+      'ssm', 'get-parameters', '--names', ...Object.values(IMAGE_PARAMETERS), '--output', 'json',
+    ], { timeout: 60_000 });
+    const values = new Map(
+      (JSON.parse(stdout) as { Parameters?: Array<{ Name?: string; Value?: string }> }).Parameters?.map((p) => [p.Name, p.Value]) ?? [],
+    );
+    const images: SandboxImages = {};
+    for (const [architecture, name] of Object.entries(IMAGE_PARAMETERS) as Array<[keyof SandboxImages, string]>) {
+      const id = values.get(name);
+      if (id && /^ami-[0-9a-f]+$/.test(id)) images[architecture] = id;
+    }
+    return images;
+  } catch (error) {
+    process.stderr.write(`sandbox: could not read the Amazon Linux image ids from the emulator (${message(error)})\n`);
+    return {};
+  }
+}
+
+function imageLines(images: SandboxImages): string[] {
+  const lines: string[] = [];
+  if (images.x86_64) lines.push(`  AMIs:     ${images.x86_64} (Amazon Linux 2023, x86_64: t3.micro)`);
+  if (images.arm64) lines.push(`            ${images.arm64} (Amazon Linux 2023, arm64: t4g.micro)`);
+  return lines;
 }
 
 await main();

@@ -1,13 +1,16 @@
+import { DescribeImagesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 import {
   commandLine, exitOf, killProcessesWithEnvironment, processesWithEnvironment, repoRoot, watchOutput, type WatchedOutput,
 } from '../support/ops-manager.js';
+import { ec2ClientFor } from '../support/ec2-reader.js';
 
 const BANNER = /SANDBOX — not real AWS[\s\S]*Ctrl-C stops/;
 
@@ -155,6 +158,29 @@ describe('npm run sandbox', function () {
     assert.deepEqual(exit, { code: 1, signal: null }, output.text());
     assert.match(output.text(), /sandbox failed to start: .*moto_server/);
     assert.deepEqual(leftovers(), { folders: [], moto: [] });
+  });
+
+  it('when a person pastes the banner\'s script lines into a shell, then the scripts reach the sandbox\'s emulator, where the AMIs the banner names are an x86_64 and an arm64 image', async () => {
+    const { output } = await startSandbox();
+    await output.waitFor(BANNER);
+    const banner = output.text();
+    const exportLine = /^\s*(export AWS_ENDPOINT_URL=.*)$/m.exec(banner)?.[1];
+    const x86 = /(ami-[0-9a-f]+) \(Amazon Linux 2023, x86_64/.exec(banner)?.[1];
+    const arm = /(ami-[0-9a-f]+) \(Amazon Linux 2023, arm64/.exec(banner)?.[1];
+    assert.ok(exportLine && x86 && arm, banner);
+
+    // Only what the banner says: none of this run's AWS variables leak into the pasted shell.
+    const pasted = await execa('bash', ['-c', `${exportLine}; unset AWS_PROFILE AWS_SESSION_TOKEN; aws_cli_bash_scripts/describe_image.sh ${arm}`], {
+      cwd: repoRoot, env: { PATH: process.env.PATH ?? '', HOME: base }, extendEnv: false, reject: false,
+    });
+
+    assert.equal(pasted.exitCode, 0, pasted.stderr);
+    assert.equal(JSON.parse(pasted.stdout).architecture, 'arm64');
+    const endpoint = /AWS_ENDPOINT_URL=(\S+)/.exec(exportLine)![1]!;
+    const emulator = ec2ClientFor(endpoint);
+    const { Images = [] } = await emulator.send(new DescribeImagesCommand({ ImageIds: [x86, arm] }));
+    emulator.destroy();
+    assert.deepEqual(Object.fromEntries(Images.map((image) => [image.ImageId, image.Architecture])), { [x86]: 'x86_64', [arm]: 'arm64' });
   });
 
   it('when SANDBOX_KEEP=1, then Ctrl-C keeps the folder and says where it is', async () => {

@@ -11,18 +11,23 @@ import { motoEndpoint, resetMoto } from './global-fixture.js';
 let client: EC2Client | undefined;
 let clientEndpoint: string | undefined;
 
+/** A new EC2 client for the emulator at `endpoint` (destroy it when done). */
+export function ec2ClientFor(endpoint: string): EC2Client {
+  // The lockfile pins an SDK that supports Node 20; its notice about future releases is noise here.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  return new EC2Client({
+    endpoint,
+    region: process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    maxAttempts: 1,
+  });
+}
+
 /** An EC2 client for the emulator this process's tests use (one per endpoint, reused). */
 export function ec2Client(): EC2Client {
   const endpoint = motoEndpoint();
   if (!client || clientEndpoint !== endpoint) {
-    // The lockfile pins an SDK that supports Node 20; its notice about future releases is noise here.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-    client = new EC2Client({
-      endpoint,
-      region: process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-      maxAttempts: 1,
-    });
+    client = ec2ClientFor(endpoint);
     clientEndpoint = endpoint;
   }
   return client;
