@@ -68,6 +68,7 @@ export function createServices(deps: AppDeps): Services {
     ec2,
     logger,
     changes,
+    keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
     describeTimeoutMs: config.timeouts.describe,
     maxConcurrentReads: config.maxConcurrentReads,
   });
@@ -101,6 +102,7 @@ export function createServices(deps: AppDeps): Services {
       maxInstances: config.maxInstances,
     },
     keyName: config.keyName,
+    keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
     logger,
     notifier: deps.notifier,
     timeouts: config.timeouts,

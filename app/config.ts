@@ -24,6 +24,8 @@ export interface Config {
   databasePath: string;
   scriptsDir: string;
   keyName: string;
+  /** Where people keep KEY_NAME's private key, as ssh_string names it; null: ~/.ssh/<KEY_NAME>.pem. */
+  keyFile: string | null;
   allowedInstanceTypes: string[];
   maxStorageGb: number;
   scriptTimeoutMs: number;
@@ -132,6 +134,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (!new RegExp(KEY_NAME_PATTERN).test(keyName)) {
     throw new ConfigError('KEY_NAME', `${JSON.stringify(keyName)} is not a valid EC2 key pair name`);
   }
+  // Shown to people, never opened: an absolute path or one under ~/, so it means the same on their machine.
+  const keyFile = readVariable(env, 'KEY_FILE') ?? null;
+  if (keyFile !== null && (!/^(?:\/|~\/)/.test(keyFile) || /[\u0000-\u001f\u007f]/.test(keyFile))) {
+    throw new ConfigError('KEY_FILE', `must be an absolute path or one starting with ~/, without control characters, got ${JSON.stringify(keyFile)}`);
+  }
 
   const allowedInstanceTypes = (readVariable(env, 'ALLOWED_INSTANCE_TYPES') ?? 't3.micro,t4g.micro')
     .split(',')
@@ -180,6 +187,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     databasePath,
     scriptsDir,
     keyName,
+    keyFile,
     allowedInstanceTypes: [...new Set(allowedInstanceTypes)],
     maxStorageGb,
     scriptTimeoutMs,

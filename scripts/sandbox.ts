@@ -120,6 +120,8 @@ async function main(): Promise<void> {
     const keyFile = path.join(dir, `${config.keyName}.pem`);
     runner = createScriptRunner({ scriptsDir: config.scriptsDir, timeoutMs: 60_000, logger: createLogger({ silent: true }) });
     await ensureKeyPair(runner, config.keyName, { create: true, privateKeyFile: keyFile });
+    // ssh_string names the key file the sandbox made, not ~/.ssh/<key>.pem, which does not hold this key.
+    process.env.KEY_FILE = keyFile;
     if (stopping) return;
     serverStarting = startServer(process.env);
     const server = await serverStarting;

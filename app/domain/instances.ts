@@ -12,11 +12,13 @@ import type { Ec2Instance } from '../schemas/script-outputs.js';
 import type { Ec2Snapshot, InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
 import { NotFoundError, ScriptError } from './errors.js';
 import { runContextOf, type OpContext } from './context.js';
-import { sshString } from './login-user.js';
+import { sshString, type KeyFiles } from './login-user.js';
 import { decodeCursor, pageOf } from './pagination.js';
 
 export interface InstancesServiceDeps {
   instances: InstancesRepository;
+  /** Where the configured key pair's private key is, for ssh_string. */
+  keyFiles?: KeyFiles;
   ec2: Ec2;
   logger: Logger;
   /** Changes under way (the lifecycle service begins them). */
@@ -52,14 +54,14 @@ export interface ChangeTracker extends ChangeWatch {
 /** Why a record is marked terminated when a script finds EC2 does not know its instance. */
 export const GONE_FROM_EC2 = 'EC2 no longer knows this instance';
 
-export function toApiInstance(row: LaunchedRow): Instance {
+export function toApiInstance(row: LaunchedRow, keyFiles?: KeyFiles): Instance {
   return {
     id: row.instance_id,
     name: row.name,
     state: row.state === 'failed' ? 'terminated' : row.state,
     public_ip: row.public_ip,
     private_ip: row.private_ip,
-    ssh_string: sshString(row),
+    ssh_string: sshString(row, keyFiles),
     ami: row.ami,
     instance_type: row.instance_type,
     storage_gb: row.storage_gb,
@@ -159,6 +161,7 @@ function fifoSlots(max: number) {
 
 export function createInstancesService(deps: InstancesServiceDeps): InstancesService {
   const { instances, ec2, logger, changes, maxConcurrentReads } = deps;
+  const present = (row: LaunchedRow): Instance => toApiInstance(row, deps.keyFiles);
 
   // Reads of EC2: concurrent reads of one instance share one describe, and describes of different instances
   // wait in line behind their own cap, so a burst of reads neither floods AWS nor takes a slot from a change.
@@ -195,7 +198,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
   return {
     async get(instanceId, ctx) {
       const row = recordOf(instances, instanceId);
-      if (row.state === 'terminated') return toApiInstance(row); // final: nothing left to re-read
+      if (row.state === 'terminated') return present(row); // final: nothing left to re-read
       // No instance lock: a read must not wait minutes behind a stop that is polling for "stopped".
       let flight = describing.get(instanceId);
       if (flight) {
@@ -209,7 +212,7 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
         };
         started.then(clear, clear);
       }
-      return toApiInstance(await flight);
+      return present(await flight);
     },
 
     list(query) {
@@ -221,12 +224,12 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
         beforeRowId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
         limit: limit + 1,
       });
-      const { items, next_cursor } = pageOf(rows, limit, toApiInstance);
+      const { items, next_cursor } = pageOf(rows, limit, present);
       return { instances: items, next_cursor };
     },
 
     recorded(instanceId) {
-      return toApiInstance(recordOf(instances, instanceId));
+      return present(recordOf(instances, instanceId));
     },
   };
 }

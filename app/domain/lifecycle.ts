@@ -20,7 +20,7 @@ import type { OperationKind, OperationRow, OperationsRepository } from '../store
 import { ConflictError, PolicyError, ScriptError, type ScriptFailure } from './errors.js';
 import { runContextOf, type OpContext } from './context.js';
 import { GONE_FROM_EC2, recordOf, snapshotOf, toApiInstance, type ChangeTracker } from './instances.js';
-import { loginUserFor } from './login-user.js';
+import { loginUserFor, type KeyFiles } from './login-user.js';
 import {
   idempotencyScope, type OperationHandle, type OperationsEngine, type StoredResponse, type Submission,
 } from './operations.js';
@@ -51,6 +51,8 @@ export interface LifecycleService {
 
 export interface LifecycleDeps {
   engine: OperationsEngine;
+  /** Where the configured key pair's private key is, for ssh_string. */
+  keyFiles?: KeyFiles;
   instances: InstancesRepository;
   operations: OperationsRepository;
   ec2: Ec2;
@@ -113,6 +115,7 @@ function orphanNote(pgid: number, outcome: OrphanOutcome, boundMs: number): stri
 export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   const { engine, instances, operations, ec2, reconciler, changes, policy, logger } = deps;
   const notifier = deps.notifier ?? silentNotifier;
+  const present = (row: LaunchedRow): Instance => toApiInstance(row, deps.keyFiles);
   let currentSync: { operationId: string; done: Promise<SyncCounts> } | undefined;
 
   /** Announces a recorded change and hands the instance back, so call sites stay one expression. */
@@ -206,7 +209,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   ): Promise<Instance | undefined> {
     if (earlier.instance_id) {
       op.setInstance(earlier.instance_id);
-      return toApiInstance(earlier as LaunchedRow);
+      return present(earlier as LaunchedRow);
     }
     const adopted = await adoptByToken(clientToken, ctx);
     if (!adopted) return undefined;
@@ -284,7 +287,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
 
   function recordLaunched(clientToken: string, launched: Ec2Instance, ctx: OpContext, op: OperationHandle): Instance {
     op.setInstance(launched.id);
-    return announce('created', toApiInstance(instances.completeLaunch(clientToken, snapshotOf(launched))), ctx);
+    return announce('created', present(instances.completeLaunch(clientToken, snapshotOf(launched))), ctx);
   }
 
   /**
@@ -329,7 +332,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   function recordAdopted(adopted: LaunchedRow, ctx: OpContext, op: OperationHandle): Instance {
     op.setInstance(adopted.instance_id);
     op.note(`an earlier attempt had reached EC2: instance ${adopted.instance_id} found by its client token, not launched again`);
-    return announce('created', toApiInstance(adopted), ctx);
+    return announce('created', present(adopted), ctx);
   }
 
   /**
@@ -386,7 +389,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       const result = kind === 'start'
         ? await ec2.startInstance(instanceId, run(ctx, 'start'))
         : await ec2.stopInstance(instanceId, run(ctx, 'stop'));
-      return announce(kind === 'start' ? 'started' : 'stopped', toApiInstance(instances.refresh(snapshotOf(result))), ctx);
+      return announce(kind === 'start' ? 'started' : 'stopped', present(instances.refresh(snapshotOf(result))), ctx);
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
         instances.markTerminated(instanceId, GONE_FROM_EC2);
@@ -410,10 +413,10 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       const result = await ec2.destroyInstance(instanceId, run(ctx, 'terminate'));
       instances.refresh(snapshotOf(result));
       // shutting-down only ever leads to terminated: the record says so now, so lists stop showing it.
-      return announce('terminated', toApiInstance(instances.markTerminated(instanceId, null)), ctx);
+      return announce('terminated', present(instances.markTerminated(instanceId, null)), ctx);
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
-        return toApiInstance(instances.markTerminated(instanceId, GONE_FROM_EC2));
+        return present(instances.markTerminated(instanceId, GONE_FROM_EC2));
       }
       if (before !== 'terminated') await reconcileAfterFailure(instanceId, before, ctx);
       if (error instanceof ScriptError && error.failure === 'conflict') {

@@ -24,9 +24,27 @@ export function loginUserFor(image: { name?: string | null; description?: string
   return DEFAULT_LOGIN_USER;
 }
 
-/** `ssh -i ~/.ssh/<key>.pem <user>@<ip>`, or "" when there is no public IP to reach. */
-export function sshString(row: { public_ip: string | null; key_name: string | null; login_user: string }): string {
+/** Where the private key of the configured key pair is kept (KEY_FILE), when not ~/.ssh/<key>.pem. */
+export interface KeyFiles {
+  keyName: string;
+  keyFile: string | null;
+}
+
+/** `path` as one shell word; a leading `~/` stays outside the quotes so that the shell still expands it. */
+function shellPath(file: string): string {
+  const home = file.startsWith('~/') ? '~/' : '';
+  const rest = file.slice(home.length);
+  return /^[A-Za-z0-9_./@%+=,:-]+$/.test(rest) ? file : `${home}'${rest.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * `ssh -i <key file> <user>@<ip>`, or "" when there is no public IP to reach. The key file is KEY_FILE for
+ * the configured key pair, else `~/.ssh/<key>.pem`, where `ensure_key_pair.sh --create` and the AWS
+ * console's download put it.
+ */
+export function sshString(row: { public_ip: string | null; key_name: string | null; login_user: string }, keyFiles?: KeyFiles): string {
   if (!row.public_ip) return '';
-  const identity = row.key_name ? `-i ~/.ssh/${row.key_name}.pem ` : '';
-  return `ssh ${identity}${row.login_user}@${row.public_ip}`;
+  if (!row.key_name) return `ssh ${row.login_user}@${row.public_ip}`;
+  const file = keyFiles?.keyFile && row.key_name === keyFiles.keyName ? keyFiles.keyFile : `~/.ssh/${row.key_name}.pem`;
+  return `ssh -i ${shellPath(file)} ${row.login_user}@${row.public_ip}`;
 }

@@ -20,7 +20,7 @@ export const instanceSchema = {
     private_ip: nullableString,
     ssh_string: {
       type: 'string',
-      description: 'ssh -i ~/.ssh/<key>.pem <login user>@<public ip>; empty when there is no public IP.',
+      description: 'ssh -i <key file> <login user>@<public ip>: the key file is KEY_FILE for the configured key pair, else ~/.ssh/<key>.pem; empty when there is no public IP.',
     },
     ami: { type: 'string', pattern: AMI_ID_PATTERN },
     instance_type: { type: 'string' },

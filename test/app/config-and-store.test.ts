@@ -18,6 +18,7 @@ describe('configuration', () => {
     assert.equal(config.databasePath, '/srv/app/data/instances.db');
     assert.equal(config.scriptsDir, realScriptsDir);
     assert.equal(config.keyName, 'my_ec2_keypair');
+    assert.equal(config.keyFile, null);
     assert.deepEqual(config.allowedInstanceTypes, ['t3.micro', 't4g.micro']);
     assert.equal(config.maxStorageGb, 30);
     assert.equal(config.logLevel, 'info');
@@ -35,6 +36,7 @@ describe('configuration', () => {
     assert.equal(config.maxStorageGb, 100);
     assert.equal(config.scriptTimeoutMs, 5000);
     assert.equal(config.logLevel, 'debug');
+    assert.equal(loadConfig({ KEY_FILE: '~/keys/ops.pem' }, '/srv').keyFile, '~/keys/ops.pem');
     assert.equal(loadConfig({ DATABASE_URL: 'file:rel/x.db' }, '/srv').databasePath, '/srv/rel/x.db');
   });
 
@@ -42,7 +44,7 @@ describe('configuration', () => {
     ['PORT', 'eighty'], ['PORT', '70000'], ['MAX_STORAGE_GB', '0'], ['MAX_STORAGE_GB', '-1'],
     ['SCRIPT_TIMEOUT_MS', '1.5'], ['LOG_LEVEL', 'loud'], ['ALLOWED_INSTANCE_TYPES', 't3.micro,$(rm)'],
     ['ALLOWED_INSTANCE_TYPES', ' , '], ['KEY_NAME', '--evil'], ['SCRIPTS_DIR', '/no/such/dir'], ['HOST', 'a b'],
-    ['DATABASE_URL', 'sqlite://'],
+    ['DATABASE_URL', 'sqlite://'], ['KEY_FILE', 'keys/ops.pem'], ['KEY_FILE', '/keys/a\nb.pem'],
   ];
   for (const [variable, value] of bad) {
     it(`when ${variable}=${JSON.stringify(value)}, then start-up fails naming ${variable}`, () => {

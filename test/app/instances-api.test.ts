@@ -274,6 +274,30 @@ describe('instances API against moto', function () {
       return { id };
     }
 
+    it('when KEY_FILE is configured, then ssh_string names that file for the configured key pair and ~/.ssh/<key>.pem for another', async () => {
+      h.close();
+      h = createHarness({ config: { keyFile: '/srv/keys/team key.pem' } });
+      const ours = recorded('ours', 'running');
+      const clientToken = 'token-theirs';
+      h.store.instances.insertLaunch({
+        clientToken, name: 'theirs', ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8,
+        keyName: 'someone-elses', securityGroupId: null, loginUser: 'ubuntu',
+      });
+      const theirs = h.store.instances.completeLaunch(clientToken, {
+        instanceId: 'i-0abcdef0123456789', name: 'theirs', state: 'running', publicIp: '203.0.113.11', privateIp: null,
+        storageGb: 8, keyName: 'someone-elses', securityGroupId: null, launchTime: new Date().toISOString(),
+      });
+
+      const listed = await request(h.app).get('/instances');
+
+      assert.equal(listed.status, 200);
+      const sshOf = Object.fromEntries(listed.body.instances.map((i: any) => [i.id, i.ssh_string]));
+      assert.deepEqual(sshOf, {
+        [ours.id]: "ssh -i '/srv/keys/team key.pem' ubuntu@203.0.113.10",
+        [theirs.instance_id]: 'ssh -i ~/.ssh/someone-elses.pem ubuntu@203.0.113.11',
+      });
+    });
+
     it('when several exist, then newest first, terminated hidden unless asked, filters and cursor work', async () => {
       const a = recorded('alpha', 'terminated');
       const b = recorded('beta', 'stopped');

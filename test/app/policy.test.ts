@@ -114,4 +114,12 @@ describe('launch policy rules', () => {
     assert.equal(sshString({ public_ip: '1.2.3.4', key_name: 'k', login_user: 'ubuntu' }), 'ssh -i ~/.ssh/k.pem ubuntu@1.2.3.4');
     assert.equal(sshString({ public_ip: '1.2.3.4', key_name: null, login_user: 'admin' }), 'ssh admin@1.2.3.4');
   });
+
+  it('when KEY_FILE is set, then the ssh string names it, as one shell word with ~/ still expanded', () => {
+    const row = { public_ip: '1.2.3.4', key_name: 'k', login_user: 'ubuntu' };
+    assert.equal(sshString(row, { keyName: 'k', keyFile: '/keys/k.pem' }), 'ssh -i /keys/k.pem ubuntu@1.2.3.4');
+    assert.equal(sshString(row, { keyName: 'k', keyFile: "~/my keys/bob's.pem" }), `ssh -i ~/'my keys/bob'\\''s.pem' ubuntu@1.2.3.4`);
+    assert.equal(sshString(row, { keyName: 'other', keyFile: '/keys/other.pem' }), 'ssh -i ~/.ssh/k.pem ubuntu@1.2.3.4');
+    assert.equal(sshString(row, { keyName: 'k', keyFile: null }), 'ssh -i ~/.ssh/k.pem ubuntu@1.2.3.4');
+  });
 });

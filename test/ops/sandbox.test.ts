@@ -183,6 +183,29 @@ describe('npm run sandbox', function () {
     assert.deepEqual(Object.fromEntries(Images.map((image) => [image.ImageId, image.Architecture])), { [x86]: 'x86_64', [arm]: 'arm64' });
   });
 
+  it('when an instance is made in the sandbox, then its ssh_string names the key file the sandbox made, and the arm64 image runs a t4g.micro', async () => {
+    const { output } = await startSandbox();
+    await output.waitFor(BANNER);
+    const banner = output.text();
+    const api = /API:\s+(\S+)/.exec(banner)?.[1];
+    const token = /Token:\s+(\S+)/.exec(banner)?.[1];
+    const keyFile = /private key (\S+\.pem)\)/.exec(banner)?.[1];
+    const arm = /(ami-[0-9a-f]+) \(Amazon Linux 2023, arm64/.exec(banner)?.[1];
+    assert.ok(api && token && keyFile && arm, banner);
+
+    const response = await fetch(`${api}/instances`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'arm-demo', ami: arm, instance_type: 't4g.micro', storage_gb: 8 }),
+    });
+
+    const body = await response.json() as { ssh_string: string; public_ip: string | null };
+    assert.equal(response.status, 201, JSON.stringify(body));
+    assert.ok(body.public_ip, JSON.stringify(body));
+    assert.equal(body.ssh_string, `ssh -i ${keyFile} ec2-user@${body.public_ip}`);
+    assert.ok(existsSync(keyFile), 'the named file holds the key while the sandbox runs');
+  });
+
   it('when SANDBOX_KEEP=1, then Ctrl-C keeps the folder and says where it is', async () => {
     const { child, output } = await startSandbox({ SANDBOX_KEEP: '1' });
     const folder = await bannerFolder(output);
