@@ -19,6 +19,7 @@ import { ensureKeyPair } from '../app/ec2/scripts.js';
 import { readGeneratedTokenValue } from '../app/auth/tokens.js';
 import { createLogger } from '../app/logger.js';
 import { startServer, type RunningServer } from '../app/server.js';
+import { shellWord } from '../app/shell-word.js';
 import { startMoto, type MotoServer } from './lib/moto.js';
 
 function message(error: unknown): string {
@@ -170,11 +171,6 @@ async function main(): Promise<void> {
     process.stderr.write(`sandbox failed to start: ${message(error)}\n`);
     await stop(1);
   }
-}
-
-/** A shell word for `value`: as it is when that is safe, else single-quoted. */
-function shellWord(value: string): string {
-  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 /** The `export` a person pastes to point the scripts (and the aws CLI) at this sandbox's emulator. */

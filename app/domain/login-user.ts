@@ -2,6 +2,8 @@
  * The SSH login user of an AMI, derived from its image name (and platform) the way the distributions
  * document it. Unknown images fall back to ec2-user, the most common default.
  */
+import { shellPath } from '../shell-word.js';
+
 const RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/ubuntu/i, 'ubuntu'],
   [/debian/i, 'admin'],
@@ -28,13 +30,6 @@ export function loginUserFor(image: { name?: string | null; description?: string
 export interface KeyFiles {
   keyName: string;
   keyFile: string | null;
-}
-
-/** `path` as one shell word; a leading `~/` stays outside the quotes so that the shell still expands it. */
-function shellPath(file: string): string {
-  const home = file.startsWith('~/') ? '~/' : '';
-  const rest = file.slice(home.length);
-  return /^[A-Za-z0-9_./@%+=,:-]+$/.test(rest) ? file : `${home}'${rest.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
