@@ -124,6 +124,8 @@ async function main(): Promise<void> {
     // ssh_string names the key file the sandbox made, not ~/.ssh/<key>.pem, which does not hold this key.
     process.env.KEY_FILE = keyFile;
     if (stopping) return;
+    // Read while the server starts: the lookup is a CLI call of its own, about a second.
+    const imagesRead = sandboxImages();
     serverStarting = startServer(process.env);
     const server = await serverStarting;
     if (stopping) return;
@@ -136,7 +138,7 @@ async function main(): Promise<void> {
       ? [`  Token:    ${token}`, `            (operator; generated in ${tokenFile})`]
       : [config.auth.mode === 'disabled' ? '  Auth:     DISABLED (AUTH_DISABLED=true)' : `  Auth:     tokens from ${config.auth.mode === 'tokens' ? config.auth.source : '?'}`];
 
-    const images = await sandboxImages();
+    const images = await imagesRead;
     if (stopping) return;
 
     const line = '='.repeat(72);

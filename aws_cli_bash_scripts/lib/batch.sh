@@ -45,16 +45,9 @@ unique_instance_ids() {
 # reservations_of ID...: describe-instances output for those of the ids EC2 knows. A filter, unlike
 # --instance-ids, leaves an unknown id out instead of failing the call for all of them.
 reservations_of() {
-  local all='{"Reservations":[]}' chunk page
-  local -a ids=("$@")
-  while ((${#ids[@]} > 0)); do
-    chunk="$(json_filter instance-id "${ids[@]:0:200}")"
-    ids=("${ids[@]:200}")
-    # Explicit: a caller that captures a failure (x="$(...)" || ...) runs this without errexit.
-    page="$(aws_ec2 describe-instances --filters="${chunk}")" || return
-    all="$(jq -c --argjson acc "${all}" '{Reservations: ($acc.Reservations + (.Reservations // []))}' <<<"${page}")"
-  done
-  printf '%s\n' "${all}"
+  # shellcheck disable=SC2016 # jq program: $acc is a jq variable
+  described_by_filter describe-instances instance-id '{"Reservations":[]}' \
+    '{Reservations: ($acc.Reservations + (.Reservations // []))}' "$@"
 }
 
 # ids_with_states RESERVATIONS ID...: one line "ID STATE" per id, in order; STATE is "-" when EC2 did

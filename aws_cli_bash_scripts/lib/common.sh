@@ -352,19 +352,28 @@ readonly INSTANCE_JQ='
     };
 '
 
+# described_by_filter OPERATION FILTER START FOLD ID...: OPERATION (describe-instances,
+# describe-volumes) filtered by FILTER on the ids, at most 200 a call (EC2's limit on filter values),
+# each answer folded into START by the jq program FOLD, which sees the result so far as $acc.
+described_by_filter() {
+  local operation="$1" filter="$2" acc="$3" fold="$4" chunk page
+  shift 4
+  local -a ids=("$@")
+  while ((${#ids[@]} > 0)); do
+    chunk="$(json_filter "${filter}" "${ids[@]:0:200}")"
+    ids=("${ids[@]:200}")
+    # Explicit: a caller that captures a failure (x="$(...)" || ...) runs this without errexit.
+    page="$(aws_ec2 "${operation}" --filters="${chunk}")" || return
+    acc="$(jq -c --argjson acc "${acc}" "${fold}" <<<"${page}")" || return
+  done
+  printf '%s\n' "${acc}"
+}
+
 # volume_sizes VOLUME_ID...: {"vol-…": size} for the volumes that still exist. Filtering (rather
 # than --volume-ids) tolerates a volume deleted between the two calls.
 volume_sizes() {
-  local sizes='{}' chunk page
-  local -a ids=("$@")
-  while ((${#ids[@]} > 0)); do
-    chunk="$(json_filter volume-id "${ids[@]:0:200}")"
-    ids=("${ids[@]:200}")
-    page="$(aws_ec2 describe-volumes --filters="${chunk}")"
-    sizes="$(jq -c --argjson acc "${sizes}" \
-      '$acc + ([.Volumes[] | {(.VolumeId): .Size}] | add // {})' <<<"${page}")"
-  done
-  printf '%s\n' "${sizes}"
+  # shellcheck disable=SC2016 # jq program: $acc is a jq variable
+  described_by_filter describe-volumes volume-id '{}' '$acc + ([.Volumes[] | {(.VolumeId): .Size}] | add // {})' "$@"
 }
 
 # Whether instance documents carry storage_gb. Reading it costs a describe-volumes call; a caller
