@@ -9,6 +9,9 @@ import Database from 'better-sqlite3';
 
 export type Db = Database.Database;
 
+/** The unique index that keeps a second unfinished operation off an instance (same name in both stores). */
+export const IN_FLIGHT_INDEX = 'operations_one_in_flight_per_instance';
+
 /** Append only: never edit a migration that has shipped; add the next one. Index + 1 = user_version. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE instances (
@@ -81,6 +84,17 @@ const MIGRATIONS: readonly string[] = [
   // script and waits for it (or stops it) before judging what it did. Launches are looked up by client token.
   `ALTER TABLE operations ADD COLUMN script_pgid INTEGER;
    CREATE INDEX operations_by_client_token ON operations (client_token, row_id) WHERE client_token IS NOT NULL;`,
+  // 5: one changing operation per instance, held by the database rather than by a server's memory, so that it
+  // also holds between replicas sharing one PostgreSQL (same history there). An older database can hold two
+  // unfinished operations on one instance only when its server died between them; start-up would interrupt
+  // both anyway, so all but the newest are interrupted here first.
+  `UPDATE operations SET status = 'interrupted', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+          note = 'interrupted when the schema began to allow one unfinished operation per instance'
+    WHERE status IN ('queued', 'running') AND instance_id IS NOT NULL
+      AND row_id NOT IN (SELECT MAX(row_id) FROM operations
+                          WHERE status IN ('queued', 'running') AND instance_id IS NOT NULL GROUP BY instance_id);
+   CREATE UNIQUE INDEX ${IN_FLIGHT_INDEX} ON operations (instance_id)
+    WHERE instance_id IS NOT NULL AND status IN ('queued', 'running');`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -15,11 +15,21 @@ export class StorageUnavailableError extends AppError {
   }
 }
 
+/**
+ * The database refused a second unfinished operation on one instance (its unique index): another
+ * operation, perhaps started by another replica, holds the instance. Nothing was written.
+ */
+export class InstanceBusyError extends Error {
+  constructor(readonly instanceId: string, options?: ErrorOptions) {
+    super(`another operation on instance ${instanceId} is still in flight`, options);
+    this.name = 'InstanceBusyError';
+  }
+}
 
 /** The database (or its lock file) could not be opened or migrated. */
 export class StorageOpenError extends Error {
-  constructor(readonly path: string, reason: string, options?: ErrorOptions) {
-    super(`cannot open the SQLite database ${path}: ${reason}`, options);
+  constructor(readonly path: string, reason: string, options?: ErrorOptions & { engine?: 'SQLite' | 'PostgreSQL' }) {
+    super(`cannot open the ${options?.engine ?? 'SQLite'} database ${path}: ${reason}`, options);
     this.name = 'StorageOpenError';
   }
 }

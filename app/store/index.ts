@@ -8,6 +8,11 @@ export type { StorageHealth } from './health.js';
 export interface Store extends Repositories {
   /** Whether the database can take writes now (its file deleted or replaced, disk full or failing: not ok). */
   health(): StorageHealth;
+  /**
+   * Opens, commits or rolls back a transaction by hand, for work that awaits between its statements
+   * (./async-sqlite.ts keeps every other caller out meanwhile). Guarded like any write.
+   */
+  control(statement: 'BEGIN IMMEDIATE' | 'COMMIT' | 'ROLLBACK'): void;
 }
 
 export type OpenStoreOptions = StorageGuardOptions;
@@ -53,6 +58,7 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Store {
     idempotency: guarded(repositories.idempotency, guard),
     transaction: (fn) => guard.run(() => repositories.transaction(fn), true),
     health: () => guard.health(),
+    control: (statement) => guard.run(() => repositories.db.exec(statement), statement !== 'ROLLBACK'),
     close() {
       guard.close();
       repositories.close();

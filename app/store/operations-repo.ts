@@ -1,5 +1,6 @@
 /** The only code that reads or writes the operations and idempotency_keys tables. */
 import type { Db } from './db.js';
+import { InstanceBusyError } from './errors.js';
 
 export type OperationKind = 'create' | 'start' | 'stop' | 'terminate' | 'sync';
 export type OperationStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'interrupted';
@@ -76,9 +77,11 @@ export interface IdempotencyRecord {
 }
 
 export interface OperationsRepository {
+  /** Throws InstanceBusyError when the instance already has an unfinished operation. */
   insert(op: NewOperation): OperationRow;
   get(id: string): OperationRow | undefined;
   markRunning(id: string): OperationRow;
+  /** Throws InstanceBusyError when the instance already has another unfinished operation. */
   setInstance(id: string, instanceId: string): void;
   /** Records the outcome unless the operation already has one (an interrupted operation stays interrupted). */
   finish(id: string, outcome: OperationOutcome): OperationRow;
@@ -141,9 +144,22 @@ export function createOperationsRepository(db: Db): OperationsRepository {
     return row;
   };
 
+  /** The one-unfinished-operation-per-instance index said no. */
+  const busyOr = (instanceId: string | null, write: () => void): void => {
+    try {
+      write();
+    } catch (error) {
+      const { code, message } = error as { code?: unknown; message?: unknown };
+      if (instanceId !== null && code === 'SQLITE_CONSTRAINT_UNIQUE' && String(message).includes('operations.instance_id')) {
+        throw new InstanceBusyError(instanceId, { cause: error });
+      }
+      throw error;
+    }
+  };
+
   return {
     insert(op) {
-      insertStmt.run({ ...op, now: now() });
+      busyOr(op.instanceId, () => insertStmt.run({ ...op, now: now() }));
       return mustGet(op.id);
     },
     get: (id) => byId.get(id),
@@ -152,7 +168,7 @@ export function createOperationsRepository(db: Db): OperationsRepository {
       return mustGet(id);
     },
     setInstance(id, instanceId) {
-      setInstanceStmt.run({ id, instanceId });
+      busyOr(instanceId, () => setInstanceStmt.run({ id, instanceId }));
     },
     finish(id, outcome) {
       finishStmt.run({

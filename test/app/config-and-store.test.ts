@@ -95,6 +95,35 @@ describe('SQLite store', () => {
     }
   });
 
+  it('when a database from before the one-operation-per-instance rule holds two unfinished operations on an instance, then opening it keeps the newest and interrupts the other', () => {
+    const file = path.join(dir, 'older.db');
+    openStore(file).close();
+    const db = new Database(file);
+    // As a build of schema version 4 left it: no unique index, a server that died between two operations.
+    db.exec('DROP INDEX operations_one_in_flight_per_instance');
+    db.pragma('user_version = 4');
+    const insert = db.prepare(`INSERT INTO operations (id, kind, instance_id, status, created_at)
+                               VALUES (?, ?, 'i-0abc', ?, '2026-11-01T00:00:00.000Z')`);
+    insert.run('op-older', 'stop', 'running');
+    insert.run('op-newer', 'start', 'queued');
+    insert.run('op-done', 'stop', 'succeeded');
+    db.close();
+
+    const store = openStore(file);
+    try {
+      assert.equal(store.operations.get('op-older')?.status, 'interrupted');
+      assert.match(store.operations.get('op-older')?.note ?? '', /one unfinished operation per instance/);
+      assert.equal(store.operations.get('op-newer')?.status, 'queued');
+      assert.equal(store.operations.get('op-done')?.status, 'succeeded');
+      assert.throws(() => store.operations.insert({
+        id: 'op-third', kind: 'stop', instanceId: 'i-0abc', clientToken: null, idempotencyKey: null, requestId: null,
+        actor: null, clientAddress: null,
+      }), /another operation on instance i-0abc is still in flight/);
+    } finally {
+      store.close();
+    }
+  });
+
   it('when the database was written by a newer build, then opening it refuses to run', () => {
     const file = path.join(dir, 'future.db');
     const db = new Database(file);

@@ -1,0 +1,38 @@
+/**
+ * The repository interface every store offers, whichever database is behind it. SQLite answers at once;
+ * PostgreSQL answers over the network; so every call returns a promise. The methods, their arguments and
+ * their rows are those of the SQLite repositories (./instances-repo.ts, ./operations-repo.ts): a mapped
+ * type derives them, so the two cannot drift apart.
+ */
+import type { StorageHealth } from './health.js';
+import type { InstancesRepository } from './instances-repo.js';
+import type { IdempotencyRepository, OperationsRepository } from './operations-repo.js';
+
+/** The same methods, answering with a promise. */
+export type Async<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};
+
+export type InstancesStore = Async<InstancesRepository>;
+export type OperationsStore = Async<OperationsRepository>;
+export type IdempotencyStore = Async<IdempotencyRepository>;
+
+/** The repositories, as seen inside one transaction or outside any. */
+export interface Repositories {
+  instances: InstancesStore;
+  operations: OperationsStore;
+  idempotency: IdempotencyStore;
+}
+
+export interface AsyncStore extends Repositories {
+  /** `sqlite` or `postgres`: for logs and the readiness answer, never for behaviour. */
+  readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * Runs `work` in one database transaction: everything it does through `tx` is committed together or not at
+   * all, and no other writer sees any of it before the commit. A refused `work` (it throws) rolls it all back.
+   */
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  /** Whether the database can take writes now. */
+  health(): Promise<StorageHealth>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,125 @@
+/**
+ * The PostgreSQL store: a connection pool, the shared schema (migrated under an advisory lock, so replicas
+ * may start together), and the repositories behind the asynchronous interface (../ports.ts). A database
+ * that cannot be reached, is shutting down or is out of disk turns a call into StorageUnavailableError (503),
+ * never a half-recorded change: each call is one statement, or one transaction.
+ */
+import pg from 'pg';
+import type { Logger } from '../../logger.js';
+import { StorageOpenError, StorageUnavailableError } from '../errors.js';
+import type { Async, AsyncStore, Repositories } from '../ports.js';
+import { migratePostgres } from './migrations.js';
+import { createPostgresRepositories } from './repositories.js';
+
+export interface PostgresStoreOptions {
+  logger?: Logger | undefined;
+  /** Connections this replica opens at most. */
+  poolSize?: number | undefined;
+  /** What clients are told to wait when the database cannot be reached. */
+  retryAfterSeconds?: number | undefined;
+}
+
+/** Error classes (SQLSTATE) that mean the database, not the statement, failed. */
+const UNAVAILABLE_CLASSES = new Set(['08', '53', '57', '58']);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE']);
+
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return NETWORK_CODES.has(code) || UNAVAILABLE_CLASSES.has(code.slice(0, 2));
+  // pg reports a connection lost mid-query without a code.
+  return error instanceof Error && /Connection terminated|connection timeout/i.test(error.message);
+}
+
+/** Where the database is, without its password: for messages and logs. */
+export function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    return 'the PostgreSQL database';
+  }
+}
+
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore> {
+  const where = describeUrl(url);
+  const retryAfter = options.retryAfterSeconds ?? 30;
+  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: 10_000 });
+  // An idle connection the server drops must not crash the process; the next query reconnects.
+  pool.on('error', (error) => options.logger?.warn('postgres connection lost', { database: where, error: error.message }));
+
+  try {
+    const client = await pool.connect();
+    try {
+      await migratePostgres(client);
+    } finally {
+      client.release();
+    }
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw new StorageOpenError(where, error instanceof Error ? error.message : String(error), { cause: error, engine: 'PostgreSQL' });
+  }
+
+  function translate(error: unknown): unknown {
+    if (error instanceof StorageUnavailableError || !isUnavailable(error)) return error;
+    const reason = error instanceof Error ? error.message : String(error);
+    options.logger?.error('storage fault', { database: where, error: reason });
+    return new StorageUnavailableError(`The database cannot be reached now (${reason}); retry later`, retryAfter, {
+      cause: error,
+    });
+  }
+
+  function guarded(repositories: Repositories): Repositories {
+    const wrap = <T extends object>(repository: T): T => {
+      const wrapped: Record<string, unknown> = {};
+      for (const [name, member] of Object.entries(repository as Record<string, (...a: unknown[]) => Promise<unknown>>)) {
+        wrapped[name] = (...args: unknown[]) => member(...args).catch((error: unknown) => Promise.reject(translate(error)));
+      }
+      return wrapped as T;
+    };
+    return {
+      instances: wrap(repositories.instances) as Async<typeof repositories.instances>,
+      operations: wrap(repositories.operations),
+      idempotency: wrap(repositories.idempotency),
+    };
+  }
+
+  const shared = guarded(createPostgresRepositories(pool));
+  return {
+    dialect: 'postgres',
+    ...shared,
+    async transaction(work) {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw translate(error);
+      }
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const value = await work(guarded(createPostgresRepositories(client)));
+        await client.query('COMMIT');
+        return value;
+      } catch (error) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true; // the connection is gone: the server rolled the transaction back
+        }
+        throw translate(error);
+      } finally {
+        client.release(broken);
+      }
+    },
+    async health() {
+      try {
+        await pool.query('SELECT 1');
+        return { ok: true };
+      } catch (error) {
+        return { ok: false, reason: `the database cannot be reached: ${error instanceof Error ? error.message : String(error)}` };
+      }
+    },
+    close: () => pool.end(),
+  };
+}

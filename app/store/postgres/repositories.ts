@@ -1,0 +1,295 @@
+/**
+ * The repositories on PostgreSQL: the same methods and rows as the SQLite ones (../instances-repo.ts,
+ * ../operations-repo.ts), statement for statement. They run on whatever they are given: the pool (each call
+ * on its own) or one client inside a transaction.
+ */
+import type pg from 'pg';
+import { IN_FLIGHT_INDEX } from '../db.js';
+import { InstanceBusyError } from '../errors.js';
+import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
+import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
+import type { IdempotencyStore, InstancesStore, OperationsStore, Repositories } from '../ports.js';
+
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+type Params = Record<string, unknown>;
+
+const now = (): string => new Date().toISOString();
+
+/** `@name` placeholders (as the SQLite statements write them) become PostgreSQL's `$1, $2, …`. */
+function positional(sql: string, params: Params): { text: string; values: unknown[] } {
+  const order: string[] = [];
+  const text = sql.replace(/@([A-Za-z][A-Za-z0-9]*)/g, (_match, name: string) => {
+    if (!(name in params)) throw new Error(`no value for @${name}`);
+    let index = order.indexOf(name);
+    if (index < 0) index = order.push(name) - 1;
+    return `$${index + 1}`;
+  });
+  return { text, values: order.map((name) => params[name] ?? null) };
+}
+
+export function createPostgresRepositories(db: Queryable): Repositories {
+  async function rows<R extends pg.QueryResultRow>(sql: string, params: Params = {}): Promise<R[]> {
+    const { text, values } = positional(sql, params);
+    return (await db.query<R>(text, values)).rows;
+  }
+  async function first<R extends pg.QueryResultRow>(sql: string, params: Params = {}): Promise<R | undefined> {
+    return (await rows<R>(sql, params))[0];
+  }
+  async function run(sql: string, params: Params = {}): Promise<number> {
+    const { text, values } = positional(sql, params);
+    return (await db.query(text, values)).rowCount ?? 0;
+  }
+  /** The one-unfinished-operation-per-instance index said no. */
+  async function busyOr(instanceId: string | null, write: () => Promise<unknown>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const { code, constraint } = error as { code?: unknown; constraint?: unknown };
+      if (instanceId !== null && code === '23505' && constraint === IN_FLIGHT_INDEX) {
+        throw new InstanceBusyError(instanceId, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  const instanceByToken = (clientToken: string) =>
+    first<InstanceRow>('SELECT * FROM instances WHERE client_token = @clientToken', { clientToken });
+  const instanceById = (instanceId: string) =>
+    first<LaunchedRow>('SELECT * FROM instances WHERE instance_id = @instanceId', { instanceId });
+  async function mustFindInstance(instanceId: string): Promise<LaunchedRow> {
+    const row = await instanceById(instanceId);
+    if (!row) throw new Error(`no row for instance ${instanceId}`);
+    return row;
+  }
+
+  const instances: InstancesStore = {
+    async insertLaunch(launch) {
+      await run(
+        `INSERT INTO instances (client_token, launch_status, name, state, ami, instance_type, storage_gb, key_name,
+                                security_group_id, login_user, created_at, updated_at)
+         VALUES (@clientToken, 'launching', @name, 'pending', @ami, @instanceType, @storageGb, @keyName,
+                 @securityGroupId, @loginUser, @now, @now)`,
+        { ...launch, now: now() },
+      );
+      return (await instanceByToken(launch.clientToken)) as InstanceRow;
+    },
+    async completeLaunch(clientToken, snapshot) {
+      await run(
+        `UPDATE instances SET instance_id = @instanceId, launch_status = 'launched', last_error = NULL,
+                name = COALESCE(@name, name), state = @state, public_ip = @publicIp, private_ip = @privateIp,
+                storage_gb = COALESCE(@storageGb::integer, storage_gb), key_name = COALESCE(@keyName, key_name),
+                security_group_id = COALESCE(@securityGroupId, security_group_id),
+                launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+          WHERE client_token = @clientToken`,
+        { ...snapshot, clientToken, now: now() },
+      );
+      return mustFindInstance(snapshot.instanceId);
+    },
+    async failLaunch(clientToken, status, error) {
+      await run(
+        `UPDATE instances SET launch_status = @status,
+                state = CASE WHEN @status = 'failed' THEN 'failed' ELSE state END,
+                last_error = @error, updated_at = @now
+          WHERE client_token = @clientToken AND instance_id IS NULL`,
+        { clientToken, status, error, now: now() },
+      );
+      return (await instanceByToken(clientToken)) as InstanceRow;
+    },
+    findByInstanceId: instanceById,
+    findByClientToken: instanceByToken,
+    unresolvedLaunches: () =>
+      rows<InstanceRow>(
+        `SELECT * FROM instances WHERE instance_id IS NULL AND launch_status IN ('launching', 'unknown') ORDER BY row_id`,
+      ),
+    abandonedLaunches: () =>
+      rows<InstanceRow>(
+        `SELECT i.* FROM instances i
+           JOIN operations o ON o.row_id = (SELECT MAX(row_id) FROM operations WHERE client_token = i.client_token)
+          WHERE i.instance_id IS NULL AND i.launch_status IN ('launching', 'unknown')
+            AND o.status = 'interrupted' AND o.script_pgid IS NULL
+          ORDER BY i.row_id`,
+      ),
+    async refresh(snapshot) {
+      await run(
+        `UPDATE instances SET name = COALESCE(@name, name),
+                state = CASE WHEN state = 'terminated' THEN state ELSE @state END, public_ip = @publicIp,
+                private_ip = @privateIp, storage_gb = COALESCE(@storageGb::integer, storage_gb),
+                key_name = COALESCE(@keyName, key_name), security_group_id = COALESCE(@securityGroupId, security_group_id),
+                launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+          WHERE instance_id = @instanceId`,
+        { ...snapshot, now: now() },
+      );
+      return mustFindInstance(snapshot.instanceId);
+    },
+    async markTerminated(instanceId, note) {
+      await run(
+        `UPDATE instances SET state = 'terminated', public_ip = NULL, last_error = COALESCE(@note, last_error),
+                updated_at = @now
+          WHERE instance_id = @instanceId`,
+        { instanceId, note, now: now() },
+      );
+      return mustFindInstance(instanceId);
+    },
+    list(filter) {
+      const where = ['instance_id IS NOT NULL'];
+      const params: Params = { limit: filter.limit };
+      if (filter.state !== undefined) {
+        where.push('state = @state');
+        params.state = filter.state;
+      } else if (!filter.includeTerminated) {
+        where.push("state <> 'terminated'");
+      }
+      if (filter.name !== undefined) {
+        where.push('name = @name');
+        params.name = filter.name;
+      }
+      if (filter.beforeRowId !== undefined) {
+        where.push('row_id < @beforeRowId');
+        params.beforeRowId = filter.beforeRowId;
+      }
+      return rows<LaunchedRow>(`SELECT * FROM instances WHERE ${where.join(' AND ')} ORDER BY row_id DESC LIMIT @limit`, params);
+    },
+    async setState(instanceId, state) {
+      await run(
+        `UPDATE instances SET state = @state, updated_at = @now WHERE instance_id = @instanceId AND state <> 'terminated'`,
+        { instanceId, state, now: now() },
+      );
+      return mustFindInstance(instanceId);
+    },
+    async relaunch(clientToken) {
+      await run(
+        `UPDATE instances SET launch_status = 'launching', state = 'pending', updated_at = @now
+          WHERE client_token = @clientToken AND instance_id IS NULL`,
+        { clientToken, now: now() },
+      );
+      return (await instanceByToken(clientToken)) as InstanceRow;
+    },
+    async importInstance(row, snapshot) {
+      await run(
+        `INSERT INTO instances (instance_id, client_token, launch_status, name, state, public_ip, private_ip, ami,
+                                instance_type, storage_gb, key_name, security_group_id, login_user, launch_time,
+                                last_error, created_at, updated_at)
+         VALUES (@instanceId, @clientToken, 'launched', COALESCE(@name, @instanceId), @state, @publicIp, @privateIp, @ami,
+                 @instanceType, @storageGb, @keyName, @securityGroupId, @loginUser, @launchTime, @lastError, @now, @now)`,
+        { ...row, ...snapshot, now: now() },
+      );
+      return mustFindInstance(snapshot.instanceId);
+    },
+    live: () =>
+      rows<LaunchedRow>(`SELECT * FROM instances WHERE instance_id IS NOT NULL AND state <> 'terminated' ORDER BY row_id`),
+  };
+
+  const operationById = (id: string) => first<OperationRow>('SELECT * FROM operations WHERE id = @id', { id });
+  async function mustGetOperation(id: string): Promise<OperationRow> {
+    const row = await operationById(id);
+    if (!row) throw new Error(`no operation ${id}`);
+    return row;
+  }
+
+  const operations: OperationsStore = {
+    async insert(op) {
+      await busyOr(op.instanceId, () =>
+        run(
+          `INSERT INTO operations (id, kind, instance_id, client_token, idempotency_key, status, request_id, actor,
+                                   client_address, created_at)
+           VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress, @now)`,
+          { ...op, now: now() },
+        ));
+      return mustGetOperation(op.id);
+    },
+    get: operationById,
+    async markRunning(id) {
+      await run(`UPDATE operations SET status = 'running', started_at = @now WHERE id = @id AND status = 'queued'`, {
+        id, now: now(),
+      });
+      return mustGetOperation(id);
+    },
+    async setInstance(id, instanceId) {
+      await busyOr(instanceId, () => run('UPDATE operations SET instance_id = @instanceId WHERE id = @id', { id, instanceId }));
+    },
+    async finish(id, outcome) {
+      await run(
+        `UPDATE operations SET status = @status, exit_code = @exitCode, error_code = @errorCode,
+                error_message = @errorMessage, stderr_tail = @stderrTail, note = COALESCE(@note, note), result = @result,
+                finished_at = @now::text,
+                duration_ms = CAST(ROUND(EXTRACT(EPOCH FROM ((@now::text)::timestamptz
+                                - COALESCE(started_at, created_at)::timestamptz)) * 1000) AS INTEGER)
+          WHERE id = @id AND status IN ('queued', 'running')`,
+        {
+          id,
+          now: now(),
+          status: outcome.status,
+          exitCode: outcome.exitCode ?? null,
+          errorCode: outcome.errorCode ?? null,
+          errorMessage: outcome.errorMessage ?? null,
+          stderrTail: outcome.stderrTail ?? null,
+          note: outcome.note ?? null,
+          result: outcome.result === undefined ? null : JSON.stringify(outcome.result),
+        },
+      );
+      return mustGetOperation(id);
+    },
+    async setNote(id, note) {
+      await run('UPDATE operations SET note = @note WHERE id = @id', { id, note });
+    },
+    async setScriptGroup(id, pgid) {
+      await run('UPDATE operations SET script_pgid = @pgid WHERE id = @id', { id, pgid });
+    },
+    withScriptGroup: () => rows<OperationRow>('SELECT * FROM operations WHERE script_pgid IS NOT NULL ORDER BY row_id'),
+    async scriptRunningOn(instanceId) {
+      const row = await first<{ id: string }>(
+        `SELECT id FROM operations WHERE instance_id = @instanceId AND script_pgid IS NOT NULL
+          ORDER BY row_id DESC LIMIT 1`,
+        { instanceId },
+      );
+      return row?.id;
+    },
+    unfinished: () => rows<OperationRow>(`SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY row_id`),
+    list(filter) {
+      const where: string[] = [];
+      const params: Params = { limit: filter.limit };
+      const add = (column: string, name: string, value: string | number | undefined) => {
+        if (value === undefined) return;
+        where.push(`${column} = @${name}`);
+        params[name] = value;
+      };
+      add('instance_id', 'instanceId', filter.instanceId);
+      add('status', 'status', filter.status);
+      add('kind', 'kind', filter.kind);
+      add('actor', 'actor', filter.actor);
+      add('client_address', 'clientAddress', filter.clientAddress);
+      if (filter.beforeRowId !== undefined) {
+        where.push('row_id < @beforeRowId');
+        params.beforeRowId = filter.beforeRowId;
+      }
+      return rows<OperationRow>(
+        `SELECT * FROM operations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY row_id DESC LIMIT @limit`,
+        params,
+      );
+    },
+  };
+
+  const idempotency: IdempotencyStore = {
+    find: (scope, key) =>
+      first<IdempotencyRecord>('SELECT * FROM idempotency_keys WHERE scope = @scope AND key = @key', { scope, key }),
+    async claim(record) {
+      await run(
+        `INSERT INTO idempotency_keys (scope, key, fingerprint, operation_id, created_at)
+         VALUES (@scope, @key, @fingerprint, @operationId, @now)
+         ON CONFLICT (scope, key) DO UPDATE SET operation_id = excluded.operation_id,
+                response_status = NULL, response_body = NULL, response_location = NULL`,
+        { ...record, now: now() },
+      );
+    },
+    async remember(scope, key, response) {
+      await run(
+        `UPDATE idempotency_keys SET response_status = @status, response_body = @body, response_location = @location
+          WHERE scope = @scope AND key = @key`,
+        { scope, key, ...response },
+      );
+    },
+    purgeOlderThan: (cutoff) => run('DELETE FROM idempotency_keys WHERE created_at < @cutoff', { cutoff }),
+  };
+
+  return { instances, operations, idempotency };
+}
