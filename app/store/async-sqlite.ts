@@ -5,7 +5,7 @@
  * silently become part of someone else's transaction.
  */
 import type { Store } from './index.js';
-import type { Async, AsyncStore, Repositories } from './ports.js';
+import type { Async, AsyncStore, Duty, Repositories } from './ports.js';
 
 type AnyRepository = Record<string, (...args: unknown[]) => unknown>;
 
@@ -41,6 +41,8 @@ export function asyncSqliteStore(store: Store): AsyncStore {
   });
   const shared = repositoriesRunBy(outside);
   const inTransaction = repositoriesRunBy(settle);
+  // One server per database file (./lock.ts): a duty is this process's to share out, never another's.
+  const duties = new Set<string>();
 
   return {
     dialect: 'sqlite',
@@ -71,6 +73,18 @@ export function asyncSqliteStore(store: Store): AsyncStore {
         held = undefined;
         end();
       }
+    },
+    async tryDuty(name) {
+      if (duties.has(name)) return undefined;
+      duties.add(name);
+      const duty: Duty = {
+        name,
+        lost: new Promise<void>(() => undefined),
+        async release() {
+          duties.delete(name);
+        },
+      };
+      return duty;
     },
     health: async () => store.health(),
     close: async () => store.close(),

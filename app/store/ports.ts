@@ -24,6 +24,14 @@ export interface Repositories {
   idempotency: IdempotencyStore;
 }
 
+/** A named duty (periodic sync, purging old keys) held by one server at a time among those sharing a database. */
+export interface Duty {
+  readonly name: string;
+  /** Settles when the duty is lost without being released (the connection that held it died). */
+  readonly lost: Promise<void>;
+  release(): Promise<void>;
+}
+
 export interface AsyncStore extends Repositories {
   /** `sqlite` or `postgres`: for logs and the readiness answer, never for behaviour. */
   readonly dialect: 'sqlite' | 'postgres';
@@ -32,6 +40,11 @@ export interface AsyncStore extends Repositories {
    * all, and no other writer sees any of it before the commit. A refused `work` (it throws) rolls it all back.
    */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  /**
+   * Takes the named duty unless another holder has it (then undefined). Whoever held it and died lets it go
+   * with its connection, so another server takes it over at its next try.
+   */
+  tryDuty(name: string): Promise<Duty | undefined>;
   /** Whether the database can take writes now. */
   health(): Promise<StorageHealth>;
   close(): Promise<void>;

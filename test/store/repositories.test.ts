@@ -290,6 +290,21 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       assert.equal(await store.idempotency.find('alice', 'k'), undefined);
     });
 
+    it('when a duty such as the periodic sync is taken, then nobody else gets it until it is released', async () => {
+      const other = backend.openAnother ? await backend.openAnother() : store;
+      if (other !== store) opened.push(other);
+      const sync = await store.tryDuty('sync');
+      assert.ok(sync, 'a free duty is taken');
+      assert.equal(await other.tryDuty('sync'), undefined, 'held elsewhere');
+      const purge = await other.tryDuty('purge-idempotency-keys');
+      assert.ok(purge, 'duties are independent of each other');
+      await sync.release();
+      const again = await other.tryDuty('sync');
+      assert.ok(again, 'released, it can be taken again');
+      await again.release();
+      await purge.release();
+    });
+
     it('when a store is asked whether it can take writes, then a healthy one says yes', async () => {
       assert.deepEqual(await store.health(), { ok: true });
     });
@@ -358,6 +373,32 @@ describe('the PostgreSQL store\'s schema and faults', function () {
       assert.deepEqual(await store.health(), { ok: true });
     } finally {
       await store.close();
+    }
+  });
+
+  it('when the replica holding a duty dies, then it loses the duty and another replica takes it over', async () => {
+    const url = await server.createDatabase('duty_failover');
+    const [a, b] = await Promise.all([openPostgresStore(url), openPostgresStore(url)]);
+    try {
+      const held = await a.tryDuty('sync');
+      assert.ok(held);
+      assert.equal(await b.tryDuty('sync'), undefined);
+      // What a kill -9 of replica A looks like from the database: its sessions end.
+      const admin = new pg.Client(url);
+      await admin.connect();
+      try {
+        await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        );
+      } finally {
+        await admin.end();
+      }
+      await held.lost;
+      const taken = await b.tryDuty('sync');
+      assert.ok(taken, 'B holds the duty now');
+      await taken.release();
+    } finally {
+      await Promise.all([a.close(), b.close()]);
     }
   });
 

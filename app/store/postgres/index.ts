@@ -7,7 +7,7 @@
 import pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { StorageOpenError, StorageUnavailableError } from '../errors.js';
-import type { Async, AsyncStore, Repositories } from '../ports.js';
+import type { Async, AsyncStore, Duty, Repositories } from '../ports.js';
 import { migratePostgres } from './migrations.js';
 import { createPostgresRepositories } from './repositories.js';
 
@@ -85,6 +85,8 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   }
 
   const shared = guarded(createPostgresRepositories(pool));
+  /** Connections that hold a duty: outside the pool, since the lock lives and dies with its session. */
+  const dutyHolders = new Set<pg.Client>();
   return {
     dialect: 'postgres',
     ...shared,
@@ -112,6 +114,44 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
         client.release(broken);
       }
     },
+    async tryDuty(name) {
+      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+      let lose!: () => void;
+      const lost = new Promise<void>((resolve) => (lose = resolve));
+      let released = false;
+      client.on('error', () => undefined);
+      client.on('end', () => {
+        dutyHolders.delete(client);
+        if (!released) lose();
+      });
+      try {
+        await client.connect();
+        // A session-level advisory lock: PostgreSQL lets it go the moment this session ends, however it ends.
+        const taken = await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS taken', [
+          `ec2-creator:${name}`,
+        ]);
+        if (!taken.rows[0]?.taken) {
+          released = true;
+          await client.end();
+          return undefined;
+        }
+      } catch (error) {
+        released = true;
+        await client.end().catch(() => undefined);
+        throw translate(error);
+      }
+      dutyHolders.add(client);
+      const duty: Duty = {
+        name,
+        lost,
+        async release() {
+          if (released) return;
+          released = true;
+          await client.end().catch(() => undefined);
+        },
+      };
+      return duty;
+    },
     async health() {
       try {
         await pool.query('SELECT 1');
@@ -120,6 +160,9 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
         return { ok: false, reason: `the database cannot be reached: ${error instanceof Error ? error.message : String(error)}` };
       }
     },
-    close: () => pool.end(),
+    async close() {
+      await Promise.all([...dutyHolders].map((client) => client.end().catch(() => undefined)));
+      await pool.end();
+    },
   };
 }
