@@ -15,7 +15,7 @@ import { buildOpenApiDocument, openApiRouter } from './http/openapi.js';
 import { errorHandler, methodNotAllowed, notFoundHandler } from './http/problems.js';
 import type { Logger } from './logger.js';
 import type { Notifier } from './notify/events.js';
-import type { Store } from './store/index.js';
+import type { AsyncStore } from './store/ports.js';
 import { authenticate, authorize, type AuthSetup } from './http/auth.js';
 import { rateLimitMutations, securityHeaders } from './http/limits.js';
 import { createLifecycleService, type LifecycleService } from './domain/lifecycle.js';
@@ -24,7 +24,8 @@ import { createReconciler } from './domain/reconcile.js';
 import { operationsRouter } from './http/operations-router.js';
 
 export interface AppDeps {
-  store: Store;
+  /** SQLite (app/store/async-sqlite.ts over openStore) or PostgreSQL (app/store/postgres). */
+  store: AsyncStore;
   runner: ScriptRunner;
   /** Scripts a killed server left running, found at start-up by whoever made the runner; none when omitted. */
   orphans?: OrphanScripts | undefined;
@@ -73,9 +74,7 @@ export function createServices(deps: AppDeps): Services {
     maxConcurrentReads: config.maxConcurrentReads,
   });
   const operations = createOperationsEngine({
-    operations: store.operations,
-    idempotency: store.idempotency,
-    transaction: (fn) => store.transaction(fn),
+    store,
     logger,
     maxConcurrent: config.maxConcurrentScripts,
     maxQueued: config.maxQueuedOperations,
@@ -91,8 +90,7 @@ export function createServices(deps: AppDeps): Services {
   });
   const lifecycle = createLifecycleService({
     engine: operations,
-    instances: store.instances,
-    operations: store.operations,
+    store,
     ec2,
     reconciler,
     changes,
@@ -134,10 +132,10 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   app.route('/health/live').get((_req, res) => {
     res.json({ status: 'ok' });
   }).all(methodNotAllowed('GET'));
-  app.route('/health/ready').get((_req, res) => {
+  app.route('/health/ready').get(async (_req, res) => {
     if (services.operations.draining) res.status(503).setHeader('Retry-After', '5').json({ status: 'draining' });
-    // The database deleted, replaced, full or failing: changes would be refused (the log says why).
-    else if (!deps.store.health().ok) res.status(503).setHeader('Retry-After', '30').json({ status: 'storage-unavailable' });
+    // The database deleted, replaced, full, failing or out of reach: changes would be refused (the log says why).
+    else if (!(await deps.store.health()).ok) res.status(503).setHeader('Retry-After', '30').json({ status: 'storage-unavailable' });
     else res.json({ status: 'ok' });
   }).all(methodNotAllowed('GET'));
   app.use((_req, res, next) => {

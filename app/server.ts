@@ -17,6 +17,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createNotifier } from './notify/index.js';
 import { DatabaseLockedError, StorageOpenError } from './store/errors.js';
 import { openStore, type Store } from './store/index.js';
+import { asyncSqliteStore } from './store/async-sqlite.js';
 import { lockDatabase } from './store/lock.js';
 import { registerSecretsFromEnv } from './redact.js';
 import { resolveAuth } from './auth/setup.js';
@@ -49,7 +50,8 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   try {
     // The port before the store: a port clash stops start-up before migrations or recovery run.
     server = await listen(createServer(httpServerOptions(config.http), (req, res) => handler?.(req, res)), config);
-    // From here to `handler = app` nothing awaits: no request is taken before the app and recovery are ready.
+    // From here to `handler = …` nothing awaits: no request is taken before the app exists, and those that
+    // arrive before recovery has settled the records of work in flight wait for it.
     store = openingDatabase(config.databasePath, () => openStore(config.databasePath, { logger, watchIntervalMs: 1_000 }));
     // The runner and the finder of scripts a killed server left running are made from one description of
     // the scripts, so a script is recognised by the same path (and stopped with the same grace) it ran with.
@@ -62,15 +64,23 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     }));
     const orphans = orphanScripts(scripts);
     const notifier = createNotifier(config.email, logger);
-    const deps = { store, runner, orphans, logger, config, notifier, auth };
+    const deps = { store: asyncSqliteStore(store), runner, orphans, logger, config, notifier, auth };
     const services = createServices(deps);
     const app = createApp(deps, services);
-    // Operations a crash left queued/running are marked interrupted right now
-    // (synchronously, before the first request); their instances are reconciled with EC2 in the background.
-    const recovery = services.lifecycle.recover({ requestId: 'startup' }).catch((error: unknown) => {
+    // Operations a crash left queued/running are marked interrupted before the first request is taken (a
+    // request that arrives meanwhile waits); their instances are reconciled with EC2 in the background.
+    const recovering = services.lifecycle.recover({ requestId: 'startup' });
+    const warn = (error: unknown) => {
       logger.warn('start-up reconciliation failed', { error: error instanceof Error ? error.message : String(error) });
+    };
+    const settled = recovering.settled.catch(() => undefined);
+    const recovery = recovering.done.catch(warn);
+    handler = (req, res) => {
+      void settled.then(() => app(req, res));
+    };
+    void settled.then(() => {
+      handler = app;
     });
-    handler = app;
     started = { server, store, runner, notifier, services, recovery };
   } catch (error) {
     server?.close();
@@ -93,7 +103,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   if (config.syncIntervalS > 0) {
     timers.push(setInterval(() => {
       if (services.operations.draining) return;
-      background(logger, 'periodic reconciliation failed', () => services.lifecycle.sync({ requestId: 'periodic-sync' }).done);
+      background(logger, 'periodic reconciliation failed', async () => (await services.lifecycle.sync({ requestId: 'periodic-sync' })).done);
     }, config.syncIntervalS * 1000));
   }
   timers.push(setInterval(() => background(logger, 'idempotency key purge failed', () => services.operations.purgeIdempotencyKeys()), 3_600_000));
@@ -123,7 +133,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
 
         if (!(await settlesWithin(services.operations.idle(), Math.max(0, killAt - Date.now())))) {
           runner.stop();
-          const interrupted = services.operations.interruptActive(
+          const interrupted = await services.operations.interruptActive(
             `interrupted: could not finish within SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs} ms after the shutdown began)`,
           );
           logger.warn('shutdown timeout: killing what still runs', { operation_ids: interrupted });

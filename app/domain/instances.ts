@@ -9,14 +9,15 @@ import type { Instance, InstanceList } from '../schemas/instance.js';
 import type { ListInstancesQuery } from '../schemas/requests.js';
 import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
 import type { Ec2Instance } from '../schemas/script-outputs.js';
-import type { Ec2Snapshot, InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
+import type { Ec2Snapshot, LaunchedRow } from '../store/instances-repo.js';
+import type { InstancesStore } from '../store/ports.js';
 import { NotFoundError, ScriptError } from './errors.js';
 import { runContextOf, type OpContext } from './context.js';
 import { sshString, type KeyFiles } from './login-user.js';
 import { decodeCursor, pageOf } from './pagination.js';
 
 export interface InstancesServiceDeps {
-  instances: InstancesRepository;
+  instances: InstancesStore;
   /** Where the configured key pair's private key is, for ssh_string. */
   keyFiles?: KeyFiles;
   ec2: Ec2;
@@ -95,8 +96,8 @@ function normaliseTime(value: string): string | null {
 }
 
 /** The record of an instance, or NotFoundError. */
-export function recordOf(instances: InstancesRepository, instanceId: string): LaunchedRow {
-  const row = instances.findByInstanceId(instanceId);
+export async function recordOf(instances: InstancesStore, instanceId: string): Promise<LaunchedRow> {
+  const row = await instances.findByInstanceId(instanceId);
   if (!row) throw new NotFoundError(`No instance ${instanceId} is recorded by this service`);
   return row;
 }
@@ -131,9 +132,9 @@ export function createChangeTracker(): ChangeTracker {
 export interface InstancesService {
   /** The record, re-read from EC2 first unless it is terminated. */
   get(instanceId: string, ctx?: OpContext): Promise<Instance>;
-  list(query: ListInstancesQuery): InstanceList;
+  list(query: ListInstancesQuery): Promise<InstanceList>;
   /** The record, or NotFoundError (no script runs). */
-  recorded(instanceId: string): Instance;
+  recorded(instanceId: string): Promise<Instance>;
 }
 
 /** At most `max` at once; the others wait, first in first out, however many (never refused). */
@@ -181,23 +182,23 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
         // While a change runs, it judges what became of the instance; until then the record answers.
-        if (!changes.mayRecordState(instanceId, mark)) return recordOf(instances, instanceId);
-        return instances.markTerminated(instanceId, GONE_FROM_EC2);
+        if (!changes.mayRecordState(instanceId, mark)) return await recordOf(instances, instanceId);
+        return await instances.markTerminated(instanceId, GONE_FROM_EC2);
       }
       throw error;
     }
     const snapshot = snapshotOf(described);
-    if (changes.mayRecordState(instanceId, mark)) return instances.refresh(snapshot);
-    const kept = recordOf(instances, instanceId).state as Ec2Snapshot['state']; // a launched record is never "failed"
+    if (changes.mayRecordState(instanceId, mark)) return await instances.refresh(snapshot);
+    const kept = (await recordOf(instances, instanceId)).state as Ec2Snapshot['state']; // a launched record is never "failed"
     logger.debug('read kept the state set by a change of the instance', {
       request_id: ctx?.requestId, instance_id: instanceId, state: kept, ec2_state: snapshot.state,
     });
-    return instances.refresh({ ...snapshot, state: kept });
+    return await instances.refresh({ ...snapshot, state: kept });
   }
 
   return {
     async get(instanceId, ctx) {
-      const row = recordOf(instances, instanceId);
+      const row = await recordOf(instances, instanceId);
       if (row.state === 'terminated') return present(row); // final: nothing left to re-read
       // No instance lock: a read must not wait minutes behind a stop that is polling for "stopped".
       let flight = describing.get(instanceId);
@@ -215,9 +216,9 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       return present(await flight);
     },
 
-    list(query) {
+    async list(query) {
       const limit = query.limit ?? DEFAULT_PAGE_SIZE;
-      const rows = instances.list({
+      const rows = await instances.list({
         state: query.state,
         name: query.name,
         includeTerminated: query.include_terminated ?? false,
@@ -228,8 +229,8 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       return { instances: items, next_cursor };
     },
 
-    recorded(instanceId) {
-      return present(recordOf(instances, instanceId));
+    async recorded(instanceId) {
+      return present(await recordOf(instances, instanceId));
     },
   };
 }

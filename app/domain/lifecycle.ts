@@ -15,8 +15,9 @@ import type { Operation } from '../schemas/operation.js';
 import type { Instance } from '../schemas/instance.js';
 import type { CreateInstanceRequest } from '../schemas/requests.js';
 import type { Ec2Image, Ec2Instance } from '../schemas/script-outputs.js';
-import type { InstanceRow, InstancesRepository, LaunchedRow, RecordedState } from '../store/instances-repo.js';
-import type { OperationKind, OperationRow, OperationsRepository } from '../store/operations-repo.js';
+import type { InstanceRow, LaunchedRow, RecordedState } from '../store/instances-repo.js';
+import type { OperationKind, OperationRow } from '../store/operations-repo.js';
+import type { AsyncStore, InstancesStore, Transaction } from '../store/ports.js';
 import { ConflictError, PolicyError, ScriptError, type ScriptFailure } from './errors.js';
 import { runContextOf, type OpContext } from './context.js';
 import { GONE_FROM_EC2, recordOf, snapshotOf, toApiInstance, type ChangeTracker } from './instances.js';
@@ -33,28 +34,28 @@ export interface MutationOptions<T> {
 }
 
 export interface LifecycleService {
-  create(request: CreateInstanceRequest, ctx: OpContext, options?: MutationOptions<Instance>): Submission<Instance>;
-  start(instanceId: string, ctx: OpContext, options?: MutationOptions<Instance>): Submission<Instance>;
-  stop(instanceId: string, ctx: OpContext, options?: MutationOptions<Instance>): Submission<Instance>;
-  destroy(instanceId: string, ctx: OpContext, options?: MutationOptions<Instance>): Submission<Instance>;
+  create(request: CreateInstanceRequest, ctx: OpContext, options?: MutationOptions<Instance>): Promise<Submission<Instance>>;
+  start(instanceId: string, ctx: OpContext, options?: MutationOptions<Instance>): Promise<Submission<Instance>>;
+  stop(instanceId: string, ctx: OpContext, options?: MutationOptions<Instance>): Promise<Submission<Instance>>;
+  destroy(instanceId: string, ctx: OpContext, options?: MutationOptions<Instance>): Promise<Submission<Instance>>;
   /** Reconciles with EC2; a sync already in flight is shared, not repeated. */
-  sync(ctx: OpContext): { operationId: string; done: Promise<SyncCounts>; shared: boolean };
+  sync(ctx: OpContext): Promise<{ operationId: string; done: Promise<SyncCounts>; shared: boolean }>;
   /**
    * Start-up: interrupts what a previous process left in flight, waits for (or, past its time bound, kills)
    * any script of it still running, then reconciles: launches found by client token are recorded, the
-   * others failed. Everything before its first await is done synchronously.
+   * others failed. `settled` resolves once the records say what is in flight (take no request before);
+   * `done` once the reconciliation is over.
    */
-  recover(ctx: OpContext): Promise<void>;
+  recover(ctx: OpContext): { settled: Promise<void>; done: Promise<void> };
   /** One operation as the API shows it. */
-  operation(id: string): Operation;
+  operation(id: string): Promise<Operation>;
 }
 
 export interface LifecycleDeps {
   engine: OperationsEngine;
   /** Where the configured key pair's private key is, for ssh_string. */
   keyFiles?: KeyFiles;
-  instances: InstancesRepository;
-  operations: OperationsRepository;
+  store: Pick<AsyncStore, 'instances' | 'operations' | 'transaction'>;
   ec2: Ec2;
   reconciler: Reconciler;
   /** Where changes under way are told, for readers of EC2 that must not put back an older state. */
@@ -113,10 +114,11 @@ function orphanNote(pgid: number, outcome: OrphanOutcome, boundMs: number): stri
 }
 
 export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
-  const { engine, instances, operations, ec2, reconciler, changes, policy, logger } = deps;
+  const { engine, store, ec2, reconciler, changes, policy, logger } = deps;
+  const { instances, operations } = store;
   const notifier = deps.notifier ?? silentNotifier;
   const present = (row: LaunchedRow): Instance => toApiInstance(row, deps.keyFiles);
-  let currentSync: { operationId: string; done: Promise<SyncCounts> } | undefined;
+  let currentSync: Promise<{ operationId: string; done: Promise<SyncCounts> }> | undefined;
 
   /** Announces a recorded change and hands the instance back, so call sites stay one expression. */
   const announce = (type: InstanceEventType, instance: Instance, ctx: OpContext): Instance => {
@@ -124,20 +126,34 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     return instance;
   };
   const run = (ctx: OpContext, kind: keyof ScriptTimeouts): RunContext => runContextOf(ctx, deps.timeouts[kind]);
-  /** The context the operation's scripts run under: each one's process group is recorded on the operation. */
-  const scriptsOf = (ctx: OpContext, operationId: string): OpContext => ({
-    ...ctx,
-    onScript: (pgid) => operations.setScriptGroup(operationId, pgid),
-  });
+  /**
+   * The context the operation's scripts run under: each one's process group is recorded on the operation,
+   * in the order the scripts start and end (a later write never overtakes an earlier one).
+   */
+  const scriptsOf = (ctx: OpContext, operationId: string): OpContext => {
+    let written: Promise<void> = Promise.resolve();
+    return {
+      ...ctx,
+      onScript: (pgid) => {
+        written = written.then(() => operations.setScriptGroup(operationId, pgid)).catch((error: unknown) => {
+          logger.error('the process group of a script could not be recorded', {
+            request_id: ctx.requestId, operation_id: operationId, process_group: pgid, error: String(error),
+          });
+        });
+      },
+    };
+  };
   /** Client tokens of the launches accepted and not finished (their intent may not be recorded yet). */
-  const launchesInFlight = (): string[] =>
-    operations.unfinished().flatMap((op) => (op.kind === 'create' && op.client_token ? [op.client_token] : []));
+  const launchesInFlight = async (tx: Transaction): Promise<string[]> =>
+    (await tx.operations.unfinished()).flatMap((op) => (op.kind === 'create' && op.client_token ? [op.client_token] : []));
+  /** Counting the launches and writing one happen one at a time, whichever server does them. */
+  const QUOTA = 'launch-quota';
 
   /**
    * Validates and admits the launch, then runs it as an operation: resolve the image and security group,
    * record the intent, launch, record the result.
    */
-  function create(request: CreateInstanceRequest, ctx: OpContext, options: MutationOptions<Instance> = {}): Submission<Instance> {
+  async function create(request: CreateInstanceRequest, ctx: OpContext, options: MutationOptions<Instance> = {}): Promise<Submission<Instance>> {
     checkLaunchRequest(policy, request); // 422 before anything is recorded
     const clientToken = clientTokenFor(ctx, options.idempotency);
     return engine.submit({
@@ -146,7 +162,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       ctx,
       // The quota counts a launch from the moment it is accepted, queued or running: creates sent together
       // never exceed it, and an asynchronous one is refused here, before its 202, rather than failing later.
-      admit: () => admitLaunch(clientToken),
+      admit: (tx) => admitLaunch(tx, clientToken),
       idempotency: options.idempotency,
       remember: options.remember,
       result: (instance) => instance,
@@ -155,10 +171,10 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   }
 
   /** What counts against MAX_INSTANCES besides the launch under `own` (a retry must not count itself). */
-  function launchesCounted(own: string, inFlight: Iterable<string>): number {
+  async function launchesCounted(tx: Transaction, own: string, inFlight: Iterable<string>): Promise<number> {
     const tokens = new Set<string>(inFlight);
-    for (const row of instances.live()) tokens.add(row.client_token);
-    for (const row of instances.unresolvedLaunches()) tokens.add(row.client_token);
+    for (const row of await tx.instances.live()) tokens.add(row.client_token);
+    for (const row of await tx.instances.unresolvedLaunches()) tokens.add(row.client_token);
     tokens.delete(own);
     return tokens.size;
   }
@@ -168,30 +184,32 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    * launches and the other launches accepted and not finished. A retry of a launch that reached EC2 launches
    * nothing: it answers with that instance.
    */
-  function admitLaunch(clientToken: string): void {
-    if (instances.findByClientToken(clientToken)?.instance_id) return;
-    checkInstanceQuota(launchesCounted(clientToken, launchesInFlight()), policy.maxInstances);
+  async function admitLaunch(tx: Transaction, clientToken: string): Promise<void> {
+    await tx.serialize(QUOTA);
+    if ((await tx.instances.findByClientToken(clientToken))?.instance_id) return;
+    checkInstanceQuota(await launchesCounted(tx, clientToken, await launchesInFlight(tx)), policy.maxInstances);
   }
 
   /**
    * The quota while the launch runs: before any script, and again right before the intent is written. The
    * launch was admitted with the others in flight counted; this catches what was recorded since, e.g. an import.
    */
-  function recheckQuota(clientToken: string): void {
-    checkInstanceQuota(launchesCounted(clientToken, []), policy.maxInstances);
+  async function recheckQuota(tx: Transaction, clientToken: string): Promise<void> {
+    await tx.serialize(QUOTA);
+    checkInstanceQuota(await launchesCounted(tx, clientToken, []), policy.maxInstances);
   }
 
   /** The launch the create operation `op` runs. */
   async function launch(request: CreateInstanceRequest, clientToken: string, ctx: OpContext, op: OperationHandle): Promise<Instance> {
-    const earlier = instances.findByClientToken(clientToken);
+    const earlier = await instances.findByClientToken(clientToken);
     const answered = earlier ? await earlierAttempt(earlier, clientToken, ctx, op) : undefined;
     if (answered) return answered;
-    recheckQuota(clientToken);
+    await store.transaction((tx) => recheckQuota(tx, clientToken));
     const { image, securityGroupId } = await resolveImageAndGroup(request, ctx);
-    recordIntent(request, clientToken, { retry: earlier !== undefined, loginUser: loginUserFor(image), securityGroupId });
+    await recordIntent(request, clientToken, { retry: earlier !== undefined, loginUser: loginUserFor(image), securityGroupId });
     try {
       const launched = await runLaunch(request, clientToken, { image, securityGroupId }, ctx);
-      return recordLaunched(clientToken, launched, ctx, op);
+      return await recordLaunched(clientToken, launched, ctx, op);
     } catch (error) {
       return await recordFailedLaunch(error, clientToken, ctx, op);
     }
@@ -208,7 +226,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     op: OperationHandle,
   ): Promise<Instance | undefined> {
     if (earlier.instance_id) {
-      op.setInstance(earlier.instance_id);
+      await op.setInstance(earlier.instance_id);
       return present(earlier as LaunchedRow);
     }
     const adopted = await adoptByToken(clientToken, ctx);
@@ -216,7 +234,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     logger.warn('an earlier attempt of this launch reached EC2; recorded its instance instead of launching again', {
       request_id: ctx.requestId, instance_id: adopted.instance_id, client_token: clientToken,
     });
-    return recordAdopted(adopted, ctx, op);
+    return await recordAdopted(adopted, ctx, op);
   }
 
   /** The AMI, which must exist and fit the instance type, and the security group when one is asked for. */
@@ -241,25 +259,27 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   }
 
   /** Intent first: if we die from here on, the row and its client token let reconciliation find the instance. */
-  function recordIntent(
+  async function recordIntent(
     request: CreateInstanceRequest,
     clientToken: string,
     intent: { retry: boolean; loginUser: string; securityGroupId: string | null },
-  ): void {
-    recheckQuota(clientToken); // no await between this check and the write
-    if (intent.retry) {
-      instances.relaunch(clientToken); // same row, same token, nothing reached EC2
-      return;
-    }
-    instances.insertLaunch({
-      clientToken,
-      name: request.name,
-      ami: request.ami,
-      instanceType: request.instance_type,
-      storageGb: request.storage_gb,
-      keyName: deps.keyName,
-      securityGroupId: intent.securityGroupId,
-      loginUser: intent.loginUser,
+  ): Promise<void> {
+    await store.transaction(async (tx) => {
+      await recheckQuota(tx, clientToken); // checked and written in one transaction
+      if (intent.retry) {
+        await tx.instances.relaunch(clientToken); // same row, same token, nothing reached EC2
+        return;
+      }
+      await tx.instances.insertLaunch({
+        clientToken,
+        name: request.name,
+        ami: request.ami,
+        instanceType: request.instance_type,
+        storageGb: request.storage_gb,
+        keyName: deps.keyName,
+        securityGroupId: intent.securityGroupId,
+        loginUser: intent.loginUser,
+      });
     });
   }
 
@@ -285,9 +305,9 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     );
   }
 
-  function recordLaunched(clientToken: string, launched: Ec2Instance, ctx: OpContext, op: OperationHandle): Instance {
-    op.setInstance(launched.id);
-    return announce('created', present(instances.completeLaunch(clientToken, snapshotOf(launched))), ctx);
+  async function recordLaunched(clientToken: string, launched: Ec2Instance, ctx: OpContext, op: OperationHandle): Promise<Instance> {
+    await op.setInstance(launched.id);
+    return announce('created', present(await instances.completeLaunch(clientToken, snapshotOf(launched))), ctx);
   }
 
   /**
@@ -298,21 +318,21 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   async function recordFailedLaunch(error: unknown, clientToken: string, ctx: OpContext, op: OperationHandle): Promise<Instance> {
     const message = error instanceof Error ? error.message : String(error);
     if (error instanceof ScriptError && NOTHING_LAUNCHED.has(error.failure)) {
-      instances.failLaunch(clientToken, 'failed', message);
+      await instances.failLaunch(clientToken, 'failed', message);
       if (error.failure === 'not-found') {
         // describe_image.sh saw the AMI a moment ago, so this is almost always the configured key pair.
         throw new ScriptError('other', error.script, `EC2 refused the launch: ${message} (is KEY_NAME=${deps.keyName} a key pair in this region?)`, error.details);
       }
       throw error;
     }
-    instances.failLaunch(clientToken, 'unknown', message);
+    await instances.failLaunch(clientToken, 'unknown', message);
     try {
       const adopted = await adoptByToken(clientToken, ctx);
       if (adopted) {
         logger.warn('launch script failed but EC2 has the instance; recorded it', {
           request_id: ctx.requestId, instance_id: adopted.instance_id, client_token: clientToken, error: message,
         });
-        return recordAdopted(adopted, ctx, op);
+        return await recordAdopted(adopted, ctx, op);
       }
     } catch (lookupError) {
       logger.warn('could not look for the launch by client token', {
@@ -326,12 +346,12 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   async function adoptByToken(clientToken: string, ctx: OpContext): Promise<LaunchedRow | undefined> {
     const { instances: found } = await ec2.listInstances({ all: true }, run(ctx, 'describe'));
     const match = found.find((i) => i.client_token === clientToken);
-    return match ? instances.completeLaunch(clientToken, snapshotOf(match)) : undefined;
+    return match ? await instances.completeLaunch(clientToken, snapshotOf(match)) : undefined;
   }
 
-  function recordAdopted(adopted: LaunchedRow, ctx: OpContext, op: OperationHandle): Instance {
-    op.setInstance(adopted.instance_id);
-    op.note(`an earlier attempt had reached EC2: instance ${adopted.instance_id} found by its client token, not launched again`);
+  async function recordAdopted(adopted: LaunchedRow, ctx: OpContext, op: OperationHandle): Promise<Instance> {
+    await op.setInstance(adopted.instance_id);
+    await op.note(`an earlier attempt had reached EC2: instance ${adopted.instance_id} found by its client token, not launched again`);
     return announce('created', present(adopted), ctx);
   }
 
@@ -340,16 +360,16 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    * terminate may run on one again). Checked before anything is recorded, and again when the operation
    * runs: a read may have found the instance gone from EC2 while the operation waited in line.
    */
-  function changeable(kind: ChangeKind, instanceId: string): LaunchedRow {
-    const row = recordOf(instances, instanceId);
+  async function changeable(kind: ChangeKind, instanceId: string): Promise<LaunchedRow> {
+    const row = await recordOf(instances, instanceId);
     if (kind !== 'terminate' && row.state === 'terminated') {
       throw new ConflictError(`Instance ${instanceId} is terminated; it cannot ${kind}`);
     }
     return row;
   }
 
-  function change(kind: ChangeKind, instanceId: string, ctx: OpContext, options: MutationOptions<Instance> = {}): Submission<Instance> {
-    changeable(kind, instanceId); // 404 or 409 before anything is recorded
+  async function change(kind: ChangeKind, instanceId: string, ctx: OpContext, options: MutationOptions<Instance> = {}): Promise<Submission<Instance>> {
+    await changeable(kind, instanceId); // 404 or 409 before anything is recorded
     return engine.submit({
       kind,
       instanceId,
@@ -370,29 +390,39 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    */
   async function reconcileAfterFailure(instanceId: string, before: RecordedState, ctx: OpContext): Promise<void> {
     try {
-      instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx, 'describe'))));
+      await instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx, 'describe'))));
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
-        instances.markTerminated(instanceId, GONE_FROM_EC2);
+        await instances.markTerminated(instanceId, GONE_FROM_EC2);
         return;
       }
       logger.debug('refresh after failure did not succeed', { request_id: ctx.requestId, instance_id: instanceId, error: String(error) });
-      instances.setState(instanceId, before);
+      await instances.setState(instanceId, before);
+    }
+  }
+
+  /** A change whose first write was refused has not begun: readers must not wait for it. */
+  async function endingOnFailure(endChange: () => void, write: () => Promise<unknown>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      endChange();
+      throw error;
     }
   }
 
   async function startOrStop(kind: 'start' | 'stop', instanceId: string, ctx: OpContext): Promise<Instance> {
-    const before = changeable(kind, instanceId).state;
+    const before = (await changeable(kind, instanceId)).state;
     const endChange = changes.begin(instanceId);
-    instances.setState(instanceId, TRANSITIONAL[kind]);
+    await endingOnFailure(endChange, () => instances.setState(instanceId, TRANSITIONAL[kind]));
     try {
       const result = kind === 'start'
         ? await ec2.startInstance(instanceId, run(ctx, 'start'))
         : await ec2.stopInstance(instanceId, run(ctx, 'stop'));
-      return announce(kind === 'start' ? 'started' : 'stopped', present(instances.refresh(snapshotOf(result))), ctx);
+      return announce(kind === 'start' ? 'started' : 'stopped', present(await instances.refresh(snapshotOf(result))), ctx);
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
-        instances.markTerminated(instanceId, GONE_FROM_EC2);
+        await instances.markTerminated(instanceId, GONE_FROM_EC2);
         throw new ConflictError(`Instance ${instanceId} no longer exists in EC2; its record is now terminated`);
       }
       await reconcileAfterFailure(instanceId, before, ctx);
@@ -406,17 +436,17 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   }
 
   async function terminate(instanceId: string, ctx: OpContext): Promise<Instance> {
-    const before = changeable('terminate', instanceId).state;
+    const before = (await changeable('terminate', instanceId)).state;
     const endChange = changes.begin(instanceId);
-    if (before !== 'terminated') instances.setState(instanceId, TRANSITIONAL.terminate);
+    if (before !== 'terminated') await endingOnFailure(endChange, () => instances.setState(instanceId, TRANSITIONAL.terminate));
     try {
       const result = await ec2.destroyInstance(instanceId, run(ctx, 'terminate'));
-      instances.refresh(snapshotOf(result));
+      await instances.refresh(snapshotOf(result));
       // shutting-down only ever leads to terminated: the record says so now, so lists stop showing it.
-      return announce('terminated', present(instances.markTerminated(instanceId, null)), ctx);
+      return announce('terminated', present(await instances.markTerminated(instanceId, null)), ctx);
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
-        return present(instances.markTerminated(instanceId, GONE_FROM_EC2));
+        return present(await instances.markTerminated(instanceId, GONE_FROM_EC2));
       }
       if (before !== 'terminated') await reconcileAfterFailure(instanceId, before, ctx);
       if (error instanceof ScriptError && error.failure === 'conflict') {
@@ -428,26 +458,30 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     }
   }
 
-  function sync(ctx: OpContext): { operationId: string; done: Promise<SyncCounts>; shared: boolean } {
+  async function sync(ctx: OpContext): Promise<{ operationId: string; done: Promise<SyncCounts>; shared: boolean }> {
     if (currentSync) {
-      logger.debug('sync joined the one in flight', { request_id: ctx.requestId, operation_id: currentSync.operationId });
-      return { ...currentSync, shared: true };
+      const joined = await currentSync;
+      logger.debug('sync joined the one in flight', { request_id: ctx.requestId, operation_id: joined.operationId });
+      return { ...joined, shared: true };
     }
-    const submission = engine.submit<SyncCounts>({
-      kind: 'sync',
-      capped: false,
-      ctx,
-      run: () => reconciler.syncOnce(ctx),
-      result: (counts) => counts,
-    });
-    if (submission.type !== 'started') throw new Error('a sync without an idempotency key always starts');
-    const flight = { operationId: submission.operation.id, done: submission.done };
-    currentSync = flight;
+    // Claimed before the first await: a second sync asked for meanwhile joins this one.
+    const starting = (async () => {
+      const submission = await engine.submit<SyncCounts>({
+        kind: 'sync',
+        capped: false,
+        ctx,
+        run: () => reconciler.syncOnce(ctx),
+        result: (counts) => counts,
+      });
+      if (submission.type !== 'started') throw new Error('a sync without an idempotency key always starts');
+      return { operationId: submission.operation.id, done: submission.done };
+    })();
+    currentSync = starting;
     const clear = () => {
-      if (currentSync === flight) currentSync = undefined;
+      if (currentSync === starting) currentSync = undefined;
     };
-    submission.done.then(clear, clear);
-    return { ...flight, shared: false };
+    starting.then((flight) => flight.done.then(clear, clear), clear);
+    return { ...(await starting), shared: false };
   }
 
   return {
@@ -458,76 +492,86 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     sync,
     operation: (id) => engine.get(id),
 
-    async recover(ctx) {
-      // The server takes no request before this returns its promise, so what the store says about work in
-      // flight (interrupted, or a script still running) is in place before any request reads it.
-      const abandoned = engine.recoverAbandoned(INTERRUPTED_NOTE);
-      engine.purgeIdempotencyKeys();
-      const watched = findOrphans(ctx);
-      // Also after a clean shutdown that had to interrupt something: records left in a transitional state,
-      // and launches left without an instance id (they count against MAX_INSTANCES until resolved).
-      const launches = instances.unresolvedLaunches();
-      const transitional = instances.live().some((row) => ['pending', 'stopping', 'shutting-down'].includes(row.state));
-      if (abandoned.length === 0 && watched.length === 0 && launches.length === 0 && !transitional) return;
-
-      // What a script that outlived the server did can only be judged once it has ended.
-      const outcomes = new Map<string, string>();
-      await Promise.all(watched.map(async ({ op, orphan, deadlineMs, boundMs }) => {
-        const outcome = await (deps.orphans as OrphanScripts).settle(orphan, deadlineMs);
-        if (outcome !== 'unstoppable') operations.setScriptGroup(op.id, null);
-        outcomes.set(op.id, orphanNote(orphan.pgid, outcome, boundMs));
-        const line = { request_id: ctx.requestId, operation_id: op.id, process_group: orphan.pgid, script: orphan.script, outcome };
-        if (outcome === 'unstoppable') logger.error('the script that outlived the previous server could not be stopped', line);
-        else logger.info('the script that outlived the previous server is done', line);
-      }));
-
-      let failure: string | undefined;
-      try {
-        await freshSync(ctx);
-      } catch (error) {
-        failure = error instanceof Error ? error.message : String(error);
-      }
-
-      const noted = new Map<string, OperationRow>();
-      for (const op of [...abandoned, ...watched.map((w) => w.op)]) noted.set(op.id, op);
-      for (const op of noted.values()) {
-        const parts = [op.note ?? INTERRUPTED_NOTE];
-        const script = outcomes.get(op.id);
-        if (script) parts.push(script);
-        parts.push(failure === undefined ? resolution(op) : `reconciliation at start-up failed: ${failure}`);
-        operations.setNote(op.id, parts.join('; '));
-      }
-
-      const after = launches.map((launch) => instances.findByClientToken(launch.client_token));
-      logger.info('start-up recovery done', {
-        request_id: ctx.requestId,
-        interrupted: abandoned.map((o) => o.id),
-        orphaned_scripts: watched.map((w) => w.orphan.pgid),
-        launches_recorded: after.flatMap((row) => (row?.instance_id ? [row.instance_id] : [])),
-        launches_failed: after.flatMap((row) => (row && !row.instance_id && row.launch_status === 'failed' ? [row.client_token] : [])),
-        reconciliation_failed: failure,
-      });
+    recover(ctx) {
+      // The server takes no request before `settled`, so what the store says about work in flight
+      // (interrupted, or a script still running) is in place before any request reads it.
+      const settled = (async () => {
+        const abandoned = await engine.recoverAbandoned(INTERRUPTED_NOTE);
+        await engine.purgeIdempotencyKeys();
+        return { abandoned, watched: await findOrphans(ctx) };
+      })();
+      return { settled: settled.then(() => undefined), done: settled.then(({ abandoned, watched }) => reconcileAtStartUp(ctx, abandoned, watched)) };
     },
   };
+
+  async function reconcileAtStartUp(
+    ctx: OpContext,
+    abandoned: OperationRow[],
+    watched: Array<{ op: OperationRow; orphan: OrphanScript; deadlineMs: number; boundMs: number }>,
+  ): Promise<void> {
+    // Also after a clean shutdown that had to interrupt something: records left in a transitional state,
+    // and launches left without an instance id (they count against MAX_INSTANCES until resolved).
+    const launches = await instances.unresolvedLaunches();
+    const transitional = (await instances.live()).some((row) => ['pending', 'stopping', 'shutting-down'].includes(row.state));
+    if (abandoned.length === 0 && watched.length === 0 && launches.length === 0 && !transitional) return;
+
+    // What a script that outlived the server did can only be judged once it has ended.
+    const outcomes = new Map<string, string>();
+    await Promise.all(watched.map(async ({ op, orphan, deadlineMs, boundMs }) => {
+      const outcome = await (deps.orphans as OrphanScripts).settle(orphan, deadlineMs);
+      if (outcome !== 'unstoppable') await operations.setScriptGroup(op.id, null);
+      outcomes.set(op.id, orphanNote(orphan.pgid, outcome, boundMs));
+      const line = { request_id: ctx.requestId, operation_id: op.id, process_group: orphan.pgid, script: orphan.script, outcome };
+      if (outcome === 'unstoppable') logger.error('the script that outlived the previous server could not be stopped', line);
+      else logger.info('the script that outlived the previous server is done', line);
+    }));
+
+    let failure: string | undefined;
+    try {
+      await freshSync(ctx);
+    } catch (error) {
+      failure = error instanceof Error ? error.message : String(error);
+    }
+
+    const noted = new Map<string, OperationRow>();
+    for (const op of [...abandoned, ...watched.map((w) => w.op)]) noted.set(op.id, op);
+    for (const op of noted.values()) {
+      const parts = [op.note ?? INTERRUPTED_NOTE];
+      const script = outcomes.get(op.id);
+      if (script) parts.push(script);
+      parts.push(failure === undefined ? await resolution(op) : `reconciliation at start-up failed: ${failure}`);
+      await operations.setNote(op.id, parts.join('; '));
+    }
+
+    const after = await Promise.all(launches.map((launch) => instances.findByClientToken(launch.client_token)));
+    logger.info('start-up recovery done', {
+      request_id: ctx.requestId,
+      interrupted: abandoned.map((o) => o.id),
+      orphaned_scripts: watched.map((w) => w.orphan.pgid),
+      launches_recorded: after.flatMap((row) => (row?.instance_id ? [row.instance_id] : [])),
+      launches_failed: after.flatMap((row) => (row && !row.instance_id && row.launch_status === 'failed' ? [row.client_token] : [])),
+      reconciliation_failed: failure,
+    });
+  }
 
   /**
    * Operations whose script may have outlived the previous server. A recorded process group that is gone, or
    * that now belongs to something else, is cleared at once; one that is still our script stays recorded (so
    * a retry of the same request waits) and is watched until it ends or its time bound runs out.
    */
-  function findOrphans(ctx: OpContext): Array<{ op: OperationRow; orphan: OrphanScript; deadlineMs: number; boundMs: number }> {
+  async function findOrphans(ctx: OpContext): Promise<Array<{ op: OperationRow; orphan: OrphanScript; deadlineMs: number; boundMs: number }>> {
     const watched = [];
-    for (const op of operations.withScriptGroup()) {
+    for (const op of await operations.withScriptGroup()) {
       const pgid = op.script_pgid as number;
       const orphan = deps.orphans?.find(pgid, Date.parse(op.started_at ?? op.created_at));
       if (!orphan) {
-        operations.setScriptGroup(op.id, null);
+        await operations.setScriptGroup(op.id, null);
         continue;
       }
       const boundMs = deps.timeouts[SCRIPT_KIND[op.kind]];
       const deadlineMs = orphan.startedAtMs + boundMs; // when the dead server's runner would have killed it
       const waitMs = Math.max(0, Math.round(deadlineMs - Date.now()));
-      operations.setNote(op.id, `${op.note ?? INTERRUPTED_NOTE}; the script (process group ${pgid}) outlived the server: waiting up to ${waitMs} ms for it before judging what it did`);
+      await operations.setNote(op.id, `${op.note ?? INTERRUPTED_NOTE}; the script (process group ${pgid}) outlived the server: waiting up to ${waitMs} ms for it before judging what it did`);
       logger.warn('a script outlived the previous server; waiting for it', {
         request_id: ctx.requestId, operation_id: op.id, process_group: pgid, script: orphan.script, wait_ms: waitMs,
       });
@@ -538,22 +582,22 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
 
   /** A sync that read EC2 after now: one already in flight may have read it before the orphans ended. */
   async function freshSync(ctx: OpContext): Promise<void> {
-    const flight = sync(ctx);
+    const flight = await sync(ctx);
     if (!flight.shared) {
       await flight.done;
       return;
     }
     await flight.done.catch(() => undefined);
-    await sync(ctx).done;
+    await (await sync(ctx)).done;
   }
 
   /** What start-up reconciliation found for an interrupted operation: only what is known. */
-  function resolution(op: OperationRow): string {
+  async function resolution(op: OperationRow): Promise<string> {
     if (op.kind === 'create' && op.client_token) {
-      const row = instances.findByClientToken(op.client_token);
+      const row = await instances.findByClientToken(op.client_token);
       if (!row) return 'reconciled at start-up: it had not started a launch';
       if (row.instance_id) {
-        operations.setInstance(op.id, row.instance_id);
+        await operations.setInstance(op.id, row.instance_id);
         return `reconciled at start-up: EC2 had the launch (found by its client token), recorded as ${row.instance_id} (${row.state})`;
       }
       if (row.launch_status === 'failed') {
@@ -562,7 +606,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       return 'reconciled at start-up: no instance carries its client token yet; the launch stays unresolved until a sync finds it or gives it up';
     }
     if (op.instance_id) {
-      return `reconciled at start-up: the instance is ${instances.findByInstanceId(op.instance_id)?.state ?? 'unknown'}`;
+      return `reconciled at start-up: the instance is ${(await instances.findByInstanceId(op.instance_id))?.state ?? 'unknown'}`;
     }
     return 'reconciled at start-up';
   }

@@ -12,9 +12,9 @@ import type { Logger } from '../logger.js';
 import type { Operation, OperationList } from '../schemas/operation.js';
 import type { ListOperationsQuery } from '../schemas/operation.js';
 import { DEFAULT_PAGE_SIZE } from '../schemas/requests.js';
-import type {
-  IdempotencyRepository, OperationKind, OperationOutcome, OperationRow, OperationsRepository,
-} from '../store/operations-repo.js';
+import type { OperationKind, OperationOutcome, OperationRow } from '../store/operations-repo.js';
+import type { AsyncStore, Transaction } from '../store/ports.js';
+import { InstanceBusyError } from '../store/errors.js';
 import {
   AppError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, ScriptError,
   StorageUnavailableError, UnavailableError,
@@ -35,8 +35,8 @@ export interface OperationHandle {
   readonly id: string;
   readonly clientToken: string | null;
   /** Records the instance once it is known (a launch learns its id from EC2). */
-  setInstance(instanceId: string): void;
-  note(text: string): void;
+  setInstance(instanceId: string): Promise<void>;
+  note(text: string): Promise<void>;
 }
 
 export interface SubmitSpec<T> {
@@ -49,10 +49,11 @@ export interface SubmitSpec<T> {
   capped?: boolean;
   /**
    * Refuses the operation by throwing, after the Idempotency-Key and the instance's operation in flight are
-   * looked at and in the same synchronous step that records it: nothing it counted can change before the
-   * new operation counts too (a queued operation is as much in flight as a running one).
+   * looked at, inside the transaction that records it: what it counts through `tx` (serialised by topic
+   * where other servers may count too) cannot change before the new operation counts as well (a queued
+   * operation is as much in flight as a running one).
    */
-  admit?(): void;
+  admit?(tx: Transaction): Promise<void>;
   run(op: OperationHandle): Promise<T>;
   /** What the operation record shows as its result on success. */
   result?(value: T): unknown;
@@ -66,9 +67,7 @@ export type Submission<T> =
   | { type: 'in-flight'; operation: Operation };
 
 export interface OperationsEngineOptions {
-  operations: OperationsRepository;
-  idempotency: IdempotencyRepository;
-  transaction<T>(fn: () => T): T;
+  store: Pick<AsyncStore, 'operations' | 'idempotency' | 'transaction'>;
   logger: Logger;
   maxConcurrent: number;
   maxQueued: number;
@@ -79,9 +78,9 @@ export interface OperationsEngineOptions {
 }
 
 export interface OperationsEngine {
-  submit<T>(spec: SubmitSpec<T>): Submission<T>;
-  get(id: string): Operation;
-  list(query: ListOperationsQuery): OperationList;
+  submit<T>(spec: SubmitSpec<T>): Promise<Submission<T>>;
+  get(id: string): Promise<Operation>;
+  list(query: ListOperationsQuery): Promise<OperationList>;
   /** The operation in flight on an instance, if any. */
   activeOn(instanceId: string): string | undefined;
   /** Counts for observability and tests. */
@@ -92,11 +91,11 @@ export interface OperationsEngine {
   /** Resolves when no operation is queued or running. */
   idle(): Promise<void>;
   /** Marks every operation still in flight interrupted (shutdown timed out); returns their ids. */
-  interruptActive(note: string): string[];
+  interruptActive(note: string): Promise<string[]>;
   /** Start-up: operations a previous process left queued or running are interrupted; returns them. */
-  recoverAbandoned(note: string): OperationRow[];
+  recoverAbandoned(note: string): Promise<OperationRow[]>;
   /** Deletes idempotency keys older than the TTL; returns how many. */
-  purgeIdempotencyKeys(): number;
+  purgeIdempotencyKeys(): Promise<number>;
 }
 
 export function toApiOperation(row: OperationRow): Operation {
@@ -162,11 +161,18 @@ export function idempotencyScope(ctx: OpContext | undefined): string {
   return ctx?.actor ?? '';
 }
 
+/** Another request claimed the same Idempotency-Key between our read and our claim: read it again. */
+class ClaimedMeanwhile extends Error {}
+
 export function createOperationsEngine(options: OperationsEngineOptions): OperationsEngine {
-  const { operations, idempotency, logger } = options;
+  const { store, logger } = options;
+  const { operations, idempotency } = store;
   const retryAfter = options.retryAfterSeconds ?? 5;
   const active = new Map<string, Active>();
+  /** The operation each instance is reserved for on this server, from the moment it is admitted. */
   const byInstance = new Map<string, string>();
+  /** Idempotency-Keys whose request is being decided on this server: a second one waits, then reads again. */
+  const deciding = new Map<string, Promise<void>>();
   const waiting: Array<() => void> = [];
   let running = 0;
   let draining = false;
@@ -185,25 +191,15 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     else running -= 1;
   }
 
-  /** Records what `record` writes; when the store refuses it, nothing was recorded: the slot taken is given back. */
-  function recordOrRelease<T>(holdsSlot: boolean, record: () => T): T {
-    try {
-      return record();
-    } catch (error) {
-      if (holdsSlot) release();
-      throw error;
-    }
-  }
-
   /**
    * Outcomes the store refused (disk full, I/O error, its file gone), kept until it takes writes again. Such
    * an operation no longer runs, whatever its row still says, so its Idempotency-Key is free to retry.
    */
   const unrecorded = new Map<string, OperationOutcome>();
-  function flushUnrecorded(): void {
+  async function flushUnrecorded(): Promise<void> {
     for (const [id, outcome] of unrecorded) {
       try {
-        operations.finish(id, outcome);
+        await operations.finish(id, outcome);
       } catch {
         return;
       }
@@ -211,117 +207,179 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     }
   }
 
-  function mustGet(id: string): OperationRow {
-    const row = operations.get(id);
+  async function mustGet(id: string): Promise<OperationRow> {
+    const row = await operations.get(id);
     if (!row) throw new NotFoundError(`No operation ${id}`);
     return row;
   }
 
-  function submit<T>(spec: SubmitSpec<T>): Submission<T> {
+  function inFlightError(instanceId: string, busy: string): OperationInFlightError {
+    return new OperationInFlightError(
+      `Operation ${busy} on instance ${instanceId} is still in flight; retry when it has finished`,
+      busy,
+    );
+  }
+
+  /** What an earlier request under the same Idempotency-Key settles for this one, if anything. */
+  async function earlierUnderKey<T>(
+    spec: SubmitSpec<T>, scope: string,
+  ): Promise<{ settled: Submission<T> } | { previousOperationId: string | null }> {
+    if (!spec.idempotency) return { previousOperationId: null };
+    const record = await idempotency.find(scope, spec.idempotency.key);
+    if (!record) return { previousOperationId: null };
+    if (record.fingerprint !== spec.idempotency.fingerprint) {
+      throw new IdempotencyMismatchError(
+        'This Idempotency-Key was already used with a different request; use a new key for a new request',
+      );
+    }
+    if (record.response_status !== null) {
+      return {
+        settled: {
+          type: 'replay',
+          operationId: record.operation_id,
+          response: {
+            status: record.response_status,
+            body: record.response_body === null ? null : JSON.parse(record.response_body),
+            location: record.response_location,
+          },
+        },
+      };
+    }
+    const previous = await operations.get(record.operation_id);
+    // An interrupted attempt whose script outlived its server is still at work until start-up settles it;
+    // running the request again now could launch a second time.
+    const scriptStillRuns = previous?.script_pgid !== null && previous?.script_pgid !== undefined;
+    if (previous && !unrecorded.has(previous.id)
+      && (previous.status === 'queued' || previous.status === 'running' || scriptStillRuns)) {
+      return { settled: { type: 'in-flight', operation: toApiOperation(previous) } };
+    }
+    // Interrupted, or failed in a way not remembered (5xx): run again under the same key (and client token).
+    return { previousOperationId: record.operation_id };
+  }
+
+  async function submit<T>(spec: SubmitSpec<T>): Promise<Submission<T>> {
     if (draining) throw new UnavailableError('The service is shutting down; retry shortly', retryAfter);
-    flushUnrecorded();
     const ctx = spec.ctx;
     const scope = idempotencyScope(ctx);
+    const keyId = spec.idempotency ? `${scope}\n${spec.idempotency.key}` : undefined;
 
-    // Idempotency-Key: everything from the lookup to the claim happens in this one synchronous turn.
-    if (spec.idempotency) {
-      const record = idempotency.find(scope, spec.idempotency.key);
-      if (record) {
-        if (record.fingerprint !== spec.idempotency.fingerprint) {
-          throw new IdempotencyMismatchError(
-            'This Idempotency-Key was already used with a different request; use a new key for a new request',
-          );
+    // One request per Idempotency-Key is decided at a time on this server; the claim in the store settles it
+    // between servers.
+    if (keyId !== undefined) {
+      while (deciding.has(keyId)) await deciding.get(keyId);
+    }
+    let decided: () => void = () => undefined;
+    if (keyId !== undefined) deciding.set(keyId, new Promise<void>((resolve) => (decided = resolve)));
+    try {
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await decide(spec, scope);
+        } catch (error) {
+          if (!(error instanceof ClaimedMeanwhile) || attempt >= 3) throw error;
         }
-        if (record.response_status !== null) {
-          return {
-            type: 'replay',
-            operationId: record.operation_id,
-            response: {
-              status: record.response_status,
-              body: record.response_body === null ? null : JSON.parse(record.response_body),
-              location: record.response_location,
-            },
-          };
-        }
-        const previous = operations.get(record.operation_id);
-        // An interrupted attempt whose script outlived its server is still at work until start-up settles it;
-        // running the request again now could launch a second time.
-        const scriptStillRuns = previous?.script_pgid !== null && previous?.script_pgid !== undefined;
-        if (previous && !unrecorded.has(previous.id)
-          && (previous.status === 'queued' || previous.status === 'running' || scriptStillRuns)) {
-          return { type: 'in-flight', operation: toApiOperation(previous) };
-        }
-        // Interrupted, or failed in a way not remembered (5xx): run again under the same key (and client token).
+      }
+    } finally {
+      if (keyId !== undefined) {
+        deciding.delete(keyId);
+        decided();
       }
     }
+  }
 
-    if (spec.instanceId !== undefined) {
-      // The store also knows of a script that outlived the previous server and still works on the instance.
-      const busy = byInstance.get(spec.instanceId) ?? operations.scriptRunningOn(spec.instanceId);
-      if (busy !== undefined) {
-        throw new OperationInFlightError(
-          `Operation ${busy} on instance ${spec.instanceId} is still in flight; retry when it has finished`,
-          busy,
-        );
-      }
-    }
-
-    spec.admit?.();
-    const capped = spec.capped ?? true;
-    let startsNow = true;
-    if (capped) {
-      if (running < options.maxConcurrent) running += 1;
-      else if (waiting.length < options.maxQueued) startsNow = false;
-      else {
-        throw new UnavailableError(
-          `All ${options.maxConcurrent} script slots are busy and ${options.maxQueued} operations are queued; retry later`,
-          retryAfter,
-        );
-      }
-    }
+  async function decide<T>(spec: SubmitSpec<T>, scope: string): Promise<Submission<T>> {
+    const ctx = spec.ctx;
+    await flushUnrecorded();
+    const earlier = await earlierUnderKey(spec, scope);
+    if ('settled' in earlier) return earlier.settled;
+    if (draining) throw new UnavailableError('The service is shutting down; retry shortly', retryAfter);
 
     const id = `op-${randomUUID()}`;
-    const row = recordOrRelease(capped && startsNow, () => options.transaction(() => {
-      const inserted = operations.insert({
-        id,
-        kind: spec.kind,
-        instanceId: spec.instanceId ?? null,
-        clientToken: spec.clientToken ?? null,
-        idempotencyKey: spec.idempotency?.key ?? null,
-        requestId: ctx?.requestId ?? null,
-        actor: ctx?.actor ?? null,
-        clientAddress: ctx?.clientAddress ?? null,
+    const { instanceId } = spec;
+    if (instanceId !== undefined) {
+      // Reserved in the same turn as checked: a second request on this server is refused without a round trip.
+      const busy = byInstance.get(instanceId);
+      if (busy !== undefined) throw inFlightError(instanceId, busy);
+      byInstance.set(instanceId, id);
+    }
+    const capped = spec.capped ?? true;
+    let startsNow = true;
+    let holdsSlot = false;
+    let row: OperationRow;
+    try {
+      // The store also knows of a script that outlived the previous server and still works on the instance.
+      const orphan = instanceId === undefined ? undefined : await operations.scriptRunningOn(instanceId);
+      if (instanceId !== undefined && orphan !== undefined) throw inFlightError(instanceId, orphan);
+      row = await store.transaction(async (tx) => {
+        await spec.admit?.(tx);
+        if (capped) {
+          if (running < options.maxConcurrent) {
+            running += 1;
+            holdsSlot = true;
+          } else if (waiting.length < options.maxQueued) {
+            startsNow = false;
+          } else {
+            throw new UnavailableError(
+              `All ${options.maxConcurrent} script slots are busy and ${options.maxQueued} operations are queued; retry later`,
+              retryAfter,
+            );
+          }
+        }
+        let inserted: OperationRow;
+        try {
+          inserted = await tx.operations.insert({
+            id,
+            kind: spec.kind,
+            instanceId: instanceId ?? null,
+            clientToken: spec.clientToken ?? null,
+            idempotencyKey: spec.idempotency?.key ?? null,
+            requestId: ctx?.requestId ?? null,
+            actor: ctx?.actor ?? null,
+            clientAddress: ctx?.clientAddress ?? null,
+          });
+        } catch (error) {
+          if (!(error instanceof InstanceBusyError)) throw error;
+          // Another server holds the instance: name its operation, as for one of ours.
+          const holder = (await tx.operations.list({ instanceId: error.instanceId, status: 'running', limit: 1 }))[0]
+            ?? (await tx.operations.list({ instanceId: error.instanceId, status: 'queued', limit: 1 }))[0];
+          throw inFlightError(error.instanceId, holder?.id ?? 'on another server');
+        }
+        if (spec.idempotency) {
+          const claim = { scope, key: spec.idempotency.key, fingerprint: spec.idempotency.fingerprint, operationId: id };
+          if (!(await tx.idempotency.claim(claim, 'previousOperationId' in earlier ? earlier.previousOperationId : null))) {
+            throw new ClaimedMeanwhile();
+          }
+        }
+        return inserted;
       });
-      if (spec.idempotency) {
-        idempotency.claim({ scope, key: spec.idempotency.key, fingerprint: spec.idempotency.fingerprint, operationId: id });
-      }
-      return inserted;
-    }));
+    } catch (error) {
+      if (holdsSlot) release();
+      if (instanceId !== undefined && byInstance.get(instanceId) === id) byInstance.delete(instanceId);
+      throw error;
+    }
 
     let interrupt: () => void = () => undefined;
     const interruption = new Promise<never>((_resolve, reject) => {
       interrupt = () => reject(new InterruptedError(`Operation ${id} was interrupted by a shutdown`));
     });
     interruption.catch(() => undefined);
-    const entry: Active = { id, instanceId: spec.instanceId, interrupted: false, interrupt };
+    const entry: Active = { id, instanceId, interrupted: false, interrupt };
     active.set(id, entry);
-    if (spec.instanceId !== undefined) byInstance.set(spec.instanceId, id);
 
     const slot = startsNow ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve));
     const handle: OperationHandle = {
       id,
       clientToken: spec.clientToken ?? null,
-      setInstance(instanceId) {
-        operations.setInstance(id, instanceId);
+      async setInstance(launchedId) {
+        await operations.setInstance(id, launchedId);
       },
-      note(text) {
-        operations.setNote(id, text);
+      async note(text) {
+        await operations.setNote(id, text);
       },
     };
 
-    const remember = (response: StoredResponse | undefined): void => {
+    const remember = async (tx: Transaction, response: StoredResponse | undefined): Promise<void> => {
       if (!spec.idempotency || !response) return;
-      idempotency.remember(scope, spec.idempotency.key, {
+      await tx.idempotency.remember(scope, spec.idempotency.key, {
         status: response.status,
         body: JSON.stringify(response.body ?? null),
         location: response.location ?? null,
@@ -330,21 +388,21 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
 
     // A write of this operation's record the store refused: record at least that it failed, or when even
     // that is refused, keep the outcome for later; either way it is over, and its client gets the refusal.
-    const recorded = (write: () => void): void => {
+    const recorded = async (write: () => Promise<unknown>): Promise<void> => {
       try {
-        write();
+        await write();
       } catch (error) {
         if (!(error instanceof StorageUnavailableError)) throw error;
         const outcome: OperationOutcome = {
           status: 'failed', errorCode: error.code, errorMessage: `its record could not be written: ${error.message}`,
         };
         try {
-          operations.finish(id, outcome);
+          await operations.finish(id, outcome);
         } catch {
           unrecorded.set(id, outcome);
         }
         logger.error('operation record not written', {
-          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: spec.instanceId,
+          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: instanceId,
           error: error.message, kept_for_later: unrecorded.has(id),
         });
         throw error;
@@ -354,35 +412,36 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     const work = (async () => {
       await slot;
       try {
-        recorded(() => operations.markRunning(id));
+        await recorded(() => operations.markRunning(id));
         let value: T;
         try {
           value = await spec.run(handle);
         } catch (error) {
           if (entry.interrupted) throw new InterruptedError(`Operation ${id} was interrupted by a shutdown`);
           const failure = describeFailure(error);
-          recorded(() => options.transaction(() => {
-            operations.finish(id, { status: 'failed', ...failure });
-            remember(spec.remember?.failure(error));
+          await recorded(() => store.transaction(async (tx) => {
+            await tx.operations.finish(id, { status: 'failed', ...failure });
+            await remember(tx, spec.remember?.failure(error));
           }));
           logger.warn('operation failed', {
-            request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: spec.instanceId,
+            request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: instanceId,
             error_code: failure.errorCode, error: failure.errorMessage,
           });
           throw error;
         }
-        recorded(() => options.transaction(() => {
-          operations.finish(id, { status: 'succeeded', result: spec.result ? spec.result(value) : undefined });
-          remember(spec.remember?.success(value));
+        let finished: OperationRow | undefined;
+        await recorded(() => store.transaction(async (tx) => {
+          finished = await tx.operations.finish(id, { status: 'succeeded', result: spec.result ? spec.result(value) : undefined });
+          await remember(tx, spec.remember?.success(value));
         }));
         logger.info('operation succeeded', {
-          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: operations.get(id)?.instance_id,
+          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: finished?.instance_id,
         });
         return value;
       } finally {
         if (capped) release();
         active.delete(id);
-        if (spec.instanceId !== undefined && byInstance.get(spec.instanceId) === id) byInstance.delete(spec.instanceId);
+        if (instanceId !== undefined && byInstance.get(instanceId) === id) byInstance.delete(instanceId);
         settleIdle();
       }
     })();
@@ -395,10 +454,10 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
 
   return {
     submit,
-    get: (id) => toApiOperation(mustGet(id)),
-    list(query) {
+    get: async (id) => toApiOperation(await mustGet(id)),
+    async list(query) {
       const limit = query.limit ?? DEFAULT_PAGE_SIZE;
-      const rows = operations.list({
+      const rows = await operations.list({
         instanceId: query.instance_id,
         status: query.status,
         kind: query.kind,
@@ -422,30 +481,31 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       if (active.size === 0) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
     },
-    interruptActive(note) {
-      const ids: string[] = [];
-      for (const entry of active.values()) {
-        entry.interrupted = true;
+    async interruptActive(note) {
+      const entries = [...active.values()];
+      for (const entry of entries) entry.interrupted = true;
+      // Recorded first, so whoever the interruption answers finds the record saying so.
+      for (const entry of entries) {
         try {
-          operations.finish(entry.id, { status: 'interrupted', note });
+          await operations.finish(entry.id, { status: 'interrupted', note });
         } catch {
           unrecorded.set(entry.id, { status: 'interrupted', note });
         }
         entry.interrupt();
-        ids.push(entry.id);
       }
+      const ids = entries.map((entry) => entry.id);
       if (ids.length) logger.warn('operations interrupted', { operation_ids: ids, note });
       return ids;
     },
-    recoverAbandoned(note) {
-      const rows = operations.unfinished();
-      for (const row of rows) operations.finish(row.id, { status: 'interrupted', note });
+    async recoverAbandoned(note) {
+      const rows = await operations.unfinished();
+      for (const row of rows) await operations.finish(row.id, { status: 'interrupted', note });
       if (rows.length) logger.warn('operations left unfinished by the previous process are interrupted', { operation_ids: rows.map((r) => r.id) });
-      return rows.map((row) => mustGet(row.id));
+      return Promise.all(rows.map((row) => mustGet(row.id)));
     },
-    purgeIdempotencyKeys() {
+    async purgeIdempotencyKeys() {
       const cutoff = new Date(Date.now() - options.idempotencyTtlHours * 3_600_000).toISOString();
-      const purged = idempotency.purgeOlderThan(cutoff);
+      const purged = await idempotency.purgeOlderThan(cutoff);
       if (purged) logger.info('idempotency keys purged', { purged, older_than: cutoff });
       return purged;
     },

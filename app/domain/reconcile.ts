@@ -15,7 +15,8 @@
 import type { Ec2 } from '../ec2/scripts.js';
 import type { Logger } from '../logger.js';
 import type { Ec2Instance } from '../schemas/script-outputs.js';
-import type { InstancesRepository, LaunchedRow } from '../store/instances-repo.js';
+import type { LaunchedRow } from '../store/instances-repo.js';
+import type { InstancesStore } from '../store/ports.js';
 import type { OpContext } from './context.js';
 import { snapshotOf, type ChangeWatch } from './instances.js';
 import { DEFAULT_LOGIN_USER, loginUserFor } from './login-user.js';
@@ -30,7 +31,7 @@ export interface SyncCounts {
 }
 
 export interface ReconcilerDeps {
-  instances: InstancesRepository;
+  instances: InstancesStore;
   ec2: Ec2;
   logger: Logger;
   /** Runner timeout for the read (ms). */
@@ -77,9 +78,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     async syncOnce(ctx) {
       // Only records that existed before EC2 was read can be judged by that read; likewise a launch counts
       // as abandoned only if it was before the read (its script may have launched just before it ended).
-      const known = instances.live();
+      const known = await instances.live();
       const marks = new Map(known.map((row) => [row.instance_id, deps.changes?.mark(row.instance_id)]));
-      const abandoned = new Set(instances.abandonedLaunches().map((r) => r.client_token));
+      const abandoned = new Set((await instances.abandonedLaunches()).map((r) => r.client_token));
       const { instances: found, unreadable } = await ec2.listInstances({ all: true }, run(ctx));
       const byId = new Map(found.map((i) => [i.id, i]));
       // EC2 reported these, so they did not vanish; what they are now is unknown, so their records stay as they are.
@@ -102,14 +103,14 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           leftToOperations.push(row.instance_id);
           continue;
         }
-        const current = instances.findByInstanceId(row.instance_id);
+        const current = await instances.findByInstanceId(row.instance_id);
         if (!current || current.state === 'terminated') continue;
         const seen = byId.get(row.instance_id);
         if (seen) {
-          const after = instances.refresh(snapshotOf(seen));
+          const after = await instances.refresh(snapshotOf(seen));
           if (changed(current, after)) counts.updated += 1;
         } else {
-          instances.markTerminated(row.instance_id, 'vanished from EC2 (reconciliation)');
+          await instances.markTerminated(row.instance_id, 'vanished from EC2 (reconciliation)');
           counts.vanished += 1;
         }
       }
@@ -119,12 +120,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         });
       }
 
-      const unresolved = new Map(instances.unresolvedLaunches().map((r) => [r.client_token, r]));
+      const unresolved = new Map((await instances.unresolvedLaunches()).map((r) => [r.client_token, r]));
       for (const instance of found) {
-        if (instances.findByInstanceId(instance.id)) continue;
+        if (await instances.findByInstanceId(instance.id)) continue;
         const launch = instance.client_token ? unresolved.get(instance.client_token) : undefined;
         if (launch) {
-          instances.completeLaunch(launch.client_token, snapshotOf(instance));
+          await instances.completeLaunch(launch.client_token, snapshotOf(instance));
           unresolved.delete(launch.client_token);
           counts.imported += 1;
           logger.info('reconciliation recorded an unresolved launch found by its client token', {
@@ -134,11 +135,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         }
         if (!instance.managed || instance.state === 'terminated') continue;
         const token = instance.client_token ?? `import-${instance.id}`;
-        const holder = instances.findByClientToken(token);
+        const holder = await instances.findByClientToken(token);
         if (holder) {
           // A launch given up as failed that EC2 shows after all (a slow answer): it is recorded, never orphaned.
           if (holder.instance_id === null) {
-            instances.completeLaunch(token, snapshotOf(instance));
+            await instances.completeLaunch(token, snapshotOf(instance));
             counts.imported += 1;
             logger.warn('reconciliation recorded a launch given up as failed: EC2 has it after all', {
               request_id: ctx?.requestId, instance_id: instance.id, client_token: token,
@@ -146,7 +147,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           }
           continue;
         }
-        instances.importInstance(
+        await instances.importInstance(
           {
             clientToken: token,
             ami: instance.ami,
@@ -168,7 +169,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       const failed: string[] = [];
       for (const launch of unresolved.values()) {
         if (abandoned.has(launch.client_token) || Date.now() - Date.parse(launch.created_at) > GIVE_UP_AFTER_MS) {
-          instances.failLaunch(launch.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');
+          await instances.failLaunch(launch.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');
           failed.push(launch.client_token);
         }
       }

@@ -20,13 +20,13 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
 
   router
     .route('/instances')
-    .get((req, res) => {
+    .get(async (req, res) => {
       const query = check(validateListInstancesQuery, { ...(req.query as object) }, 'query');
-      res.json(service.list(query));
+      res.json(await service.list(query));
     })
     .post(requireJsonBody(), async (req, res) => {
       const body = check(validateCreateInstanceRequest, req.body, 'request body');
-      const submission = lifecycle.create(body, opContext(res), {
+      const submission = await lifecycle.create(body, opContext(res), {
         idempotency: idempotencyFrom(req, body),
         remember: rememberFor(req, res, (instance) => ({ status: 201, body: instance, location: `/instances/${instance.id}` })),
       });
@@ -40,11 +40,11 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
   router
     .route('/instances/sync')
     .post(async (req, res) => {
-      const { operationId, done } = lifecycle.sync(opContext(res));
+      const { operationId, done } = await lifecycle.sync(opContext(res));
       res.setHeader('Operation-Id', operationId);
       if (prefersAsync(req)) {
         res.status(202).location(`/operations/${operationId}`).setHeader('Preference-Applied', 'respond-async');
-        res.json(lifecycle.operation(operationId));
+        res.json(await lifecycle.operation(operationId));
         return;
       }
       res.json({ ...(await done), operation_id: operationId });
@@ -58,7 +58,7 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
     })
     .delete(async (req, res) => {
       const id = idOf(req.params);
-      const submission = lifecycle.destroy(id, opContext(res), {
+      const submission = await lifecycle.destroy(id, opContext(res), {
         idempotency: idempotencyFrom(req),
         remember: rememberFor(req, res, () => ({ status: 204, body: null })),
       });
@@ -72,7 +72,7 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
     .route('/instances/:id/start')
     .post(async (req, res) => {
       const id = idOf(req.params);
-      const submission = lifecycle.start(id, opContext(res), {
+      const submission = await lifecycle.start(id, opContext(res), {
         idempotency: idempotencyFrom(req),
         remember: rememberFor(req, res, (instance) => ({ status: 200, body: instance })),
       });
@@ -86,7 +86,7 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
     .route('/instances/:id/stop')
     .post(async (req, res) => {
       const id = idOf(req.params);
-      const submission = lifecycle.stop(id, opContext(res), {
+      const submission = await lifecycle.stop(id, opContext(res), {
         idempotency: idempotencyFrom(req),
         remember: rememberFor(req, res, (instance) => ({ status: 200, body: instance })),
       });

@@ -9,16 +9,16 @@ export function operationsRouter(engine: OperationsEngine): Router {
   const router = Router();
   router
     .route('/operations')
-    .get((req, res) => {
+    .get(async (req, res) => {
       const query = check(validateListOperationsQuery, { ...(req.query as object) }, 'query');
-      res.json(engine.list(query));
+      res.json(await engine.list(query));
     })
     .all(methodNotAllowed('GET'));
   router
     .route('/operations/:id')
-    .get((req, res) => {
+    .get(async (req, res) => {
       const { id } = check(validateOperationIdParams, { ...(req.params as object) }, 'operation id');
-      res.json(engine.get(id));
+      res.json(await engine.get(id));
     })
     .all(methodNotAllowed('GET'));
   return router;

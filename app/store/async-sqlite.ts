@@ -40,7 +40,8 @@ export function asyncSqliteStore(store: Store): AsyncStore {
     idempotency: wrap(store.idempotency, run),
   });
   const shared = repositoriesRunBy(outside);
-  const inTransaction = repositoriesRunBy(settle);
+  // BEGIN IMMEDIATE already makes every writing transaction wait for the one before: any topic is serialised.
+  const inTransaction = { ...repositoriesRunBy(settle), serialize: async () => undefined };
   // One server per database file (./lock.ts): a duty is this process's to share out, never another's.
   const duties = new Set<string>();
 
@@ -58,7 +59,14 @@ export function asyncSqliteStore(store: Store): AsyncStore {
         try {
           value = await work(inTransaction);
         } catch (error) {
-          store.control('ROLLBACK');
+          // SQLite ends the transaction itself after some errors (a full disk); the first error is the news.
+          if (store.db.inTransaction) {
+            try {
+              store.control('ROLLBACK');
+            } catch {
+              // the error that made us roll back says more
+            }
+          }
           throw error;
         }
         try {

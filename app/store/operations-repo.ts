@@ -99,8 +99,12 @@ export interface OperationsRepository {
 
 export interface IdempotencyRepository {
   find(scope: string, key: string): IdempotencyRecord | undefined;
-  /** Claims the key for an operation (a retry of an unfinished or 5xx key points it at the new operation). */
-  claim(record: { scope: string; key: string; fingerprint: string; operationId: string }): void;
+  /**
+   * Claims the key for an operation: a new key (`previousOperationId` null), or a retry of one whose operation
+   * was interrupted or failed unremembered, which points it at the new operation. False when someone else
+   * claimed it since it was read (another request, on this server or another): nothing was changed.
+   */
+  claim(record: { scope: string; key: string; fingerprint: string; operationId: string }, previousOperationId: string | null): boolean;
   remember(scope: string, key: string, response: { status: number; body: string; location: string | null }): void;
   /** Deletes keys created before `cutoff` (ISO time); returns how many. */
   purgeOlderThan(cutoff: string): number;
@@ -221,11 +225,15 @@ export function createIdempotencyRepository(db: Db): IdempotencyRepository {
   const findStmt = db.prepare<[string, string], IdempotencyRecord>(
     'SELECT * FROM idempotency_keys WHERE scope = ? AND key = ?',
   );
-  const claimStmt = db.prepare(
+  const claimNewStmt = db.prepare(
     `INSERT INTO idempotency_keys (scope, key, fingerprint, operation_id, created_at)
      VALUES (@scope, @key, @fingerprint, @operationId, @now)
-     ON CONFLICT (scope, key) DO UPDATE SET operation_id = excluded.operation_id,
-            response_status = NULL, response_body = NULL, response_location = NULL`,
+     ON CONFLICT (scope, key) DO NOTHING`,
+  );
+  const claimAgainStmt = db.prepare(
+    `UPDATE idempotency_keys SET operation_id = @operationId,
+            response_status = NULL, response_body = NULL, response_location = NULL
+      WHERE scope = @scope AND key = @key AND operation_id = @previousOperationId`,
   );
   const rememberStmt = db.prepare(
     `UPDATE idempotency_keys SET response_status = @status, response_body = @body, response_location = @location
@@ -234,8 +242,11 @@ export function createIdempotencyRepository(db: Db): IdempotencyRepository {
   const purgeStmt = db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?');
   return {
     find: (scope, key) => findStmt.get(scope, key),
-    claim(record) {
-      claimStmt.run({ ...record, now: now() });
+    claim(record, previousOperationId) {
+      const claimed = previousOperationId === null
+        ? claimNewStmt.run({ ...record, now: now() })
+        : claimAgainStmt.run({ ...record, previousOperationId });
+      return claimed.changes === 1;
     },
     remember(scope, key, response) {
       rememberStmt.run({ scope, key, ...response });

@@ -32,6 +32,15 @@ export interface Duty {
   release(): Promise<void>;
 }
 
+/** The repositories inside one transaction. */
+export interface Transaction extends Repositories {
+  /**
+   * Makes transactions on the same topic (e.g. the launch quota) run one after another, whichever server
+   * runs them, until this one ends: what one counted cannot change before it has written.
+   */
+  serialize(topic: string): Promise<void>;
+}
+
 export interface AsyncStore extends Repositories {
   /** `sqlite` or `postgres`: for logs and the readiness answer, never for behaviour. */
   readonly dialect: 'sqlite' | 'postgres';
@@ -39,7 +48,7 @@ export interface AsyncStore extends Repositories {
    * Runs `work` in one database transaction: everything it does through `tx` is committed together or not at
    * all, and no other writer sees any of it before the commit. A refused `work` (it throws) rolls it all back.
    */
-  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>;
   /**
    * Takes the named duty unless another holder has it (then undefined). Whoever held it and died lets it go
    * with its connection, so another server takes it over at its next try.

@@ -131,13 +131,13 @@ describe('Idempotency-Key', function () {
 
   it('when keys are older than IDEMPOTENCY_KEY_TTL_HOURS, then the purge deletes them and keeps younger ones', async () => {
     const h = harness();
-    const claim = (key: string) => h.store.idempotency.claim({ scope: '', key, fingerprint: 'f', operationId: `op-${key}` });
+    const claim = (key: string) => h.store.idempotency.claim({ scope: '', key, fingerprint: 'f', operationId: `op-${key}` }, null);
     claim('old');
     claim('young');
     const longAgo = new Date(Date.now() - 25 * 3_600_000).toISOString();
     h.store.db.prepare("UPDATE idempotency_keys SET created_at = ? WHERE key = 'old'").run(longAgo);
 
-    assert.equal(h.services.operations.purgeIdempotencyKeys(), 1);
+    assert.equal(await h.services.operations.purgeIdempotencyKeys(), 1);
 
     assert.equal(h.store.idempotency.find('', 'old'), undefined);
     assert.ok(h.store.idempotency.find('', 'young'));

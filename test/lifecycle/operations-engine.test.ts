@@ -13,6 +13,7 @@ import {
 import { createOperationsEngine, type OperationsEngine, type SubmitSpec, type Submission } from '../../app/domain/operations.js';
 import { createLogger } from '../../app/logger.js';
 import { openStore, type Store } from '../../app/store/index.js';
+import { asyncSqliteStore } from '../../app/store/async-sqlite.js';
 
 /** Work that runs until the test finishes it. */
 interface HeldWork {
@@ -58,9 +59,7 @@ describe('operations engine', () => {
 
   function engine(limits: { maxConcurrent?: number; maxQueued?: number } = {}): OperationsEngine {
     return createOperationsEngine({
-      operations: store.operations,
-      idempotency: store.idempotency,
-      transaction: (fn) => store.transaction(fn),
+      store: asyncSqliteStore(store),
       logger: createLogger({ silent: true }),
       maxConcurrent: limits.maxConcurrent ?? 8,
       maxQueued: limits.maxQueued ?? 32,
@@ -70,7 +69,7 @@ describe('operations engine', () => {
   }
 
   let current: OperationsEngine;
-  function stop(instanceId: string, work: { run(): Promise<unknown> }, extra: Partial<SubmitSpec<unknown>> = {}): Submission<unknown> {
+  function stop(instanceId: string, work: { run(): Promise<unknown> }, extra: Partial<SubmitSpec<unknown>> = {}): Promise<Submission<unknown>> {
     return current.submit({ kind: 'stop', instanceId, run: () => work.run(), result: (value) => value, ...extra });
   }
 
@@ -83,20 +82,13 @@ describe('operations engine', () => {
   it('when more operations arrive than the cap, then the cap run, the next waits in FIFO order, and beyond the queue they are refused with a retry hint and nothing recorded', async () => {
     current = engine({ maxConcurrent: 2, maxQueued: 2 });
     const works = [held(), held(), held(), held()];
-    const submissions = works.map((work, i) => stop(`i-0000000000000000${i}`, work));
+    const submissions = await Promise.all(works.map((work, i) => stop(`i-0000000000000000${i}`, work)));
     await settle();
 
     assert.deepEqual(works.map((w) => w.started), [true, true, false, false]);
     assert.deepEqual(submissions.map(statusOf), ['running', 'running', 'queued', 'queued']);
     assert.deepEqual(current.stats(), { running: 2, queued: 2, active: 4 });
-    const refused = (() => {
-      try {
-        stop('i-00000000000000009', held());
-      } catch (error) {
-        return error;
-      }
-      return undefined;
-    })();
+    const refused = await stop('i-00000000000000009', held()).then(() => undefined, (error: unknown) => error);
     assert.ok(refused instanceof UnavailableError, String(refused));
     assert.match(refused.message, /2 script slots/);
     assert.equal(refused.retryAfterSeconds, 7);
@@ -117,18 +109,18 @@ describe('operations engine', () => {
   it('when an operation targets an instance that has one in flight, then it is refused naming the first, and it may run once the first finished', async () => {
     current = engine();
     const first = held();
-    const submission = started(stop('i-0123456789abcdef0', first));
+    const submission = started(await stop('i-0123456789abcdef0', first));
 
-    assert.throws(() => stop('i-0123456789abcdef0', held()), (error: unknown) =>
+    await assert.rejects(stop('i-0123456789abcdef0', held()), (error: unknown) =>
       error instanceof OperationInFlightError && error.operationId === submission.operation.id);
     assert.equal(store.operations.list({ instanceId: 'i-0123456789abcdef0', limit: 5 }).length, 1);
-    const other = started(stop('i-0123456789abcdef1', held()));
+    const other = started(await stop('i-0123456789abcdef1', held()));
     assert.equal(other.type, 'started', 'other instances are not held up');
 
     first.finish();
     await submission.done;
     const again = held();
-    started(stop('i-0123456789abcdef0', again));
+    started(await stop('i-0123456789abcdef0', again));
     await settle();
     assert.equal(again.started, true);
   });
@@ -138,18 +130,18 @@ describe('operations engine', () => {
     const key = { key: 'key-1', fingerprint: 'stop i-0123456789abcdef0' };
     const remember = { success: () => ({ status: 200, body: { state: 'stopped' } }), failure: () => undefined };
     const first = held();
-    const submission = started(stop('i-0123456789abcdef0', first, { idempotency: key, remember }));
+    const submission = started(await stop('i-0123456789abcdef0', first, { idempotency: key, remember }));
 
-    const during = stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
+    const during = await stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
     assert.equal(during.type, 'in-flight');
     assert.equal(during.type === 'in-flight' && during.operation.id, submission.operation.id);
 
     first.finish();
     await submission.done;
-    const after = stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
+    const after = await stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
     assert.deepEqual(after, { type: 'replay', operationId: submission.operation.id, response: { status: 200, body: { state: 'stopped' }, location: null } });
-    assert.throws(
-      () => stop('i-0123456789abcdef1', held(), { idempotency: { key: 'key-1', fingerprint: 'stop i-0123456789abcdef1' }, remember }),
+    await assert.rejects(
+      stop('i-0123456789abcdef1', held(), { idempotency: { key: 'key-1', fingerprint: 'stop i-0123456789abcdef1' }, remember }),
       IdempotencyMismatchError,
     );
     assert.equal(store.operations.list({ limit: 10 }).length, 1, 'neither the replay nor the mismatch recorded an operation');
@@ -160,23 +152,23 @@ describe('operations engine', () => {
     const key = { key: 'key-2', fingerprint: 'stop i-0123456789abcdef0' };
     const remember = { success: () => ({ status: 200, body: {} }), failure: () => undefined };
     const first = held();
-    const submission = started(stop('i-0123456789abcdef0', first, { idempotency: key, remember }));
+    const submission = started(await stop('i-0123456789abcdef0', first, { idempotency: key, remember }));
     first.fail(new Error('EC2 was unreachable'));
     await assert.rejects(submission.done, /unreachable/);
     assert.equal(statusOf(submission), 'failed');
 
-    const retry = stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
+    const retry = await stop('i-0123456789abcdef0', held(), { idempotency: key, remember });
     assert.equal(retry.type, 'started');
   });
 
   it('when shutdown begins, then new operations are refused, running ones finish, and idle() resolves after them', async () => {
     current = engine();
     const work = held();
-    const submission = started(stop('i-0123456789abcdef0', work));
+    const submission = started(await stop('i-0123456789abcdef0', work));
     current.beginShutdown();
 
     assert.equal(current.draining, true);
-    assert.throws(() => stop('i-0123456789abcdef1', held()), UnavailableError);
+    await assert.rejects(stop('i-0123456789abcdef1', held()), UnavailableError);
     let idle = false;
     const idlePromise = current.idle().then(() => { idle = true; });
     await settle();
@@ -188,10 +180,10 @@ describe('operations engine', () => {
 
   it('when the shutdown bound passes, then what still runs is marked interrupted and its waiters are answered', async () => {
     current = engine();
-    const submission = started(stop('i-0123456789abcdef0', held()));
+    const submission = started(await stop('i-0123456789abcdef0', held()));
     await settle();
 
-    const interrupted = current.interruptActive('interrupted: still in flight at shutdown');
+    const interrupted = await current.interruptActive('interrupted: still in flight at shutdown');
 
     assert.deepEqual(interrupted, [submission.operation.id]);
     await assert.rejects(submission.done, /interrupted/);

@@ -119,7 +119,7 @@ describe('reconciliation and the operations list', function () {
     const h = harness();
     const id = await launch(h, 'listed');
     await request(h.app).post(`/instances/${id}/stop`).expect(200);
-    const byAlice = h.services.operations.submit({ kind: 'sync', capped: false, ctx: { actor: 'alice', clientAddress: '203.0.113.7' }, run: async () => 0 });
+    const byAlice = await h.services.operations.submit({ kind: 'sync', capped: false, ctx: { actor: 'alice', clientAddress: '203.0.113.7' }, run: async () => 0 });
     assert.equal(byAlice.type, 'started');
     if (byAlice.type === 'started') await byAlice.done;
 

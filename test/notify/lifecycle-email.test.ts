@@ -65,7 +65,7 @@ describe('email on lifecycle events through the API', () => {
     try {
       // The create is not the subject here: the instance is arranged in-process and recorded as a create
       // records it, and the "created" event is handed to the notifier as the create hands it over.
-      const created = h.services.instances.recorded(await arrangeRecordedInstance(h, { name: 'mailed' }));
+      const created = await h.services.instances.recorded(await arrangeRecordedInstance(h, { name: 'mailed' }));
       notifier.notify({ type: 'created', instance: created, at: created.updated_at });
       while (silent.connections < 1) await new Promise((resolve) => setTimeout(resolve, 10));
 

@@ -254,7 +254,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       let readDuring: Promise<void> | undefined;
       await assert.rejects(store.transaction(async (tx) => {
         await tx.instances.insertLaunch(wanted);
-        await tx.idempotency.claim({ scope: 'alice', key: 'k-1', fingerprint: 'f', operationId: 'op-x' });
+        await tx.idempotency.claim({ scope: 'alice', key: 'k-1', fingerprint: 'f', operationId: 'op-x' }, null);
         readDuring = store.instances.findByClientToken(wanted.clientToken).then((row) => {
           seenDuring = row;
         });
@@ -272,15 +272,19 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     });
 
     it('when an idempotency key is claimed, answered, claimed again and aged, then each step shows and old keys are purged', async () => {
-      await store.idempotency.claim({ scope: 'alice', key: 'k', fingerprint: 'fp', operationId: 'op-1' });
-      await store.idempotency.claim({ scope: 'bob', key: 'k', fingerprint: 'other', operationId: 'op-2' });
+      assert.equal(await store.idempotency.claim({ scope: 'alice', key: 'k', fingerprint: 'fp', operationId: 'op-1' }, null), true);
+      assert.equal(await store.idempotency.claim({ scope: 'bob', key: 'k', fingerprint: 'other', operationId: 'op-2' }, null), true);
+      assert.equal(await store.idempotency.claim({ scope: 'alice', key: 'k', fingerprint: 'fp', operationId: 'op-late' }, null), false,
+        'a key claimed since it was read is not taken again');
       await store.idempotency.remember('alice', 'k', { status: 201, body: '{"id":"i-1"}', location: '/instances/i-1' });
       const answered = await store.idempotency.find('alice', 'k');
       assert.equal(answered?.response_status, 201);
       assert.equal(answered?.response_location, '/instances/i-1');
       assert.equal((await store.idempotency.find('bob', 'k'))?.fingerprint, 'other', 'scopes never collide');
 
-      await store.idempotency.claim({ scope: 'alice', key: 'k', fingerprint: 'fp', operationId: 'op-3' });
+      assert.equal(await store.idempotency.claim({ scope: 'alice', key: 'k', fingerprint: 'fp', operationId: 'op-3' }, 'op-0'), false,
+        'a retry claims the key only from the operation it read');
+      assert.equal(await store.idempotency.claim({ scope: 'alice', key: 'k', fingerprint: 'fp', operationId: 'op-3' }, 'op-1'), true);
       const retried = await store.idempotency.find('alice', 'k');
       assert.equal(retried?.operation_id, 'op-3');
       assert.equal(retried?.response_status, null, 'a retry forgets the old answer');
@@ -303,6 +307,20 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       assert.ok(again, 'released, it can be taken again');
       await again.release();
       await purge.release();
+    });
+
+    it('when two requests with the same new Idempotency-Key are recorded at once, then exactly one claims it', async () => {
+      const other = backend.openAnother ? await backend.openAnother() : store;
+      if (other !== store) opened.push(other);
+      const attempt = (on: AsyncStore, operationId: string) => on.transaction(async (tx) => {
+        const seen = await tx.idempotency.find('alice', 'same-key');
+        if (seen) return false;
+        return tx.idempotency.claim({ scope: 'alice', key: 'same-key', fingerprint: 'fp', operationId }, null);
+      });
+      const claims = await Promise.all([attempt(store, 'op-a'), attempt(other, 'op-b')]);
+      assert.deepEqual(claims.filter(Boolean), [true], JSON.stringify(claims));
+      const holder = (await store.idempotency.find('alice', 'same-key'))?.operation_id;
+      assert.equal(holder, claims[0] ? 'op-a' : 'op-b');
     });
 
     it('when a store is asked whether it can take writes, then a healthy one says yes', async () => {

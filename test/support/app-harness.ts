@@ -14,6 +14,7 @@ import { createScriptRunner, type RunContext, type ScriptRunner } from '../../ap
 import { createLogger, type Logger } from '../../app/logger.js';
 import type { Notifier } from '../../app/notify/events.js';
 import { openStore, type Store } from '../../app/store/index.js';
+import { asyncSqliteStore } from '../../app/store/async-sqlite.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
 import request from 'supertest';
 import { randomUUID } from 'node:crypto';
@@ -118,7 +119,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     },
   };
   const deps: AppDeps = {
-    store, runner, logger, config, notifier: options.notifier,
+    store: asyncSqliteStore(store), runner, logger, config, notifier: options.notifier,
     auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit,
   };
   const services = createServices(deps); // tests look at the engine too

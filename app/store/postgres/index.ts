@@ -100,7 +100,17 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       let broken = false;
       try {
         await client.query('BEGIN');
-        const value = await work(guarded(createPostgresRepositories(client)));
+        const tx = guarded(createPostgresRepositories(client));
+        const value = await work({
+          ...tx,
+          async serialize(topic) {
+            try {
+              await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`ec2-creator:${topic}`]);
+            } catch (error) {
+              throw translate(error);
+            }
+          },
+        });
         await client.query('COMMIT');
         return value;
       } catch (error) {

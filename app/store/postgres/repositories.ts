@@ -272,14 +272,23 @@ export function createPostgresRepositories(db: Queryable): Repositories {
   const idempotency: IdempotencyStore = {
     find: (scope, key) =>
       first<IdempotencyRecord>('SELECT * FROM idempotency_keys WHERE scope = @scope AND key = @key', { scope, key }),
-    async claim(record) {
-      await run(
-        `INSERT INTO idempotency_keys (scope, key, fingerprint, operation_id, created_at)
-         VALUES (@scope, @key, @fingerprint, @operationId, @now)
-         ON CONFLICT (scope, key) DO UPDATE SET operation_id = excluded.operation_id,
-                response_status = NULL, response_body = NULL, response_location = NULL`,
-        { ...record, now: now() },
-      );
+    async claim(record, previousOperationId) {
+      // Under READ COMMITTED both statements wait for a concurrent claim of the same key and then see it:
+      // the INSERT does nothing, the UPDATE no longer matches. Exactly one claim wins.
+      const claimed = previousOperationId === null
+        ? await run(
+          `INSERT INTO idempotency_keys (scope, key, fingerprint, operation_id, created_at)
+           VALUES (@scope, @key, @fingerprint, @operationId, @now)
+           ON CONFLICT (scope, key) DO NOTHING`,
+          { ...record, now: now() },
+        )
+        : await run(
+          `UPDATE idempotency_keys SET operation_id = @operationId,
+                  response_status = NULL, response_body = NULL, response_location = NULL
+            WHERE scope = @scope AND key = @key AND operation_id = @previousOperationId`,
+          { ...record, previousOperationId },
+        );
+      return claimed === 1;
     },
     async remember(scope, key, response) {
       await run(
