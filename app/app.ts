@@ -22,6 +22,7 @@ import { createLifecycleService, type LifecycleService } from './domain/lifecycl
 import { createOperationsEngine, type OperationsEngine } from './domain/operations.js';
 import { createReconciler } from './domain/reconcile.js';
 import { operationsRouter } from './http/operations-router.js';
+import { launchPolicyRouter } from './http/launch-policy-router.js';
 
 export interface AppDeps {
   /** SQLite (app/store/async-sqlite.ts over openStore) or PostgreSQL (app/store/postgres). */
@@ -143,6 +144,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
     next();
   });
   app.use(operationsRouter(services.operations));
+  app.use(launchPolicyRouter(deps.config));
   app.use(openApiRouter(buildOpenApiDocument(packageVersion())));
   app.use(instancesRouter(services.instances, services.lifecycle));
 

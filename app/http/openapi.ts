@@ -8,11 +8,12 @@ import swaggerUi from 'swagger-ui-express';
 import { problemSchema } from '../schemas/instance.js';
 import { healthPaths, healthSchemas } from './openapi/health.js';
 import { instancePaths, instanceSchemas } from './openapi/instances.js';
+import { launchPolicyPaths, launchPolicySchemas } from './openapi/launch-policy.js';
 import { operationPaths, operationSchemas } from './openapi/operations.js';
 import { applySecurity, securitySchemes } from './openapi/security.js';
 
 export function buildOpenApiDocument(version: string): Record<string, unknown> {
-  const paths = { ...healthPaths, ...instancePaths, ...operationPaths };
+  const paths = { ...healthPaths, ...instancePaths, ...launchPolicyPaths, ...operationPaths };
   applySecurity(paths);
   return {
     openapi: '3.1.0',
@@ -27,7 +28,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
     security: [{ bearerAuth: [] }],
     paths,
     components: {
-      schemas: { ...healthSchemas, ...instanceSchemas, ...operationSchemas, Problem: problemSchema },
+      schemas: { ...healthSchemas, ...instanceSchemas, ...launchPolicySchemas, ...operationSchemas, Problem: problemSchema },
       securitySchemes,
     },
   };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# Lint every Jenkinsfile under jenkins/ with npm-groovy-lint (CodeNarc, rules in jenkins/.groovylintrc.json).
+# Lint every Jenkinsfile, and the Groovy they load, under jenkins/ with npm-groovy-lint (CodeNarc, rules in jenkins/.groovylintrc.json).
 # Runs CodeNarc directly on the machine's Java (17 to 24), never through a background server, and never
 # lets npm-groovy-lint download a Java of its own. Exit codes: 0 clean, 1 findings, 5 java or the
 # linter missing.
@@ -10,7 +10,7 @@ usage() {
   cat <<USAGE
 Usage: $(basename -- "$0") [FILE...]
 
-Lint the Jenkinsfiles (default: every jenkins/**/Jenkinsfile*) with npm-groovy-lint; any finding (info,
+Lint the Jenkinsfiles (default: every jenkins/**/Jenkinsfile* and jenkins/**/*.groovy) with npm-groovy-lint; any finding (info,
 warning or error) fails. JAVA_HOME, when set, chooses the Java; otherwise java from PATH.
 Exit codes: 0 clean, 1 findings, 5 java (17 to 24) or npm-groovy-lint missing.
 USAGE
@@ -39,7 +39,7 @@ if (($# > 0)); then
 else
   while IFS= read -r -d '' file; do
     files+=("${file}")
-  done < <(find jenkins -type f -name 'Jenkinsfile*' -print0 | sort -z)
+  done < <(find jenkins -type f \( -name 'Jenkinsfile*' -o -name '*.groovy' \) -print0 | sort -z)
 fi
 ((${#files[@]} > 0)) || { echo 'no Jenkinsfile found under jenkins/' >&2; exit 1; }
 
@@ -47,4 +47,4 @@ fi
 # --noserver: no CodeNarc server left listening after the run.
 "${linter}" --noserver --javaexecutable "${java_bin}" --config jenkins/.groovylintrc.json \
   --failon info --output txt "${files[@]}"
-echo "npm-groovy-lint: ${#files[@]} Jenkinsfiles clean"
+echo "npm-groovy-lint: ${#files[@]} files clean"

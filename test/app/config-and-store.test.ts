@@ -156,6 +156,7 @@ describe('OpenAPI document and docs', () => {
       'GET /health/ready readiness',
       'GET /instances listInstances',
       'GET /instances/{id} getInstance',
+      'GET /launch-policy getLaunchPolicy',
       'GET /operations listOperations',
       'GET /operations/{id} getOperation',
       'POST /instances createInstance',

@@ -10,6 +10,7 @@
 #   API_URL        base URL of the service, e.g. https://ec2-creator.example.org (from the credential)
 #   API_TOKEN      optional bearer token (from the credential); sent as "Authorization: Bearer ..."
 #   WORKSPACE      the job's workspace; results go to $RESULTS_DIR (default $WORKSPACE/results)
+#   WORKSPACE_TMP  scratch space for the answer and the auth header (default $TMPDIR or /tmp)
 #   API_TIMEOUT_S  how long one request may take (default 900: a create waits for EC2)
 #   job parameters: INSTANCE_NAME, AMI_ID, INSTANCE_TYPE, STORAGE_GB, INSTANCE_ID, ... (see each script)
 
@@ -92,11 +93,19 @@ param_boolean() {
 # --- configuration and the HTTP call ---------------------------------------------------------------
 
 # init_result NAME: sets RESULT_FILE (RESULTS_DIR/NAME.json) and removes the one an earlier build left,
-# so that a failed run never archives an old answer.
+# so that a failed run never archives an old answer. A workspace outlives its builds: the first stage of
+# a build (told apart by Jenkins' BUILD_TAG, recorded in RESULTS_DIR/.build) also removes every other
+# answer an earlier build left, so nothing stale is archived, described or reported after this one.
 init_result() {
   RESULTS_DIR="$(param RESULTS_DIR)"
   RESULTS_DIR="${RESULTS_DIR:-${WORKSPACE:-${PWD}}/results}"
   RESULT_FILE="${RESULTS_DIR}/$1.json"
+  local build recorded=''
+  build="$(param BUILD_TAG)"
+  [[ ! -f "${RESULTS_DIR}/.build" ]] || recorded="$(<"${RESULTS_DIR}/.build")"
+  if [[ -n "${build}" && -d "${RESULTS_DIR}" && "${recorded}" != "${build}" ]]; then
+    rm -f -- "${RESULTS_DIR}"/*.json "${RESULTS_DIR}"/*.txt "${RESULTS_DIR}/.build"
+  fi
   rm -f -- "${RESULT_FILE}"
 }
 
@@ -114,9 +123,13 @@ api_configuration() {
     die "${EXIT_NOT_CONFIGURED}" "API_TIMEOUT_S must be a whole number of seconds, got '${API_TIMEOUT_S}'"
 
   mkdir -p -- "${RESULTS_DIR}" || die "${EXIT_NOT_CONFIGURED}" "cannot create ${RESULTS_DIR}"
+  [[ -z "$(param BUILD_TAG)" ]] || param BUILD_TAG >"${RESULTS_DIR}/.build"
 
-  # Scratch space for the response and the auth header (kept out of argv and of the archive).
-  WORK_DIR="$(mktemp -d "${WORKSPACE_TMP:-${TMPDIR:-/tmp}}/ec2-creator-job.XXXXXX")"
+  # Scratch space for the response and the auth header (kept out of argv and of the archive). Jenkins
+  # names WORKSPACE_TMP but does not create it.
+  local scratch="${WORKSPACE_TMP:-${TMPDIR:-/tmp}}"
+  mkdir -p -- "${scratch}" || die "${EXIT_NOT_CONFIGURED}" "cannot create ${scratch}"
+  WORK_DIR="$(mktemp -d "${scratch}/ec2-creator-job.XXXXXX")"
   trap 'rm -rf -- "${WORK_DIR}"' EXIT
   chmod 700 "${WORK_DIR}"
   AUTH_HEADER_FILE=''
