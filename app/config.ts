@@ -20,8 +20,10 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Config {
   port: number;
   host: string;
-  /** Absolute path of the SQLite file, or ':memory:'. */
-  databasePath: string;
+  /** Absolute path of the SQLite file, or ':memory:'; null when the store is PostgreSQL. */
+  databasePath: string | null;
+  /** The PostgreSQL database (postgres://…), or null for SQLite. */
+  postgresUrl: string | null;
   scriptsDir: string;
   keyName: string;
   /** Where people keep KEY_NAME's private key, as ssh_string names it; null: ~/.ssh/<KEY_NAME>.pem. */
@@ -77,20 +79,31 @@ export function repoRoot(): string {
 }
 
 /**
- * A URL of any other store (`postgres://…`, `mysql://…`) is refused rather than taken as a relative path,
- * which would quietly create a SQLite file under a folder named `postgres:`. A file whose name really
- * starts with `word:` is still reachable as `./word:…` or `file:word:…`.
+ * A URL of any other store (`mysql://…`) is refused rather than taken as a relative path, which would
+ * quietly create a SQLite file under a folder named `mysql:`. A file whose name really starts with `word:`
+ * is still reachable as `./word:…` or `file:word:…`.
  */
 function refuseOtherSchemes(url: string): void {
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]+):/.exec(url)?.[1];
   if (!scheme || scheme === 'sqlite' || scheme === 'file') return;
-  const hint = /^postgres(?:ql)?$/i.test(scheme)
-    ? 'PostgreSQL is not supported yet; SQLite is the only store'
-    : `${scheme}: is not a store this service supports`;
   throw new ConfigError(
     'DATABASE_URL',
-    `${hint}: give a SQLite file as a path, file:path or sqlite:path (got ${JSON.stringify(url)}; for a file whose name starts with "${scheme}:", write ./${url})`,
+    `${scheme}: is not a store this service supports: give postgres://… for PostgreSQL, or a SQLite file as a path, file:path or sqlite:path (got ${JSON.stringify(url)}; for a file whose name starts with "${scheme}:", write ./${url})`,
   );
+}
+
+/** postgres://user:password@host:port/database (or postgresql://), checked enough to fail at start-up, not at the first request. */
+function postgresUrlFrom(url: string): string | null {
+  if (!/^postgres(?:ql)?:\/\//.test(url)) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError('DATABASE_URL', 'is not a valid postgres:// URL (user:password@host:port/database; percent-encode special characters)');
+  }
+  if (!parsed.hostname) throw new ConfigError('DATABASE_URL', 'a postgres:// URL needs a host, e.g. postgres://ec2creator@db.internal:5432/ec2creator');
+  if (parsed.pathname.length <= 1) throw new ConfigError('DATABASE_URL', 'a postgres:// URL needs a database name after the host, e.g. …:5432/ec2creator');
+  return url;
 }
 
 /**
@@ -123,7 +136,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const host = readVariable(env, 'HOST') ?? '127.0.0.1';
   if (/\s/.test(host)) throw new ConfigError('HOST', `must be a host name or address, got ${JSON.stringify(host)}`);
 
-  const databasePath = databasePathFrom(readVariable(env, 'DATABASE_URL') ?? './data/instances.db', cwd);
+  const databaseUrl = readVariable(env, 'DATABASE_URL') ?? './data/instances.db';
+  const postgresUrl = postgresUrlFrom(databaseUrl);
+  const databasePath = postgresUrl === null ? databasePathFrom(databaseUrl, cwd) : null;
 
   const scriptsDir = path.resolve(cwd, readVariable(env, 'SCRIPTS_DIR') ?? path.join(repoRoot(), 'aws_cli_bash_scripts'));
   if (!existsSync(scriptsDir) || !statSync(scriptsDir).isDirectory()) {
@@ -185,6 +200,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     port,
     host,
     databasePath,
+    postgresUrl,
     scriptsDir,
     keyName,
     keyFile,

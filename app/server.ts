@@ -16,8 +16,10 @@ import { createScriptRunner, orphanScripts, type ScriptRunner } from './ec2/runn
 import { createLogger, type Logger } from './logger.js';
 import { createNotifier } from './notify/index.js';
 import { DatabaseLockedError, StorageOpenError } from './store/errors.js';
-import { openStore, type Store } from './store/index.js';
+import { openStore } from './store/index.js';
 import { asyncSqliteStore } from './store/async-sqlite.js';
+import type { AsyncStore } from './store/ports.js';
+import { describeUrl, openPostgresStore } from './store/postgres/index.js';
 import { lockDatabase } from './store/lock.js';
 import { registerSecretsFromEnv } from './redact.js';
 import { resolveAuth } from './auth/setup.js';
@@ -40,19 +42,29 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
 
   // One writer per database, before anything is written: a second server would "recover" the first one's
   // running operations as interrupted. The kernel drops the lock when this process ends, however it ends.
-  const lock = openingDatabase(config.databasePath, () => lockDatabase(config.databasePath));
-  if (lock) logger.info('database locked for this server', { database: config.databasePath, lock_file: lock.lockFile, pid: process.pid });
+  // (PostgreSQL: the same rule, held by the database once it is open.)
+  const sqlitePath = config.databasePath;
+  const lock = sqlitePath === null ? undefined : openingDatabase(sqlitePath, () => lockDatabase(sqlitePath));
+  if (lock) logger.info('database locked for this server', { database: sqlitePath, lock_file: lock.lockFile, pid: process.pid });
 
-  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  // Requests that arrive before the app is ready wait for it (a start-up that fails closes the listener).
+  let ready!: (app: (req: IncomingMessage, res: ServerResponse) => void) => void;
+  const appReady = new Promise<(req: IncomingMessage, res: ServerResponse) => void>((resolve) => (ready = resolve));
+  let handler = (req: IncomingMessage, res: ServerResponse): void => {
+    void appReady.then((app) => app(req, res));
+  };
   let server: Server | undefined;
-  let store: Store | undefined;
+  let store: AsyncStore | undefined;
   let started;
   try {
     // The port before the store: a port clash stops start-up before migrations or recovery run.
-    server = await listen(createServer(httpServerOptions(config.http), (req, res) => handler?.(req, res)), config);
-    // From here to `handler = …` nothing awaits: no request is taken before the app exists, and those that
-    // arrive before recovery has settled the records of work in flight wait for it.
-    store = openingDatabase(config.databasePath, () => openStore(config.databasePath, { logger, watchIntervalMs: 1_000 }));
+    server = await listen(createServer(httpServerOptions(config.http), (req, res) => handler(req, res)), config);
+    if (config.postgresUrl !== null) {
+      store = await openPostgres(config.postgresUrl, logger);
+    } else {
+      const file = sqlitePath as string;
+      store = asyncSqliteStore(openingDatabase(file, () => openStore(file, { logger, watchIntervalMs: 1_000 })));
+    }
     // The runner and the finder of scripts a killed server left running are made from one description of
     // the scripts, so a script is recognised by the same path (and stopped with the same grace) it ran with.
     const scripts = { scriptsDir: config.scriptsDir };
@@ -64,7 +76,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     }));
     const orphans = orphanScripts(scripts);
     const notifier = createNotifier(config.email, logger);
-    const deps = { store: asyncSqliteStore(store), runner, orphans, logger, config, notifier, auth };
+    const deps = { store, runner, orphans, logger, config, notifier, auth };
     const services = createServices(deps);
     const app = createApp(deps, services);
     // Operations a crash left queued/running are marked interrupted before the first request is taken (a
@@ -75,16 +87,14 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     };
     const settled = recovering.settled.catch(() => undefined);
     const recovery = recovering.done.catch(warn);
-    handler = (req, res) => {
-      void settled.then(() => app(req, res));
-    };
     void settled.then(() => {
       handler = app;
+      ready(app);
     });
     started = { server, store, runner, notifier, services, recovery };
   } catch (error) {
     server?.close();
-    store?.close();
+    await store?.close();
     lock?.release();
     throw error;
   }
@@ -96,7 +106,9 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   lock?.describe({ url });
-  logger.info('listening', { url, database: config.databasePath, scripts_dir: config.scriptsDir });
+  logger.info('listening', {
+    url, database: config.postgresUrl === null ? config.databasePath : describeUrl(config.postgresUrl), scripts_dir: config.scriptsDir,
+  });
 
   // Periodic reconciliation and idempotency-key purge.
   const timers: NodeJS.Timeout[] = [];
@@ -149,7 +161,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
           await settlesWithin(closed, 1_000); // the sockets are destroyed: only their close events are awaited
         }
         await settlesWithin(notifier.idle(), left());
-        open.close();
+        await open.close();
         lock?.release();
         logger.info('shut down');
       })();
@@ -157,6 +169,57 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     },
   };
 }
+
+/**
+ * Opens the PostgreSQL store and takes its one-server duty: several replicas on one database need leases
+ * that are not built yet, so a second server is refused as a second server on a SQLite file is. The duty
+ * goes with this server's connection: if that connection is lost, it is taken again.
+ */
+async function openPostgres(url: string, logger: Logger): Promise<AsyncStore> {
+  let store: AsyncStore;
+  try {
+    store = await openPostgresStore(url, { logger });
+  } catch (error) {
+    throw new ConfigError('DATABASE_URL', error instanceof Error ? error.message : String(error));
+  }
+  const where = describeUrl(url);
+  const hold = async (): Promise<boolean> => {
+    const duty = await store.tryDuty(SERVER_DUTY);
+    if (!duty) return false;
+    void duty.lost.then(() => {
+      logger.error('lost the connection that holds this server\'s claim on the database; taking it again', { database: where });
+      const retake = setInterval(() => {
+        hold().then((held) => {
+          if (held) {
+            clearInterval(retake);
+            logger.info('holds the database again', { database: where });
+          }
+        }, () => undefined);
+      }, 5_000);
+      retake.unref();
+    });
+    return true;
+  };
+  if (!(await hold())) {
+    await store.close();
+    throw new DatabaseInUseError(where);
+  }
+  logger.info('database claimed for this server', { database: where, pid: process.pid });
+  return store;
+}
+
+/** Another server holds the PostgreSQL database. */
+class DatabaseInUseError extends Error {
+  constructor(where: string) {
+    super(
+      `the database ${where} is in use by another ec2-creator server; one database takes one server until ` +
+        'replicas are supported: stop that one first, or give this one its own DATABASE_URL',
+    );
+    this.name = 'DatabaseInUseError';
+  }
+}
+
+const SERVER_DUTY = 'server';
 
 /** Opening the database (or its lock): a failure names DATABASE_URL and the path; a held lock says who holds it. */
 function openingDatabase<T>(databasePath: string, open: () => T): T {
@@ -242,7 +305,7 @@ async function main(): Promise<void> {
   } catch (error) {
     const message = error instanceof ConfigError
       ? `invalid configuration: ${error.message}`
-      : error instanceof DatabaseLockedError ? error.message : String(error);
+      : error instanceof DatabaseLockedError || error instanceof DatabaseInUseError ? error.message : String(error);
     process.stderr.write(`ec2-creator: ${message}\n`);
     process.exit(1);
   }

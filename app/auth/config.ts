@@ -40,7 +40,7 @@ export interface SecurityConfig {
 
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 60;
 
-export function loadAuthConfig(env: Env, host: string, databasePath: string, cwd: string): AuthConfig {
+export function loadAuthConfig(env: Env, host: string, databasePath: string | null, cwd: string): AuthConfig {
   const disabled = booleanVariable(env, 'AUTH_DISABLED', false);
   const list = readVariable(env, 'API_TOKENS');
   const file = readVariable(env, 'API_TOKENS_FILE');
@@ -68,7 +68,7 @@ export function loadAuthConfig(env: Env, host: string, databasePath: string, cwd
   return { mode: 'generate', file: generatedTokenFile(databasePath, cwd) };
 }
 
-export function loadSecurityConfig(env: Env, options: { host: string; databasePath: string; cwd: string }): SecurityConfig {
+export function loadSecurityConfig(env: Env, options: { host: string; databasePath: string | null; cwd: string }): SecurityConfig {
   const auth = loadAuthConfig(env, options.host, options.databasePath, options.cwd);
   const maxInstances = wholeNumber(env, 'MAX_INSTANCES', DEFAULT_MAX_INSTANCES, 0, 10_000);
   const rateLimitPerMinute = wholeNumber(env, 'RATE_LIMIT_PER_MINUTE', DEFAULT_RATE_LIMIT_PER_MINUTE, 0, 100_000);

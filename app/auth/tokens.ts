@@ -138,9 +138,9 @@ export function readTokenFile(file: string, variable = 'API_TOKENS_FILE'): { tok
   return { tokens: parseTokenFile(text, variable), ...(warning ? { warning } : {}) };
 }
 
-/** Where the generated token lives: next to the SQLite file (or ./data for an in-memory database). */
-export function generatedTokenFile(databasePath: string, cwd: string = process.cwd()): string {
-  const dataDir = databasePath === ':memory:' ? path.resolve(cwd, 'data') : path.dirname(databasePath);
+/** Where the generated token lives: next to the SQLite file (or ./data for an in-memory database or PostgreSQL). */
+export function generatedTokenFile(databasePath: string | null, cwd: string = process.cwd()): string {
+  const dataDir = databasePath === null || databasePath === ':memory:' ? path.resolve(cwd, 'data') : path.dirname(databasePath);
   return path.join(dataDir, 'api-token');
 }
 

@@ -45,12 +45,23 @@ describe('DATABASE_URL', function () {
     }
   });
 
-  it('when DATABASE_URL names another store (postgres://, mysql://, an upper-case SQLITE:), then it is refused naming DATABASE_URL, never taken as a relative path', () => {
-    for (const url of ['postgres://app@db.internal:5432/ec2', 'postgresql://localhost/ec2', 'mysql://localhost/ec2', 'SQLITE:x.db']) {
+  it('when DATABASE_URL names a store this service does not have (mysql://, an upper-case SQLITE:), then it is refused naming DATABASE_URL, never taken as a relative path', () => {
+    for (const url of ['mysql://localhost/ec2', 'SQLITE:x.db', 'redis://localhost/0']) {
       const message = refusalOf(url);
       assert.ok(message.includes(JSON.stringify(url)), message);
-      if (url.startsWith('postgres')) assert.match(message, /PostgreSQL is not supported yet/);
+      assert.match(message, /postgres:\/\/… for PostgreSQL/);
     }
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('when DATABASE_URL is a postgres:// or postgresql:// URL, then PostgreSQL is the store and no SQLite path is made of it; one without a host or database is refused', () => {
+    for (const url of ['postgres://app:s3cret@db.internal:5432/ec2', 'postgresql://localhost/ec2']) {
+      const config = loadConfig({ DATABASE_URL: url }, dir);
+      assert.equal(config.postgresUrl, url);
+      assert.equal(config.databasePath, null);
+    }
+    assert.match(refusalOf('postgres://db.internal:5432/'), /needs a database name/);
+    assert.match(refusalOf('postgres:///ec2'), /needs a host/);
     assert.deepEqual(readdirSync(dir), []);
   });
 
