@@ -39,6 +39,8 @@ export interface AppDeps {
    * `{ mode: 'tokens', tokens }` (app/auth/tokens.ts parses them).
    */
   auth?: AuthSetup;
+  /** This server, as the operations it records name it (app/domain/replicas.ts). */
+  owner?: string | undefined;
   /** Rate limiter clock and window (tests shorten them). */
   rateLimit?: { now?: () => number; windowMs?: number };
 }
@@ -77,6 +79,7 @@ export function createServices(deps: AppDeps): Services {
   const operations = createOperationsEngine({
     store,
     logger,
+    owner: deps.owner,
     maxConcurrent: config.maxConcurrentScripts,
     maxQueued: config.maxQueuedOperations,
     idempotencyTtlHours: config.idempotencyTtlHours,
@@ -87,6 +90,8 @@ export function createServices(deps: AppDeps): Services {
     logger,
     describeTimeoutMs: config.timeouts.describe,
     isBusy: (instanceId) => operations.activeOn(instanceId) !== undefined,
+    busyAnywhere: async () =>
+      new Set((await store.operations.unfinished()).flatMap((op) => (op.instance_id === null ? [] : [op.instance_id]))),
     changes,
   });
   const lifecycle = createLifecycleService({

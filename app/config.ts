@@ -48,6 +48,11 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Reconcile with EC2 every this many seconds; 0 = never. */
   syncIntervalS: number;
+  /**
+   * How long a server that stopped renewing its lease counts as alive (seconds); then another server sharing
+   * the PostgreSQL database takes over its operations. Renewed every third of it.
+   */
+  leaseTimeoutS: number;
   /** Idempotency keys are kept at least this long. */
   idempotencyTtlHours: number;
   // Tokens, quota, rate limit, docs, HTTP timeouts (app/auth/config.ts)
@@ -186,6 +191,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000);
   const syncIntervalS = wholeNumber(env, 'SYNC_INTERVAL_S', 0, 0, 86_400);
   if (syncIntervalS !== 0 && syncIntervalS < 10) throw new ConfigError('SYNC_INTERVAL_S', `must be 0 (off) or at least 10, got ${syncIntervalS}`);
+  const leaseTimeoutS = wholeNumber(env, 'LEASE_TIMEOUT_S', 30, 3, 3_600);
   const idempotencyTtlHours = wholeNumber(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 24, 8_760);
 
   return {
@@ -196,6 +202,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     timeouts,
     shutdownTimeoutMs,
     syncIntervalS,
+    leaseTimeoutS,
     idempotencyTtlHours,
     port,
     host,

@@ -1,11 +1,14 @@
 /**
- * Process entry: .env → config → the database's writer lock → listen → store → runner → createApp →
- * start-up recovery. Nothing is written before the lock is held and the port is bound, so a second server on
- * the same database, or one whose port is taken, stops without touching the data. SIGTERM/SIGINT drain
+ * Process entry: .env → config → the SQLite file's writer lock → listen → store → replica registration →
+ * runner → createApp → start-up recovery. Nothing is written before the lock is held and the port is bound,
+ * so a second server on the same SQLite file, or one whose port is taken, stops without touching the data.
+ * On PostgreSQL several servers share the database as replicas (app/domain/replicas.ts). SIGTERM/SIGINT drain
  * (readiness 503, new changes 503, in-flight work gets most of SHUTDOWN_TIMEOUT_MS, leftovers are killed and
  * marked interrupted), close the listener, the database and the lock, and exit 0 within SHUTDOWN_TIMEOUT_MS.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { config as loadDotenv } from 'dotenv';
@@ -20,6 +23,7 @@ import { openStore } from './store/index.js';
 import { asyncSqliteStore } from './store/async-sqlite.js';
 import type { AsyncStore } from './store/ports.js';
 import { describeUrl, openPostgresStore } from './store/postgres/index.js';
+import { joinReplicas, type Replica } from './domain/replicas.js';
 import { lockDatabase } from './store/lock.js';
 import { registerSecretsFromEnv } from './redact.js';
 import { resolveAuth } from './auth/setup.js';
@@ -42,7 +46,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
 
   // One writer per database, before anything is written: a second server would "recover" the first one's
   // running operations as interrupted. The kernel drops the lock when this process ends, however it ends.
-  // (PostgreSQL: the same rule, held by the database once it is open.)
+  // (PostgreSQL lets several servers in: each takes over only the work of servers whose lease ran out.)
   const sqlitePath = config.databasePath;
   const lock = sqlitePath === null ? undefined : openingDatabase(sqlitePath, () => lockDatabase(sqlitePath));
   if (lock) logger.info('database locked for this server', { database: sqlitePath, lock_file: lock.lockFile, pid: process.pid });
@@ -55,12 +59,17 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   };
   let server: Server | undefined;
   let store: AsyncStore | undefined;
+  let replica: Replica | undefined;
   let started;
   try {
     // The port before the store: a port clash stops start-up before migrations or recovery run.
     server = await listen(createServer(httpServerOptions(config.http), (req, res) => handler(req, res)), config);
     if (config.postgresUrl !== null) {
-      store = await openPostgres(config.postgresUrl, logger);
+      try {
+        store = await openPostgresStore(config.postgresUrl, { logger });
+      } catch (error) {
+        throw new ConfigError('DATABASE_URL', error instanceof Error ? error.message : String(error));
+      }
     } else {
       const file = sqlitePath as string;
       store = asyncSqliteStore(openingDatabase(file, () => openStore(file, { logger, watchIntervalMs: 1_000 })));
@@ -76,12 +85,23 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     }));
     const orphans = orphanScripts(scripts);
     const notifier = createNotifier(config.email, logger);
-    const deps = { store, runner, orphans, logger, config, notifier, auth };
+    replica = await joinReplicas({
+      store,
+      shared: config.postgresUrl !== null,
+      leaseTimeoutMs: config.leaseTimeoutS * 1000,
+      host: hostname(),
+      pid: process.pid,
+      isAlive: processIsAlive,
+      logger,
+      newId: () => `replica-${randomUUID()}`,
+    });
+    const deps = { store, runner, orphans, logger, config, notifier, auth, owner: replica.id };
     const services = createServices(deps);
     const app = createApp(deps, services);
-    // Operations a crash left queued/running are marked interrupted before the first request is taken (a
-    // request that arrives meanwhile waits); their instances are reconciled with EC2 in the background.
-    const recovering = services.lifecycle.recover({ requestId: 'startup' });
+    // Operations a crash left queued/running (on SQLite: any; on PostgreSQL: those of servers whose lease
+    // ran out) are marked interrupted before the first request is taken (a request that arrives meanwhile
+    // waits); their instances are reconciled with EC2 in the background.
+    const recovering = services.lifecycle.recover({ requestId: 'startup' }, await replica.startUpScope());
     const warn = (error: unknown) => {
       logger.warn('start-up reconciliation failed', { error: error instanceof Error ? error.message : String(error) });
     };
@@ -91,9 +111,10 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
       handler = app;
       ready(app);
     });
-    started = { server, store, runner, notifier, services, recovery };
+    started = { server, store, runner, notifier, services, recovery, replica };
   } catch (error) {
     server?.close();
+    await replica?.leave().catch(() => undefined);
     await store?.close();
     lock?.release();
     throw error;
@@ -108,17 +129,22 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   lock?.describe({ url });
   logger.info('listening', {
     url, database: config.postgresUrl === null ? config.databasePath : describeUrl(config.postgresUrl), scripts_dir: config.scriptsDir,
+    replica: started.replica.id,
   });
+  const member = started.replica;
+  member.start(services.lifecycle, url);
 
-  // Periodic reconciliation and idempotency-key purge.
+  // Periodic reconciliation and idempotency-key purge: on one server at a time where several share the database.
   const timers: NodeJS.Timeout[] = [];
   if (config.syncIntervalS > 0) {
     timers.push(setInterval(() => {
       if (services.operations.draining) return;
-      background(logger, 'periodic reconciliation failed', async () => (await services.lifecycle.sync({ requestId: 'periodic-sync' })).done);
+      background(logger, 'periodic reconciliation failed', () =>
+        member.asDuty('periodic-sync', async () => (await services.lifecycle.sync({ requestId: 'periodic-sync' })).done));
     }, config.syncIntervalS * 1000));
   }
-  timers.push(setInterval(() => background(logger, 'idempotency key purge failed', () => services.operations.purgeIdempotencyKeys()), 3_600_000));
+  timers.push(setInterval(() => background(logger, 'idempotency key purge failed', () =>
+    member.asDuty('purge-idempotency-keys', () => services.operations.purgeIdempotencyKeys())), 3_600_000));
   for (const timer of timers) timer.unref();
 
   const open = started.store;
@@ -161,6 +187,9 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
           await settlesWithin(closed, 1_000); // the sockets are destroyed: only their close events are awaited
         }
         await settlesWithin(notifier.idle(), left());
+        await member.leave().catch((error: unknown) => {
+          logger.warn('could not leave the replicas table; the lease runs out instead', { error: error instanceof Error ? error.message : String(error) });
+        });
         await open.close();
         lock?.release();
         logger.info('shut down');
@@ -169,57 +198,6 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     },
   };
 }
-
-/**
- * Opens the PostgreSQL store and takes its one-server duty: several replicas on one database need leases
- * that are not built yet, so a second server is refused as a second server on a SQLite file is. The duty
- * goes with this server's connection: if that connection is lost, it is taken again.
- */
-async function openPostgres(url: string, logger: Logger): Promise<AsyncStore> {
-  let store: AsyncStore;
-  try {
-    store = await openPostgresStore(url, { logger });
-  } catch (error) {
-    throw new ConfigError('DATABASE_URL', error instanceof Error ? error.message : String(error));
-  }
-  const where = describeUrl(url);
-  const hold = async (): Promise<boolean> => {
-    const duty = await store.tryDuty(SERVER_DUTY);
-    if (!duty) return false;
-    void duty.lost.then(() => {
-      logger.error('lost the connection that holds this server\'s claim on the database; taking it again', { database: where });
-      const retake = setInterval(() => {
-        hold().then((held) => {
-          if (held) {
-            clearInterval(retake);
-            logger.info('holds the database again', { database: where });
-          }
-        }, () => undefined);
-      }, 5_000);
-      retake.unref();
-    });
-    return true;
-  };
-  if (!(await hold())) {
-    await store.close();
-    throw new DatabaseInUseError(where);
-  }
-  logger.info('database claimed for this server', { database: where, pid: process.pid });
-  return store;
-}
-
-/** Another server holds the PostgreSQL database. */
-class DatabaseInUseError extends Error {
-  constructor(where: string) {
-    super(
-      `the database ${where} is in use by another ec2-creator server; one database takes one server until ` +
-        'replicas are supported: stop that one first, or give this one its own DATABASE_URL',
-    );
-    this.name = 'DatabaseInUseError';
-  }
-}
-
-const SERVER_DUTY = 'server';
 
 /** Opening the database (or its lock): a failure names DATABASE_URL and the path; a held lock says who holds it. */
 function openingDatabase<T>(databasePath: string, open: () => T): T {
@@ -284,6 +262,16 @@ function background(logger: Logger, what: string, work: () => unknown): void {
   }
 }
 
+/** Whether a process of this machine runs (EPERM: it does, as another user). */
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Whether `promise` settled within `ms` (it is never cancelled). */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -305,7 +293,7 @@ async function main(): Promise<void> {
   } catch (error) {
     const message = error instanceof ConfigError
       ? `invalid configuration: ${error.message}`
-      : error instanceof DatabaseLockedError || error instanceof DatabaseInUseError ? error.message : String(error);
+      : error instanceof DatabaseLockedError ? error.message : String(error);
     process.stderr.write(`ec2-creator: ${message}\n`);
     process.exit(1);
   }

@@ -46,9 +46,19 @@ export interface LifecycleService {
    * others failed. `settled` resolves once the records say what is in flight (take no request before);
    * `done` once the reconciliation is over.
    */
-  recover(ctx: OpContext): { settled: Promise<void>; done: Promise<void> };
+  recover(ctx: OpContext, scope?: RecoveryScope): { settled: Promise<void>; done: Promise<void> };
   /** One operation as the API shows it. */
   operation(id: string): Promise<Operation>;
+}
+
+/** Whose work a recovery takes over: by default all of it (one server per database, this one just started). */
+export interface RecoveryScope {
+  /** Whether an unfinished operation belongs to a server that is gone. */
+  abandoned(op: OperationRow): boolean;
+  /** Whether the operation's script ran on this machine, where its process group can be looked at. */
+  local(op: OperationRow): boolean;
+  /** What the note of each interrupted operation says. */
+  note: string;
 }
 
 export interface LifecycleDeps {
@@ -101,6 +111,8 @@ const TRANSITIONAL: Record<ChangeKind, RecordedState> = {
 };
 
 const INTERRUPTED_NOTE = 'interrupted: the server stopped while this operation was in flight';
+
+const EVERYTHING: RecoveryScope = { abandoned: () => true, local: () => true, note: INTERRUPTED_NOTE };
 
 const SCRIPT_KIND: Record<OperationKind, keyof ScriptTimeouts> = {
   create: 'create', start: 'start', stop: 'stop', terminate: 'terminate', sync: 'describe',
@@ -492,13 +504,13 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     sync,
     operation: (id) => engine.get(id),
 
-    recover(ctx) {
+    recover(ctx, scope = EVERYTHING) {
       // The server takes no request before `settled`, so what the store says about work in flight
       // (interrupted, or a script still running) is in place before any request reads it.
       const settled = (async () => {
-        const abandoned = await engine.recoverAbandoned(INTERRUPTED_NOTE);
+        const abandoned = await engine.recoverAbandoned(scope.note, (op) => scope.abandoned(op));
         await engine.purgeIdempotencyKeys();
-        return { abandoned, watched: await findOrphans(ctx) };
+        return { abandoned, watched: await findOrphans(ctx, scope) };
       })();
       return { settled: settled.then(() => undefined), done: settled.then(({ abandoned, watched }) => reconcileAtStartUp(ctx, abandoned, watched)) };
     },
@@ -559,10 +571,16 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    * that now belongs to something else, is cleared at once; one that is still our script stays recorded (so
    * a retry of the same request waits) and is watched until it ends or its time bound runs out.
    */
-  async function findOrphans(ctx: OpContext): Promise<Array<{ op: OperationRow; orphan: OrphanScript; deadlineMs: number; boundMs: number }>> {
+  async function findOrphans(ctx: OpContext, scope: RecoveryScope): Promise<Array<{ op: OperationRow; orphan: OrphanScript; deadlineMs: number; boundMs: number }>> {
     const watched = [];
     for (const op of await operations.withScriptGroup()) {
+      if (!scope.abandoned(op)) continue; // a live server's script, on whatever machine
       const pgid = op.script_pgid as number;
+      if (!scope.local(op)) {
+        await operations.setScriptGroup(op.id, null);
+        await operations.setNote(op.id, `${op.note ?? scope.note}; its script (process group ${pgid}) ran on another machine and cannot be watched from here`);
+        continue;
+      }
       const orphan = deps.orphans?.find(pgid, Date.parse(op.started_at ?? op.created_at));
       if (!orphan) {
         await operations.setScriptGroup(op.id, null);

@@ -69,6 +69,8 @@ export type Submission<T> =
 export interface OperationsEngineOptions {
   store: Pick<AsyncStore, 'operations' | 'idempotency' | 'transaction'>;
   logger: Logger;
+  /** This server, as the operations it records name it (replicas sharing a database tell theirs apart). */
+  owner?: string | undefined;
   maxConcurrent: number;
   maxQueued: number;
   /** Idempotency keys are purged once older than this. */
@@ -92,8 +94,11 @@ export interface OperationsEngine {
   idle(): Promise<void>;
   /** Marks every operation still in flight interrupted (shutdown timed out); returns their ids. */
   interruptActive(note: string): Promise<string[]>;
-  /** Start-up: operations a previous process left queued or running are interrupted; returns them. */
-  recoverAbandoned(note: string): Promise<OperationRow[]>;
+  /**
+   * Operations left queued or running by a server that is gone (at start-up: any previous process; with
+   * replicas: the ones `abandoned` picks) are interrupted; returns them.
+   */
+  recoverAbandoned(note: string, abandoned?: (row: OperationRow) => boolean): Promise<OperationRow[]>;
   /** Deletes idempotency keys older than the TTL; returns how many. */
   purgeIdempotencyKeys(): Promise<number>;
 }
@@ -335,6 +340,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
             requestId: ctx?.requestId ?? null,
             actor: ctx?.actor ?? null,
             clientAddress: ctx?.clientAddress ?? null,
+            owner: options.owner ?? null,
           });
         } catch (error) {
           if (!(error instanceof InstanceBusyError)) throw error;
@@ -497,8 +503,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       if (ids.length) logger.warn('operations interrupted', { operation_ids: ids, note });
       return ids;
     },
-    async recoverAbandoned(note) {
-      const rows = await operations.unfinished();
+    async recoverAbandoned(note, abandoned = () => true) {
+      const rows = (await operations.unfinished()).filter((row) => !active.has(row.id) && abandoned(row));
       for (const row of rows) await operations.finish(row.id, { status: 'interrupted', note });
       if (rows.length) logger.warn('operations left unfinished by the previous process are interrupted', { operation_ids: rows.map((r) => r.id) });
       return Promise.all(rows.map((row) => mustGet(row.id)));

@@ -38,6 +38,8 @@ export interface ReconcilerDeps {
   describeTimeoutMs?: number | undefined;
   /** Whether an operation is in flight on the instance (then it is not touched). */
   isBusy(instanceId: string): boolean;
+  /** Instances with an operation in flight on any server sharing the database (read after EC2 was). */
+  busyAnywhere?: (() => Promise<ReadonlySet<string>>) | undefined;
   /** Changes that ran while EC2 was read: what the read saw of those instances is older than their records. */
   changes?: ChangeWatch | undefined;
 }
@@ -94,12 +96,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         });
       }
       const counts: SyncCounts = { updated: 0, imported: 0, vanished: 0 };
+      const busyElsewhere = (await deps.busyAnywhere?.()) ?? new Set<string>();
 
       const leftToOperations: string[] = [];
       for (const row of known) {
         if (unjudged.has(row.instance_id)) continue;
         const mark = marks.get(row.instance_id);
-        if (deps.isBusy(row.instance_id) || (mark && deps.changes && !deps.changes.mayRecordState(row.instance_id, mark))) {
+        if (deps.isBusy(row.instance_id) || busyElsewhere.has(row.instance_id) || (mark && deps.changes && !deps.changes.mayRecordState(row.instance_id, mark))) {
           leftToOperations.push(row.instance_id);
           continue;
         }

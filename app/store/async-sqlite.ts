@@ -38,6 +38,7 @@ export function asyncSqliteStore(store: Store): AsyncStore {
     instances: wrap(store.instances, run),
     operations: wrap(store.operations, run),
     idempotency: wrap(store.idempotency, run),
+    replicas: wrap(store.replicas, run),
   });
   const shared = repositoriesRunBy(outside);
   // BEGIN IMMEDIATE already makes every writing transaction wait for the one before: any topic is serialised.

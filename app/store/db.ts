@@ -95,6 +95,18 @@ const MIGRATIONS: readonly string[] = [
                           WHERE status IN ('queued', 'running') AND instance_id IS NOT NULL GROUP BY instance_id);
    CREATE UNIQUE INDEX ${IN_FLIGHT_INDEX} ON operations (instance_id)
     WHERE instance_id IS NOT NULL AND status IN ('queued', 'running');`,
+  // 6: which server runs an operation, and the servers sharing the database with the lease each renews, so
+  // that the operations of one that died are taken over by another (PostgreSQL; SQLite has one server).
+  `ALTER TABLE operations ADD COLUMN owner TEXT;
+   CREATE INDEX operations_unfinished_by_owner ON operations (owner) WHERE status IN ('queued', 'running');
+   CREATE TABLE replicas (
+     id           TEXT PRIMARY KEY,
+     host         TEXT NOT NULL,
+     pid          INTEGER NOT NULL,
+     url          TEXT,
+     started_at   TEXT NOT NULL,
+     heartbeat_at TEXT NOT NULL
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -56,6 +56,7 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Store {
     instances: guarded(repositories.instances, guard),
     operations: guarded(repositories.operations, guard),
     idempotency: guarded(repositories.idempotency, guard),
+    replicas: guarded(repositories.replicas, guard),
     transaction: (fn) => guard.run(() => repositories.transaction(fn), true),
     health: () => guard.health(),
     control: (statement) => guard.run(() => repositories.db.exec(statement), statement !== 'ROLLBACK'),

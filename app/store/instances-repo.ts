@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import {
   createIdempotencyRepository, createOperationsRepository, type IdempotencyRepository, type OperationsRepository,
 } from './operations-repo.js';
+import { createReplicasRepository, type ReplicasRepository } from './replicas-repo.js';
 
 export type LaunchStatus = 'launching' | 'launched' | 'failed' | 'unknown';
 export type RecordedState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'failed';
@@ -239,6 +240,7 @@ export interface Store {
   instances: InstancesRepository;
   operations: OperationsRepository;
   idempotency: IdempotencyRepository;
+  replicas: ReplicasRepository;
   /** Runs `fn` in one SQLite transaction. */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -250,6 +252,7 @@ export function createStore(db: Db): Store {
     instances: createInstancesRepository(db),
     operations: createOperationsRepository(db),
     idempotency: createIdempotencyRepository(db),
+    replicas: createReplicasRepository(db),
     transaction: (fn) => db.transaction(fn)(),
     close: () => db.close(),
   };

@@ -32,6 +32,8 @@ export interface OperationRow {
    * Left set by a server that died: the script may still run, and start-up waits for it or stops it.
    */
   script_pgid: number | null;
+  /** The server (replica) that runs it; null for operations recorded before servers were told apart. */
+  owner: string | null;
 }
 
 export interface NewOperation {
@@ -43,6 +45,8 @@ export interface NewOperation {
   requestId: string | null;
   actor: string | null;
   clientAddress: string | null;
+  /** The server recording it (see ReplicaRow). */
+  owner?: string | null | undefined;
 }
 
 export interface OperationOutcome {
@@ -115,8 +119,9 @@ const now = (): string => new Date().toISOString();
 export function createOperationsRepository(db: Db): OperationsRepository {
   const insertStmt = db.prepare(
     `INSERT INTO operations (id, kind, instance_id, client_token, idempotency_key, status, request_id, actor,
-                             client_address, created_at)
-     VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress, @now)`,
+                             client_address, owner, created_at)
+     VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress,
+             @owner, @now)`,
   );
   const byId = db.prepare<[string], OperationRow>('SELECT * FROM operations WHERE id = ?');
   const running = db.prepare(
@@ -163,7 +168,7 @@ export function createOperationsRepository(db: Db): OperationsRepository {
 
   return {
     insert(op) {
-      busyOr(op.instanceId, () => insertStmt.run({ ...op, now: now() }));
+      busyOr(op.instanceId, () => insertStmt.run({ ...op, owner: op.owner ?? null, now: now() }));
       return mustGet(op.id);
     },
     get: (id) => byId.get(id),

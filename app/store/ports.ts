@@ -7,6 +7,7 @@
 import type { StorageHealth } from './health.js';
 import type { InstancesRepository } from './instances-repo.js';
 import type { IdempotencyRepository, OperationsRepository } from './operations-repo.js';
+import type { ReplicasRepository } from './replicas-repo.js';
 
 /** The same methods, answering with a promise. */
 export type Async<T> = {
@@ -16,12 +17,14 @@ export type Async<T> = {
 export type InstancesStore = Async<InstancesRepository>;
 export type OperationsStore = Async<OperationsRepository>;
 export type IdempotencyStore = Async<IdempotencyRepository>;
+export type ReplicasStore = Async<ReplicasRepository>;
 
 /** The repositories, as seen inside one transaction or outside any. */
 export interface Repositories {
   instances: InstancesStore;
   operations: OperationsStore;
   idempotency: IdempotencyStore;
+  replicas: ReplicasStore;
 }
 
 /** A named duty (periodic sync, purging old keys) held by one server at a time among those sharing a database. */

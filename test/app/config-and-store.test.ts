@@ -100,7 +100,10 @@ describe('SQLite store', () => {
     openStore(file).close();
     const db = new Database(file);
     // As a build of schema version 4 left it: no unique index, a server that died between two operations.
-    db.exec('DROP INDEX operations_one_in_flight_per_instance');
+    db.exec(`DROP INDEX operations_one_in_flight_per_instance;
+             DROP INDEX operations_unfinished_by_owner;
+             ALTER TABLE operations DROP COLUMN owner;
+             DROP TABLE replicas;`);
     db.pragma('user_version = 4');
     const insert = db.prepare(`INSERT INTO operations (id, kind, instance_id, status, created_at)
                                VALUES (?, ?, 'i-0abc', ?, '2026-11-01T00:00:00.000Z')`);

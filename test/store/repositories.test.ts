@@ -14,11 +14,12 @@ import { InstanceBusyError, StorageUnavailableError } from '../../app/store/erro
 import { openStore } from '../../app/store/index.js';
 import type { Ec2Snapshot, NewLaunch } from '../../app/store/instances-repo.js';
 import type { NewOperation } from '../../app/store/operations-repo.js';
-import type { AsyncStore } from '../../app/store/ports.js';
+import type { AsyncStore, Transaction } from '../../app/store/ports.js';
 import { openPostgresStore } from '../../app/store/postgres/index.js';
 import { PG_MIGRATIONS } from '../../app/store/postgres/migrations.js';
 import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
 import { testRunDir } from '../support/global-fixture.js';
+import { until } from '../support/lifecycle.js';
 
 function launch(name: string): NewLaunch {
   return {
@@ -369,6 +370,45 @@ describe('the PostgreSQL store\'s schema and faults', function () {
     await assert.rejects(openPostgresStore(url), (error: Error) =>
       /cannot open the PostgreSQL database postgres:\/\/.*from_the_future/.test(error.message)
       && error.message.includes(`schema version ${PG_MIGRATIONS.length + 1} is newer than this build knows (${PG_MIGRATIONS.length})`));
+  });
+
+  it('when two servers count and write under one topic at once, then the second counts only after the first has committed', async () => {
+    const url = await server.createDatabase('serialised');
+    const [a, b] = await Promise.all([openPostgresStore(url), openPostgresStore(url)]);
+    const observer = new pg.Client(url);
+    await observer.connect();
+    try {
+      let inserted!: () => void;
+      const firstInserted = new Promise<void>((resolve) => (inserted = resolve));
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const countAndLaunch = async (tx: Transaction, name: string, hold?: Promise<void>) => {
+        await tx.serialize('launch-quota');
+        const counted = (await tx.instances.unresolvedLaunches()).length;
+        if (counted === 0) await tx.instances.insertLaunch(launch(name));
+        if (hold) {
+          inserted();
+          await hold;
+        }
+        return counted;
+      };
+      const first = a.transaction((tx) => countAndLaunch(tx, 'first', gate));
+      await firstInserted;
+      let secondDone = false;
+      const second = b.transaction((tx) => countAndLaunch(tx, 'second')).finally(() => {
+        secondDone = true;
+      });
+      // Released once the second transaction has either finished or is waiting for the topic's lock.
+      await until('the second transaction finished or waits for the topic', async () => secondDone
+        || (await observer.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rowCount === 1);
+      release();
+      assert.equal(await first, 0);
+      assert.equal(await second, 1, 'the second counted the first launch');
+      assert.deepEqual((await a.instances.unresolvedLaunches()).map((r) => r.name), ['first']);
+    } finally {
+      await observer.end();
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('when the server drops the store\'s connections, then the next calls reconnect and nothing is lost', async () => {

@@ -81,6 +81,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       instances: wrap(repositories.instances) as Async<typeof repositories.instances>,
       operations: wrap(repositories.operations),
       idempotency: wrap(repositories.idempotency),
+      replicas: wrap(repositories.replicas),
     };
   }
 

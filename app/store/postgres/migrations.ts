@@ -80,6 +80,16 @@ export const PG_MIGRATIONS: readonly string[] = [
                           WHERE status IN ('queued', 'running') AND instance_id IS NOT NULL GROUP BY instance_id);
    CREATE UNIQUE INDEX ${IN_FLIGHT_INDEX} ON operations (instance_id)
     WHERE instance_id IS NOT NULL AND status IN ('queued', 'running');`,
+  `ALTER TABLE operations ADD COLUMN owner TEXT;
+   CREATE INDEX operations_unfinished_by_owner ON operations (owner) WHERE status IN ('queued', 'running');
+   CREATE TABLE replicas (
+     id           TEXT PRIMARY KEY,
+     host         TEXT NOT NULL,
+     pid          INTEGER NOT NULL,
+     url          TEXT,
+     started_at   TEXT NOT NULL,
+     heartbeat_at TEXT NOT NULL
+   );`,
 ];
 
 /** Any constant both replicas agree on: it names the lock that serialises their migrations. */

@@ -8,7 +8,8 @@ import { IN_FLIGHT_INDEX } from '../db.js';
 import { InstanceBusyError } from '../errors.js';
 import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
-import type { IdempotencyStore, InstancesStore, OperationsStore, Repositories } from '../ports.js';
+import type { IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
+import type { ReplicaRow } from '../replicas-repo.js';
 
 export type Queryable = Pick<pg.ClientBase, 'query'>;
 type Params = Record<string, unknown>;
@@ -191,9 +192,10 @@ export function createPostgresRepositories(db: Queryable): Repositories {
       await busyOr(op.instanceId, () =>
         run(
           `INSERT INTO operations (id, kind, instance_id, client_token, idempotency_key, status, request_id, actor,
-                                   client_address, created_at)
-           VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress, @now)`,
-          { ...op, now: now() },
+                                   client_address, owner, created_at)
+           VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress,
+                   @owner, @now)`,
+          { ...op, owner: op.owner ?? null, now: now() },
         ));
       return mustGetOperation(op.id);
     },
@@ -300,5 +302,25 @@ export function createPostgresRepositories(db: Queryable): Repositories {
     purgeOlderThan: (cutoff) => run('DELETE FROM idempotency_keys WHERE created_at < @cutoff', { cutoff }),
   };
 
-  return { instances, operations, idempotency };
+  const replicaById = (id: string) => first<ReplicaRow>('SELECT * FROM replicas WHERE id = @id', { id });
+  const replicas: ReplicasStore = {
+    async register(replica) {
+      const at = now();
+      await run(
+        'INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) VALUES (@id, @host, @pid, @url, @at, @at)',
+        { ...replica, at },
+      );
+      return (await replicaById(replica.id)) as ReplicaRow;
+    },
+    heartbeat: async (id) => (await run('UPDATE replicas SET heartbeat_at = @now WHERE id = @id', { id, now: now() })) === 1,
+    async setUrl(id, url) {
+      await run('UPDATE replicas SET url = @url WHERE id = @id', { id, url });
+    },
+    list: () => rows<ReplicaRow>('SELECT * FROM replicas ORDER BY started_at, id'),
+    async remove(id) {
+      await run('DELETE FROM replicas WHERE id = @id', { id });
+    },
+  };
+
+  return { instances, operations, idempotency, replicas };
 }
