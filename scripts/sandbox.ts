@@ -7,7 +7,11 @@
  * The temporary folder holds a private key, the API token and the database, so it is removed however the
  * sandbox ends: Ctrl-C (SIGINT), SIGTERM or SIGHUP, at any point of start-up too, a start-up failure or a
  * crash. SANDBOX_KEEP=1 keeps it, and the sandbox says where it is.
+ *
+ * `--postgres` keeps the records in a throwaway PostgreSQL instead of SQLite, and `--replicas N` (with it)
+ * starts N servers sharing it, each on its own port, to see several replicas at work.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,14 +23,64 @@ import { ensureKeyPair } from '../app/ec2/scripts.js';
 import { readGeneratedTokenValue } from '../app/auth/tokens.js';
 import { createLogger } from '../app/logger.js';
 import { startServer, type RunningServer } from '../app/server.js';
+import { describeUrl } from '../app/store/postgres/index.js';
 import { shellWord } from '../app/shell-word.js';
 import { startMoto, type MotoServer } from './lib/moto.js';
+import { startPostgres, type PostgresServer } from './lib/postgres.js';
+
+const USAGE = `Usage: npm run sandbox [-- [--postgres] [--replicas N]]
+
+The service against a local EC2 emulator (moto_server), for trying the API without an AWS account.
+  --postgres     keep the records in a throwaway PostgreSQL (the machine's own binaries) instead of SQLite
+  --replicas N   start N servers (1 to 5) sharing that PostgreSQL, each on its own port; needs --postgres
+  -h, --help     this text
+Exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 failed to start, 2 bad arguments.
+`;
+
+interface SandboxOptions {
+  postgres: boolean;
+  replicas: number;
+}
+
+/** The command line, or a message for a bad one. */
+function parseArguments(args: string[]): SandboxOptions | { help: true } | { error: string } {
+  const options: SandboxOptions = { postgres: false, replicas: 1 };
+  for (let i = 0; i < args.length; i += 1) {
+    const arg = args[i] as string;
+    if (arg === '-h' || arg === '--help') return { help: true };
+    if (arg === '--postgres') {
+      options.postgres = true;
+      continue;
+    }
+    const replicas = arg === '--replicas' ? args[(i += 1)] : /^--replicas=(.*)$/.exec(arg)?.[1];
+    if (replicas !== undefined || arg === '--replicas') {
+      if (replicas === undefined || !/^[1-5]$/.test(replicas)) return { error: `--replicas takes a number from 1 to 5, got ${JSON.stringify(replicas ?? '')}` };
+      options.replicas = Number(replicas);
+      continue;
+    }
+    return { error: `unknown argument ${JSON.stringify(arg)}` };
+  }
+  if (options.replicas > 1 && !options.postgres) {
+    return { error: '--replicas needs --postgres: a SQLite file takes one server' };
+  }
+  return options;
+}
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
 async function main(): Promise<void> {
+  const parsed = parseArguments(process.argv.slice(2));
+  if ('help' in parsed) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if ('error' in parsed) {
+    process.stderr.write(`sandbox: ${parsed.error}\n${USAGE}`);
+    process.exit(2);
+  }
+  const options = parsed;
   loadDotenv({ quiet: true });
   const keep = ['1', 'true'].includes(process.env.SANDBOX_KEEP ?? '');
 
@@ -34,7 +88,8 @@ async function main(): Promise<void> {
   let motoStarting: Promise<MotoServer> | undefined;
   let moto: MotoServer | undefined;
   let runner: ScriptRunner | undefined;
-  let serverStarting: Promise<RunningServer> | undefined;
+  let postgresStarting: Promise<PostgresServer> | undefined;
+  let serverStarting: Promise<RunningServer[]> | undefined;
   let stopping: Promise<void> | undefined;
   let hurry: (() => void) | undefined;
 
@@ -52,9 +107,10 @@ async function main(): Promise<void> {
   const stop = (code: number): Promise<void> => {
     stopping ??= (async () => {
       runner?.killAll();
-      const drained = serverStarting?.then((server) => server.close(), () => undefined);
+      const drained = serverStarting?.then((servers) => Promise.all(servers.map((server) => server.close())), () => undefined);
       // A second signal while stopping means "now": the service's in-flight work is not waited for.
       await Promise.race([drained, new Promise<void>((resolve) => (hurry = resolve))]);
+      await postgresStarting?.then((postgres) => postgres.stop(), () => undefined);
       await motoStarting?.then((emulator) => emulator.stop(), () => undefined);
       removeWork();
       process.exit(code);
@@ -103,6 +159,12 @@ async function main(): Promise<void> {
         void stop(1);
       }
     });
+    let databaseUrl = path.join(dir, 'instances.db');
+    if (options.postgres) {
+      postgresStarting = startPostgres();
+      databaseUrl = (await postgresStarting).url;
+      if (stopping) return;
+    }
     // Set on process.env: the scripts the service spawns inherit it.
     Object.assign(process.env, {
       AWS_ACCESS_KEY_ID: 'sandbox',
@@ -112,11 +174,20 @@ async function main(): Promise<void> {
       AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'aws-credentials'),
       AWS_EC2_METADATA_DISABLED: 'true',
       AWS_ENDPOINT_URL: emulator.endpoint,
-      DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? path.join(dir, 'instances.db'),
+      DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? databaseUrl,
       // Loopback only, and a browser cannot send a bearer token to load Swagger UI: open the docs here.
       PUBLIC_DOCS: process.env.PUBLIC_DOCS ?? 'true',
     });
 
+    // Without a SQLite folder the generated token would land in the checkout's ./data, and each replica
+    // must know the same one: the sandbox makes it, in its own folder.
+    let sandboxToken: string | undefined;
+    if (options.postgres && !['API_TOKENS', 'API_TOKENS_FILE', 'AUTH_DISABLED'].some((name) => process.env[name])) {
+      sandboxToken = randomBytes(24).toString('hex');
+      const tokens = path.join(dir, 'api-tokens');
+      writeFileSync(tokens, `sandbox:operator:${sandboxToken}\n`, { mode: 0o600 });
+      process.env.API_TOKENS_FILE = tokens;
+    }
     const config = loadConfig(process.env);
     const keyFile = path.join(dir, `${config.keyName}.pem`);
     runner = createScriptRunner({ scriptsDir: config.scriptsDir, timeoutMs: 60_000, logger: createLogger({ silent: true }) });
@@ -126,16 +197,24 @@ async function main(): Promise<void> {
     if (stopping) return;
     // Read while the server starts: the lookup is a CLI call of its own, about a second.
     const imagesRead = sandboxImages();
-    serverStarting = startServer(process.env);
-    const server = await serverStarting;
+    // Replicas after the first listen on ports of their own.
+    serverStarting = (async () => {
+      const started: RunningServer[] = [];
+      for (let i = 0; i < options.replicas; i += 1) {
+        started.push(await startServer(i === 0 ? process.env : { ...process.env, PORT: '0' }));
+      }
+      return started;
+    })();
+    const servers = await serverStarting;
+    const server = servers[0] as RunningServer;
     if (stopping) return;
 
-    // The API needs a token: show the generated one, or say where tokens come from.
+    // The API needs a token: show the generated one (or the sandbox's own), or say where tokens come from.
     const tokenFile = config.auth.mode === 'generate' ? config.auth.file : undefined;
-    const token = tokenFile ? readGeneratedTokenValue(tokenFile) : undefined;
+    const token = tokenFile ? readGeneratedTokenValue(tokenFile) : sandboxToken;
     const auth = token ? ` -H 'Authorization: Bearer ${token}'` : config.auth.mode === 'disabled' ? '' : " -H 'Authorization: Bearer <your token>'";
     const tokenLines = token
-      ? [`  Token:    ${token}`, `            (operator; generated in ${tokenFile})`]
+      ? [`  Token:    ${token}`, `            (operator; generated in ${tokenFile ?? path.join(dir, 'api-tokens')})`]
       : [config.auth.mode === 'disabled' ? '  Auth:     DISABLED (AUTH_DISABLED=true)' : `  Auth:     tokens from ${config.auth.mode === 'tokens' ? config.auth.source : '?'}`];
 
     const images = await imagesRead;
@@ -148,7 +227,10 @@ async function main(): Promise<void> {
         line,
         '  SANDBOX — not real AWS',
         `  EC2 is moto_server at ${emulator.endpoint}; nothing here costs money or reaches AWS.`,
-        `  API:      ${server.url}`,
+        ...(servers.length === 1
+          ? [`  API:      ${server.url}`]
+          : servers.map((each, i) => `  API:      ${each.url} (replica ${i + 1} of ${servers.length}: any of them takes any request)`)),
+        ...(options.postgres ? [`  Database: PostgreSQL ${describeUrl(process.env.DATABASE_URL ?? '')} (throwaway)`] : []),
         `  Docs:     ${server.url}/docs`,
         `  Key pair: ${config.keyName} (private key ${keyFile})`,
         ...tokenLines,

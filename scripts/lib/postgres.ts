@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -46,6 +46,14 @@ function asServerUser(asRoot: boolean, command: string, args: string[]): [string
   return ['runuser', ['-u', 'postgres', '--', 'setpriv', '--pdeathsig', 'QUIT', command, ...args]];
 }
 
+/** Whether every folder from the root down to `dir` lets other users through (o+x). */
+function traversableByAll(dir: string): boolean {
+  for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+    if ((statSync(current).mode & 0o001) === 0) return false;
+    if (path.dirname(current) === current) return true;
+  }
+}
+
 async function waitUntilAnswering(url: string, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + STARTUP_LIMIT_MS;
   let last: unknown;
@@ -69,8 +77,10 @@ async function waitUntilAnswering(url: string, child: ChildProcess, output: () =
 export async function startPostgres(options: { holdsProcessOpen?: boolean } = {}): Promise<PostgresServer> {
   const bin = binDir();
   const asRoot = userInfo().uid === 0;
-  // Not under the test run's folder: that one is private to root, and the server runs as `postgres`.
-  const home = mkdtempSync(path.join(tmpdir(), 'ec2-creator-postgres-'));
+  // As root the server runs as `postgres`, which must be able to reach its folder: not under a private one
+  // (the test run's, a sandbox's TMPDIR), then under /tmp.
+  const parent = !asRoot || traversableByAll(tmpdir()) ? tmpdir() : '/tmp';
+  const home = mkdtempSync(path.join(parent, 'ec2-creator-postgres-'));
   const removeHome = (): void => rmSync(home, { recursive: true, force: true });
   process.once('exit', removeHome);
   if (asRoot) {

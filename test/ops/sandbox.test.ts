@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { freeLoopbackPort } from '../../scripts/lib/ports.js';
 import {
-  commandLine, exitOf, killProcessesWithEnvironment, processesWithEnvironment, repoRoot, watchOutput, type WatchedOutput,
+  commandLine, exitOf, isAlive, killProcessesWithEnvironment, processesWithEnvironment, repoRoot, watchOutput, type WatchedOutput,
 } from '../support/ops-manager.js';
 import { ec2ClientFor } from '../support/ec2-reader.js';
 
@@ -46,7 +46,10 @@ describe('npm run sandbox', function () {
     rmSync(base, { recursive: true, force: true });
   });
 
-  async function startSandbox(extraEnv: Record<string, string> = {}, options: { viaNpm?: boolean } = {}): Promise<{ child: ChildProcess; output: WatchedOutput }> {
+  async function startSandbox(
+    extraEnv: Record<string, string> = {},
+    options: { viaNpm?: boolean; args?: string[] } = {},
+  ): Promise<{ child: ChildProcess; output: WatchedOutput }> {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       TMPDIR: scratch,
@@ -62,7 +65,7 @@ describe('npm run sandbox', function () {
     // `npm run sandbox` is the README's command; running the file directly isolates the sandbox's own handling.
     const [command, args] = options.viaNpm
       ? ['npm', ['run', '--silent', 'sandbox']]
-      : [process.execPath, ['--import', 'tsx', 'scripts/sandbox.ts']];
+      : [process.execPath, ['--import', 'tsx', 'scripts/sandbox.ts', ...(options.args ?? [])]];
     const child = spawn(command, args, {
       cwd: repoRoot,
       env,
@@ -204,6 +207,46 @@ describe('npm run sandbox', function () {
     assert.ok(body.public_ip, JSON.stringify(body));
     assert.equal(body.ssh_string, `ssh -i ${keyFile} ec2-user@${body.public_ip}`);
     assert.ok(existsSync(keyFile), 'the named file holds the key while the sandbox runs');
+  });
+
+  it('when started with --replicas 2 --postgres, then it prints two API URLs sharing one PostgreSQL, a create on one is listed on the other, and Ctrl-C leaves no server behind', async () => {
+    const { child, output } = await startSandbox({}, { args: ['--replicas', '2', '--postgres'] });
+    const folder = await bannerFolder(output);
+    const banner = output.text();
+    const apis = [...banner.matchAll(/API:\s+(\S+) \(replica (\d) of 2/g)].map((m) => m[1] as string);
+    const token = /Token:\s+(\S+)/.exec(banner)?.[1];
+    assert.equal(apis.length, 2, banner);
+    assert.match(banner, /Database: PostgreSQL postgres:\/\/\S+ \(throwaway\)/);
+    assert.ok(token, banner);
+    const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+
+    const created = await fetch(`${apis[0]}/instances`, {
+      method: 'POST', headers, body: JSON.stringify({ name: 'on-replica-1', ami: 'ami-1e749f67', instance_type: 't3.micro', storage_gb: 8 }),
+    });
+    assert.equal(created.status, 201, await created.clone().text());
+    const listed = await (await fetch(`${apis[1]}/instances`, { headers })).json() as { instances: Array<{ name: string }> };
+    assert.deepEqual(listed.instances.map((i) => i.name), ['on-replica-1']);
+    const postgres = processesWithEnvironment(marker.join('=')).filter((pid) => /postgres -D/.test(commandLine(pid)));
+    assert.ok(postgres.length > 0, 'PostgreSQL runs for the sandbox');
+
+    process.kill(-child.pid!, 'SIGINT');
+    const exit = await exitOf(child);
+    assert.deepEqual(exit, { code: 0, signal: null }, output.text());
+    assert.ok(!existsSync(folder));
+    assert.deepEqual(leftovers(), { folders: [], moto: [] });
+    assert.deepEqual(postgres.filter(isAlive), [], 'PostgreSQL stopped');
+  });
+
+  it('when --replicas is given without --postgres or with a bad count, then it exits 2 saying why and starts nothing', async () => {
+    for (const args of [['--replicas', '2'], ['--postgres', '--replicas', '9'], ['--bogus']]) {
+      const { child, output } = await startSandbox({}, { args });
+      const exit = await exitOf(child);
+      await output.closed;
+      assert.deepEqual(exit, { code: 2, signal: null }, output.text());
+      assert.match(output.text(), /sandbox: (--replicas needs --postgres|--replicas takes a number from 1 to 5|unknown argument "--bogus")/);
+      assert.match(output.text(), /Usage: npm run sandbox/);
+      assert.deepEqual(leftovers(), { folders: [], moto: [] });
+    }
   });
 
   it('when SANDBOX_KEEP=1, then Ctrl-C keeps the folder and says where it is', async () => {
