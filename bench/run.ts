@@ -13,6 +13,7 @@ import { parseArgs, promisify } from 'node:util';
 import { measureCalls } from './figures/calls.js';
 import { measureHistory } from './figures/history.js';
 import { measureReads } from './figures/reads.js';
+import { measureReplicas } from './figures/replicas.js';
 import { measureSlowChanges, OLD_SYSTEM_SLOW_STOP_S, SLOW_AWS_DELAY_S } from './figures/slow-changes.js';
 import { measureStopOverhead } from './figures/stop-overhead.js';
 import { realProgram } from '../scripts/lib/aws-cli.js';
@@ -23,7 +24,7 @@ import { failedFigure, table, type Figure } from './lib/report.js';
 import { SERVICE_VARIABLES_REPORTED } from './lib/server-process.js';
 import { openWorkspace, repoRoot } from './lib/workspace.js';
 
-const PARTS = ['calls', 'stop', 'slow', 'reads', 'history'] as const;
+const PARTS = ['calls', 'stop', 'slow', 'reads', 'history', 'replicas'] as const;
 type Part = (typeof PARTS)[number];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 const RESULTS_FORMAT = 1;
@@ -157,6 +158,7 @@ async function main(): Promise<void> {
     await part('slow', 2, 'slow aws: one stop, eight concurrent stops, /health under load', () => measureSlowChanges(ctx));
     await part('reads', 5, 'GET /instances under load', () => measureReads(ctx));
     await part('history', 0, 'list with a long history', () => measureHistory(ctx));
+    await part('replicas', 0, 'SQLite vs PostgreSQL, one server and two replicas', () => measureReplicas(ctx));
     const loadAtEnd = loadAverage();
     machine = { ...(await describeMachine(realAws)), load_average_at_start: loadAtStart, load_average_at_end: loadAtEnd };
   } finally {

@@ -40,14 +40,14 @@ export interface BenchServer {
 export async function startBenchServer(
   ctx: BenchContext,
   name: string,
-  options: { databaseFile?: string; delayS?: number } = {},
+  options: { databaseFile?: string; databaseUrl?: string; delayS?: number } = {},
 ): Promise<BenchServer> {
   const dir = ctx.workspace.dir;
   const shim = awsShim(path.join(dir, `${name}-aws-calls.log`), ctx.realAws);
   const scriptEnv = { ...ctx.workspace.awsEnv, ...shim.env({ delayS: options.delayS ?? 0 }), KEY_NAME: BENCH_KEY_NAME };
   const server = await startServerProcess(ctx.workspace, name, {
     ...scriptEnv,
-    DATABASE_URL: options.databaseFile ?? path.join(dir, `${name}.db`),
+    DATABASE_URL: options.databaseUrl ?? options.databaseFile ?? path.join(dir, `${name}.db`),
     API_TOKENS: `bench:operator:${ctx.token}`,
     RATE_LIMIT_PER_MINUTE: '0',
   });
