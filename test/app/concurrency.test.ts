@@ -11,7 +11,7 @@ import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { arrangeRecordedInstance, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const WAIT_LIMIT_MS = 45_000;
@@ -31,7 +31,7 @@ function stamps(dir: string, prefix: 'entered' | 'left'): bigint[] {
     .map((f) => statSync(path.join(dir, f), { bigint: true }).mtimeNs);
 }
 
-describe('a slow AWS does not block the service', function () {
+for (const kind of storeKinds()) describe(`a slow AWS does not block the service (${kind})`, function () {
   let h: Harness;
   let gate: string;
 
@@ -41,7 +41,7 @@ describe('a slow AWS does not block the service', function () {
     gate = mkdtempSync(path.join(tmpdir(), 'ec2-creator-gate-'));
     // Each stop in a script run of its own: the subject here is that runs do not wait for each other.
     // Stops sharing one run are test/app/coalescing.test.ts's subject.
-    h = createHarness({
+    h = await createHarnessOn(kind, {
       env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate }),
       config: { coalesceWindowMs: 0 },
     });
@@ -78,7 +78,7 @@ describe('a slow AWS does not block the service', function () {
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
     assert.equal(stopped.body.state, 'stopped');
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
-    assert.equal(h.row(id)?.state, 'stopped');
+    assert.equal((await h.records.instances.findByInstanceId(id))?.state, 'stopped');
   });
 
   it('when two instances are stopped at once, then both stops are inside aws at the same time', async () => {
@@ -105,7 +105,7 @@ describe('a slow AWS does not block the service', function () {
     assert.ok(a.startedAt < (b.endedAt as bigint) && b.startedAt < (a.endedAt as bigint), 'the script runs overlapped');
     for (const id of [first, second]) {
       assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
-      assert.equal(h.row(id)?.state, 'stopped');
+      assert.equal((await h.records.instances.findByInstanceId(id))?.state, 'stopped');
     }
   });
 
@@ -117,19 +117,19 @@ describe('a slow AWS does not block the service', function () {
     const start = await request(h.app).post(`/instances/${id}/start`);
 
     const problem = expectProblem(start, 409);
-    const [running] = h.store.operations.list({ instanceId: id, kind: 'stop', limit: 10 });
+    const [running] = await h.records.operations.list({ instanceId: id, kind: 'stop', limit: 10 });
     assert.equal(running?.status, 'running');
     assert.equal(problem.operation_id, running?.id, 'the problem names the operation in flight');
     assert.equal(start.headers.location, `/operations/${running?.id}`);
     assert.equal(h.runs.filter((r) => r.script === 'start_instance.sh').length, 0, 'start did not run');
-    assert.equal(h.store.operations.list({ instanceId: id, kind: 'start', limit: 10 }).length, 0, 'a refused start records nothing');
-    assert.equal(h.row(id)?.state, 'stopping', 'the record shows the transitional state while the stop runs');
+    assert.equal((await h.records.operations.list({ instanceId: id, kind: 'start', limit: 10 })).length, 0, 'a refused start records nothing');
+    assert.equal((await h.records.instances.findByInstanceId(id))?.state, 'stopping', 'the record shows the transitional state while the stop runs');
 
     writeFileSync(path.join(gate, 'release'), '');
     const stopped = await stop;
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
-    assert.equal(h.store.operations.get(running!.id)?.status, 'succeeded');
+    assert.equal((await h.records.operations.get(running!.id))?.status, 'succeeded');
     assert.ok(existsSync(path.join(gate, 'release')));
   });
 });

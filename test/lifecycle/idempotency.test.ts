@@ -11,13 +11,13 @@ import request from 'supertest';
 import { clientTokenForKey } from '../../app/domain/lifecycle.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
-import { createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
 import { captured, markers, until } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const LAUNCH = { name: 'idem-1', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 };
 
-describe('Idempotency-Key', function () {
+for (const kind of storeKinds()) describe(`Idempotency-Key (${kind})`, function () {
   this.timeout(120_000);
   let dir: string;
   let capture: string;
@@ -37,12 +37,12 @@ describe('Idempotency-Key', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function harness(options: { databasePath?: string; gateOp?: string } = {}): Harness {
+  async function harness(options: { databaseUrl?: string; gateOp?: string } = {}): Promise<Harness> {
     const extra: Record<string, string> = { FAKE_AWS_CAPTURE_FILE: capture };
     if (options.gateOp) Object.assign(extra, { FAKE_AWS_GATE_OP: options.gateOp, FAKE_AWS_GATE_DIR: gate });
-    const h = createHarness({
+    const h = await createHarnessOn(kind, {
       env: fakeAwsEnv(extra),
-      ...(options.databasePath ? { databasePath: options.databasePath } : { databasePath: path.join(dir, 'instances.db') }),
+      databaseUrl: options.databaseUrl ?? (kind === 'sqlite' ? path.join(dir, 'instances.db') : undefined),
     });
     harnesses.push(h);
     return h;
@@ -51,7 +51,7 @@ describe('Idempotency-Key', function () {
   const launches = () => captured(capture).filter((c) => c.operation === 'run-instances');
 
   it('when the same key is sent twice and again after a restart, then one launch, the first answer every time, and EC2 always got the same client token', async () => {
-    const h = harness();
+    const h = await harness();
     const first = await request(h.app).post('/instances').set('Idempotency-Key', 'launch-web-1').send(LAUNCH);
     assert.equal(first.status, 201, JSON.stringify(first.body));
 
@@ -65,7 +65,7 @@ describe('Idempotency-Key', function () {
 
     h.close({ keepFiles: true });
     harnesses.splice(harnesses.indexOf(h), 1);
-    const restarted = harness({ databasePath: h.databasePath });
+    const restarted = await harness({ databaseUrl: h.databaseUrl });
     // Key order and whitespace do not matter: the fingerprint is of the canonical body.
     const third = await request(restarted.app)
       .post('/instances')
@@ -81,9 +81,9 @@ describe('Idempotency-Key', function () {
     const tokens = launches().map((l) => l.token);
     assert.deepEqual(tokens, [clientTokenForKey('', 'launch-web-1')], 'run-instances was called once, with the derived token');
     assert.ok(tokens[0] && tokens[0].length <= 64);
-    const row = restarted.row(first.body.id);
+    const row = await restarted.records.instances.findByInstanceId(first.body.id);
     assert.equal(row?.client_token, tokens[0]);
-    const ops = restarted.store.operations.list({ kind: 'create', limit: 10 });
+    const ops = await restarted.records.operations.list({ kind: 'create', limit: 10 });
     assert.equal(ops.length, 1, 'replays record no new operation');
     assert.equal(ops[0]?.idempotency_key, 'launch-web-1');
     assert.equal(ops[0]?.client_token, tokens[0]);
@@ -98,12 +98,11 @@ describe('Idempotency-Key', function () {
   });
 
   it('when a key is reused while its first request is in flight, then a synchronous retry gets 409 naming the operation and an asynchronous one 202 with it', async () => {
-    const launcher = createHarness();
-    harnesses.push(launcher);
+    const launcher = await harness();
     const created = await request(launcher.app).post('/instances').send(LAUNCH);
     assert.equal(created.status, 201);
     const id = created.body.id as string;
-    const h = harness({ databasePath: launcher.databasePath, gateOp: 'stop-instances' });
+    const h = await harness({ databaseUrl: launcher.databaseUrl, gateOp: 'stop-instances' });
 
     const first = await request(h.app).post(`/instances/${id}/stop`).set('Idempotency-Key', 'stop-1').set('Prefer', 'respond-async');
     assert.equal(first.status, 202);
@@ -119,39 +118,39 @@ describe('Idempotency-Key', function () {
     assert.equal(asyncRetry.headers.location, `/operations/${first.body.id}`);
     expectProblem(otherRequest, 422);
     writeFileSync(path.join(gate, 'release'), '');
-    await until('the stop finished', () => h.store.operations.get(first.body.id)?.status === 'succeeded');
+    await until('the stop finished', async () => (await h.records.operations.get(first.body.id))?.status === 'succeeded');
     const replay = await request(h.app).post(`/instances/${id}/stop`).set('Idempotency-Key', 'stop-1');
     assert.equal(replay.status, 200);
     assert.equal(replay.body.state, 'stopped');
     assert.equal(replay.headers['idempotent-replayed'], 'true');
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
-    assert.equal(h.store.operations.list({ kind: 'stop', limit: 10 }).length, 1, 'one stop operation');
+    assert.equal((await h.records.operations.list({ kind: 'stop', limit: 10 })).length, 1, 'one stop operation');
     assert.equal(captured(capture).filter((c) => c.operation === 'stop-instances').length, 1);
   });
 
   it('when keys are older than IDEMPOTENCY_KEY_TTL_HOURS, then the purge deletes them and keeps younger ones', async () => {
-    const h = harness();
-    const claim = (key: string) => h.store.idempotency.claim({ scope: '', key, fingerprint: 'f', operationId: `op-${key}` }, null);
-    claim('old');
-    claim('young');
+    const h = await harness();
+    const claim = (key: string) => h.records.idempotency.claim({ scope: '', key, fingerprint: 'f', operationId: `op-${key}` }, null);
+    await claim('old');
+    await claim('young');
     const longAgo = new Date(Date.now() - 25 * 3_600_000).toISOString();
-    h.store.db.prepare("UPDATE idempotency_keys SET created_at = ? WHERE key = 'old'").run(longAgo);
+    await h.sql("UPDATE idempotency_keys SET created_at = ? WHERE key = 'old'", longAgo);
 
     assert.equal(await h.services.operations.purgeIdempotencyKeys(), 1);
 
-    assert.equal(h.store.idempotency.find('', 'old'), undefined);
-    assert.ok(h.store.idempotency.find('', 'young'));
+    assert.equal(await h.records.idempotency.find('', 'old'), undefined);
+    assert.ok(await h.records.idempotency.find('', 'young'));
     assert.ok(h.logs.some((l) => l.message === 'idempotency keys purged' && l.purged === 1));
   });
 
   it('when the Idempotency-Key is empty, too long or not printable ASCII, then 400 and nothing is recorded', async () => {
-    const h = harness();
+    const h = await harness();
     for (const key of ['', 'x'.repeat(256), 'clé']) {
       const response = await request(h.app).post('/instances').set('Idempotency-Key', key).send(LAUNCH);
       const problem = expectProblem(response, 400);
       assert.equal(problem.errors[0].field, 'Idempotency-Key');
     }
-    assert.equal(h.store.operations.list({ limit: 10 }).length, 0);
+    assert.equal((await h.records.operations.list({ limit: 10 })).length, 0);
     assert.equal(launches().length, 0);
     assert.equal((await allEc2Instances()).length, 0);
   });

@@ -15,6 +15,10 @@ import { createLogger, type Logger } from '../../app/logger.js';
 import type { Notifier } from '../../app/notify/events.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import { asyncSqliteStore } from '../../app/store/async-sqlite.js';
+import type { AsyncStore } from '../../app/store/ports.js';
+import { openPostgresStore } from '../../app/store/postgres/index.js';
+import pg from 'pg';
+import { freshPostgresDatabase } from './postgres.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
 import request from 'supertest';
 import { randomUUID } from 'node:crypto';
@@ -50,11 +54,21 @@ export interface HarnessOptions {
   rateLimit?: AppDeps['rateLimit'];
 }
 
+export type StoreKind = 'sqlite' | 'postgres';
+
 export interface Harness {
   app: Express;
   /** The domain services behind the app. */
   services: Services;
+  /** SQLite's repositories, read and written synchronously (on PostgreSQL every use throws: use `records`). */
   store: Store;
+  storeKind: StoreKind;
+  /** The store the app uses, whichever it is. */
+  records: AsyncStore;
+  /** The SQLite file or the postgres:// URL: another harness on it is a restart. */
+  databaseUrl: string;
+  /** Runs SQL on the database directly, not through the service (`?` placeholders on both stores). */
+  sql<T = Record<string, unknown>>(statement: string, ...params: unknown[]): Promise<T[]>;
   runner: ScriptRunner;
   databasePath: string;
   runs: ScriptRun[];
@@ -82,6 +96,38 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   // In the run's folder, which goes with the run: a harness kept for a restart is never left behind.
   const dir = options.databasePath ? undefined : mkdtempSync(path.join(testRunDir(), 'app-'));
   const databasePath = options.databasePath ?? path.join(dir as string, 'nested', 'instances.db');
+  return buildHarness(options, { kind: 'sqlite', databasePath, dir });
+}
+
+/**
+ * The same harness on either store: SQLite as createHarness makes it, or a database of its own (or
+ * `databaseUrl`'s, for a restart) on this worker's throwaway PostgreSQL.
+ */
+export async function createHarnessOn(kind: StoreKind, options: HarnessOptions & { databaseUrl?: string } = {}): Promise<Harness> {
+  if (kind === 'sqlite') return createHarness({ ...options, ...(options.databaseUrl ? { databasePath: options.databaseUrl } : {}) });
+  const url = options.databaseUrl ?? await freshPostgresDatabase();
+  return buildHarness(options, { kind: 'postgres', url, store: await openPostgresStore(url) });
+}
+
+/** Behaviour suites run on both stores; EC2_CREATOR_TEST_STORES=sqlite narrows a run to one. */
+export function storeKinds(): StoreKind[] {
+  const wanted = (process.env.EC2_CREATOR_TEST_STORES ?? 'sqlite,postgres').split(',').map((k) => k.trim());
+  return (['sqlite', 'postgres'] as const).filter((kind) => wanted.includes(kind));
+}
+
+type HarnessDatabase =
+  | { kind: 'sqlite'; databasePath: string; dir: string | undefined }
+  | { kind: 'postgres'; url: string; store: AsyncStore };
+
+const NOT_ON_POSTGRES = new Proxy({}, {
+  get(_target, property) {
+    throw new Error(`h.store.${String(property)} is SQLite's: on PostgreSQL use h.records or h.sql`);
+  },
+}) as Store;
+
+function buildHarness(options: HarnessOptions, database: HarnessDatabase): Harness {
+  const databasePath = database.kind === 'sqlite' ? database.databasePath : ':postgres:';
+  const dir = database.kind === 'sqlite' ? database.dir : undefined;
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -96,7 +142,9 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     scriptTimeoutMs: options.timeoutMs ?? 60_000,
     ...options.config,
   });
-  const store = openStore(databasePath, { logger }); // storage faults are logged naming the file
+  // Storage faults are logged naming the file.
+  const store = database.kind === 'sqlite' ? openStore(databasePath, { logger }) : NOT_ON_POSTGRES;
+  const records = database.kind === 'sqlite' ? asyncSqliteStore(store) : database.store;
   const inner = createScriptRunner({
     scriptsDir: config.scriptsDir,
     timeoutMs: config.scriptTimeoutMs,
@@ -119,7 +167,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     },
   };
   const deps: AppDeps = {
-    store: asyncSqliteStore(store), runner, logger, config, notifier: options.notifier,
+    store: records, runner, logger, config, notifier: options.notifier,
     auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit,
   };
   const services = createServices(deps); // tests look at the engine too
@@ -128,6 +176,12 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     app,
     services,
     store,
+    storeKind: database.kind,
+    records,
+    databaseUrl: database.kind === 'sqlite' ? databasePath : database.url,
+    sql: (statement, ...params) => (database.kind === 'sqlite'
+      ? sqliteRows(store, statement, params)
+      : postgresRows(database.url, statement, params)),
     runner,
     databasePath,
     runs,
@@ -136,10 +190,29 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     row: (id) => store.instances.findByInstanceId(id),
     rowCount: () => (store.db.prepare('SELECT count(*) AS n FROM instances').get() as { n: number }).n,
     close(closeOptions = {}) {
-      store.close();
+      if (database.kind === 'postgres') void database.store.close();
+      else store.close();
       if (dir && !closeOptions.keepFiles) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+async function sqliteRows<T>(store: Store, statement: string, params: unknown[]): Promise<T[]> {
+  const prepared = store.db.prepare(statement);
+  if (prepared.reader) return prepared.all(...params) as T[];
+  prepared.run(...params);
+  return [];
+}
+
+async function postgresRows<T>(url: string, statement: string, params: unknown[]): Promise<T[]> {
+  let n = 0;
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    return (await client.query(statement.replace(/\?/g, () => `$${(n += 1)}`), params)).rows as T[];
+  } finally {
+    await client.end();
+  }
 }
 
 /** Asserts the body is an RFC 9457 problem with the given status; returns it. */
@@ -170,7 +243,7 @@ export async function arrangeManagedInstances(h: Harness, names: readonly string
   }
   const synced = await request(h.app).post('/instances/sync');
   if (synced.status !== 200) throw new Error(`sync answered ${synced.status}: ${JSON.stringify(synced.body)}`);
-  for (const id of ids) if (!h.row(id)) throw new Error(`sync did not record ${id}`);
+  for (const id of ids) if (!(await h.records.instances.findByInstanceId(id))) throw new Error(`sync did not record ${id}`);
   return ids;
 }
 
@@ -188,11 +261,11 @@ export async function arrangeRecordedInstance(h: Harness, options: { name: strin
   });
   const ec2 = await ec2InstanceById(id);
   if (ec2?.State?.Name !== 'running') throw new Error(`EC2 reports ${id} as ${ec2?.State?.Name}, not running`);
-  h.store.instances.insertLaunch({
+  await h.records.instances.insertLaunch({
     clientToken, name: options.name, ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8,
     keyName, securityGroupId: null, loginUser: 'ubuntu',
   });
-  h.store.instances.completeLaunch(clientToken, {
+  await h.records.instances.completeLaunch(clientToken, {
     instanceId: id,
     name: options.name,
     state: 'running',
