@@ -12,7 +12,7 @@ import { resetMoto } from '../support/global-fixture.js';
 import {
   AL2022_ARM_AMI, UBUNTU_X86_AMI, TEST_KEY_NAME, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById,
 } from '../support/ec2-reader.js';
-import { arrangeRecordedInstance, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
 
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const INSTANCE_FIELDS = [
@@ -37,13 +37,14 @@ async function arranged(h: Harness, name = 'web-1'): Promise<{ id: string }> {
   return { id: await arrangeRecordedInstance(h, { name }) };
 }
 
-describe('instances API against moto', function () {
+for (const kind of storeKinds()) describe(`instances API against moto (${kind})`, function () {
   let h: Harness;
+  const recordOf = (id: string) => h.records.instances.findByInstanceId(id);
 
   beforeEach(async () => {
     await resetMoto();
     await createKeyPair();
-    h = createHarness();
+    h = await createHarnessOn(kind);
   });
   afterEach(() => h.close());
 
@@ -90,7 +91,7 @@ describe('instances API against moto', function () {
     assert.equal(body.security_group_id, ec2.SecurityGroups?.[0]?.GroupId ?? null);
     assert.equal(body.ssh_string, ec2.PublicIpAddress ? `ssh -i ~/.ssh/${TEST_KEY_NAME}.pem ubuntu@${ec2.PublicIpAddress}` : '');
 
-    const row = h.row(body.id);
+    const row = await recordOf(body.id);
     assert.ok(row);
     assert.equal(row.launch_status, 'launched');
     assert.equal(row.state, body.state);
@@ -115,7 +116,7 @@ describe('instances API against moto', function () {
 
     const ec2 = await ec2InstanceById(body.id);
     assert.equal(ec2.InstanceType, 't4g.micro');
-    assert.equal(h.row(body.id)?.login_user, 'ec2-user');
+    assert.equal((await recordOf(body.id))?.login_user, 'ec2-user');
     assert.equal(body.ssh_string, body.public_ip ? `ssh -i ~/.ssh/${TEST_KEY_NAME}.pem ec2-user@${body.public_ip}` : '');
   });
 
@@ -125,7 +126,7 @@ describe('instances API against moto', function () {
     const groups = await ec2Client().send(new DescribeSecurityGroupsCommand({ GroupNames: ['ec2-creator-ssh-web'] }));
     const groupId = groups.SecurityGroups?.[0]?.GroupId;
     assert.equal(body.security_group_id, groupId);
-    assert.equal(h.row(body.id)?.security_group_id, groupId);
+    assert.equal((await recordOf(body.id))?.security_group_id, groupId);
     const ec2 = await ec2InstanceById(body.id);
     assert.deepEqual(ec2.SecurityGroups.map((g: any) => g.GroupId), [groupId]);
     assert.ok(h.runs.findIndex((r) => r.script === 'ensure_security_group.sh') < h.runs.findIndex((r) => r.script === 'create_instance.sh'));
@@ -143,7 +144,7 @@ describe('instances API against moto', function () {
     assert.equal(response.body.state, 'stopped');
     assert.equal(response.body.public_ip, null);
     assert.equal(response.body.ssh_string, '');
-    assert.equal(h.row(created.id)?.state, 'stopped');
+    assert.equal((await recordOf(created.id))?.state, 'stopped');
     assert.ok(h.runs.some((r) => r.script === 'describe_instance.sh'));
   });
 
@@ -155,7 +156,7 @@ describe('instances API against moto', function () {
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
     assert.equal(stopped.body.state, 'stopped');
     assert.equal((await ec2InstanceById(created.id)).State.Name, 'stopped');
-    assert.equal(h.row(created.id)?.state, 'stopped');
+    assert.equal((await recordOf(created.id))?.state, 'stopped');
 
     const started = await request(h.app).post(`/instances/${created.id}/start`);
 
@@ -167,7 +168,7 @@ describe('instances API against moto', function () {
     assert.notEqual(after.PublicIpAddress, before.PublicIpAddress, 'EC2 gave it a new address');
     assert.equal(started.body.public_ip, after.PublicIpAddress);
     assert.equal(started.body.ssh_string, `ssh -i ~/.ssh/${TEST_KEY_NAME}.pem ubuntu@${after.PublicIpAddress}`);
-    const row = h.row(created.id);
+    const row = await recordOf(created.id);
     assert.equal(row?.public_ip, after.PublicIpAddress);
     assert.equal(row?.state, 'running');
   });
@@ -181,7 +182,7 @@ describe('instances API against moto', function () {
     assert.equal(response.text, '');
     const ec2 = await ec2InstanceById(created.id);
     assert.ok(['shutting-down', 'terminated'].includes(ec2.State.Name));
-    const row = h.row(created.id);
+    const row = await recordOf(created.id);
     assert.equal(row?.state, 'terminated');
     const one = await request(h.app).get(`/instances/${created.id}`);
     assert.equal(one.status, 200);
@@ -197,8 +198,8 @@ describe('instances API against moto', function () {
     const response = await request(h.app).delete(`/instances/${created.id}`);
 
     assert.equal(response.status, 204);
-    assert.equal(h.row(created.id)?.state, 'terminated');
-    assert.ok(h.rowCount() >= 1, 'history is never deleted');
+    assert.equal((await recordOf(created.id))?.state, 'terminated');
+    assert.ok((await h.sql('SELECT row_id FROM instances')).length >= 1, 'history is never deleted');
   });
 
   it('when the instance vanished from EC2, then GET shows it terminated instead of failing', async () => {
@@ -209,7 +210,7 @@ describe('instances API against moto', function () {
 
     assert.equal(response.status, 200);
     assert.equal(response.body.state, 'terminated');
-    assert.equal(h.row(created.id)?.state, 'terminated');
+    assert.equal((await recordOf(created.id))?.state, 'terminated');
   });
 
   it('when the instance vanished from EC2, then stop answers 409 and the record becomes terminated', async () => {
@@ -219,14 +220,14 @@ describe('instances API against moto', function () {
     const response = await request(h.app).post(`/instances/${created.id}/stop`);
 
     expectProblem(response, 409);
-    assert.equal(h.row(created.id)?.state, 'terminated');
+    assert.equal((await recordOf(created.id))?.state, 'terminated');
   });
 
   it('when starting a terminated instance, then 409 and EC2 is untouched', async () => {
     const created = await arranged(h);
     // Terminated in EC2 and recorded as DELETE records it (the delete itself is tested above).
     await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [created.id] }));
-    h.store.instances.markTerminated(created.id, null);
+    await h.records.instances.markTerminated(created.id, null);
     const runsBefore = h.runs.length;
 
     const response = await request(h.app).post(`/instances/${created.id}/start`);
@@ -254,20 +255,20 @@ describe('instances API against moto', function () {
 
     expectProblem(response, 409);
     assert.equal((await ec2InstanceById(created.id)).State.Name, 'running');
-    assert.notEqual(h.row(created.id)?.state, 'terminated');
+    assert.notEqual((await recordOf(created.id))?.state, 'terminated');
   });
 
   describe('GET /instances', () => {
     // Listing reads the records only, so the records are arranged directly: three launches through the
     // scripts (each waiting for "running") made this test outlast mocha's timeout on a busy machine.
-    function recorded(name: string, state: 'running' | 'stopped' | 'terminated'): { id: string } {
+    async function recorded(name: string, state: 'running' | 'stopped' | 'terminated'): Promise<{ id: string }> {
       const id = `i-${randomBytes(9).toString('hex').slice(0, 17)}`;
       const clientToken = `token-${name}`;
-      h.store.instances.insertLaunch({
+      await h.records.instances.insertLaunch({
         clientToken, name, ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8,
         keyName: TEST_KEY_NAME, securityGroupId: null, loginUser: 'ubuntu',
       });
-      h.store.instances.completeLaunch(clientToken, {
+      await h.records.instances.completeLaunch(clientToken, {
         instanceId: id, name, state, publicIp: state === 'running' ? '203.0.113.10' : null, privateIp: '10.0.0.10',
         storageGb: 8, keyName: TEST_KEY_NAME, securityGroupId: null, launchTime: new Date().toISOString(),
       });
@@ -276,14 +277,14 @@ describe('instances API against moto', function () {
 
     it('when KEY_FILE is configured, then ssh_string names that file for the configured key pair and ~/.ssh/<key>.pem for another', async () => {
       h.close();
-      h = createHarness({ config: { keyFile: '/srv/keys/team key.pem' } });
-      const ours = recorded('ours', 'running');
+      h = await createHarnessOn(kind, { config: { keyFile: '/srv/keys/team key.pem' } });
+      const ours = await recorded('ours', 'running');
       const clientToken = 'token-theirs';
-      h.store.instances.insertLaunch({
+      await h.records.instances.insertLaunch({
         clientToken, name: 'theirs', ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8,
         keyName: 'someone-elses', securityGroupId: null, loginUser: 'ubuntu',
       });
-      const theirs = h.store.instances.completeLaunch(clientToken, {
+      const theirs = await h.records.instances.completeLaunch(clientToken, {
         instanceId: 'i-0abcdef0123456789', name: 'theirs', state: 'running', publicIp: '203.0.113.11', privateIp: null,
         storageGb: 8, keyName: 'someone-elses', securityGroupId: null, launchTime: new Date().toISOString(),
       });
@@ -299,9 +300,9 @@ describe('instances API against moto', function () {
     });
 
     it('when several exist, then newest first, terminated hidden unless asked, filters and cursor work', async () => {
-      const a = recorded('alpha', 'terminated');
-      const b = recorded('beta', 'stopped');
-      const c = recorded('gamma', 'running');
+      const a = await recorded('alpha', 'terminated');
+      const b = await recorded('beta', 'stopped');
+      const c = await recorded('gamma', 'running');
 
       const visible = await request(h.app).get('/instances');
       assert.equal(visible.status, 200);
@@ -335,10 +336,10 @@ describe('instances API against moto', function () {
   it('when the app is restarted on the same database file, then it shows the same records', async () => {
     const created = await arranged(h, 'survivor');
     const before = await request(h.app).get('/instances');
-    const path = h.databasePath;
+    const databaseUrl = h.databaseUrl;
     h.close({ keepFiles: true });
 
-    const restarted = createHarness({ databasePath: path });
+    const restarted = await createHarnessOn(kind, { databaseUrl });
     try {
       const after = await request(restarted.app).get('/instances');
       assert.equal(after.status, 200);
@@ -351,6 +352,6 @@ describe('instances API against moto', function () {
     } finally {
       restarted.close();
     }
-    h = createHarness(); // afterEach closes this one
+    h = await createHarnessOn(kind); // afterEach closes this one
   });
 });
