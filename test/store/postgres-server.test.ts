@@ -6,23 +6,13 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
+import { pgRows as rows } from '../support/postgres.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 import { resetMoto, testRunDir } from '../support/global-fixture.js';
 import { captured, getJson, killGroup, markers, postJson, until } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
-
-async function rows<T>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    return (await client.query(sql, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
 
 describe('the server on PostgreSQL', function () {
   this.timeout(180_000);

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
+import { pgRows as rows } from '../support/postgres.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 import { resetMoto, testRunDir } from '../support/global-fixture.js';
@@ -15,16 +15,6 @@ import { captured, getJson, killGroup, markers, postJson, until } from '../suppo
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
-
-async function rows<T>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    return (await client.query(sql, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
 
 describe('several replicas on one PostgreSQL', function () {
   this.timeout(240_000);

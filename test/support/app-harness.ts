@@ -17,8 +17,7 @@ import { openStore, type Store } from '../../app/store/index.js';
 import { asyncSqliteStore } from '../../app/store/async-sqlite.js';
 import type { AsyncStore } from '../../app/store/ports.js';
 import { openPostgresStore } from '../../app/store/postgres/index.js';
-import pg from 'pg';
-import { freshPostgresDatabase } from './postgres.js';
+import { freshPostgresDatabase, pgRows } from './postgres.js';
 import type { InstanceRow } from '../../app/store/instances-repo.js';
 import request from 'supertest';
 import { randomUUID } from 'node:crypto';
@@ -204,15 +203,9 @@ async function sqliteRows<T>(store: Store, statement: string, params: unknown[])
   return [];
 }
 
-async function postgresRows<T>(url: string, statement: string, params: unknown[]): Promise<T[]> {
+function postgresRows<T>(url: string, statement: string, params: unknown[]): Promise<T[]> {
   let n = 0;
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    return (await client.query(statement.replace(/\?/g, () => `$${(n += 1)}`), params)).rows as T[];
-  } finally {
-    await client.end();
-  }
+  return pgRows<T>(url, statement.replace(/\?/g, () => `$${(n += 1)}`), params);
 }
 
 /** Asserts the body is an RFC 9457 problem with the given status; returns it. */

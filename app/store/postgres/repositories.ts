@@ -4,7 +4,7 @@
  * on its own) or one client inside a transaction.
  */
 import type pg from 'pg';
-import { IN_FLIGHT_INDEX } from '../db.js';
+import { IN_FLIGHT_INDEX } from '../schema.js';
 import { InstanceBusyError } from '../errors.js';
 import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
