@@ -1,6 +1,7 @@
 /** The only code that reads or writes the instances table. */
 import type { Db } from './db.js';
 import type Database from 'better-sqlite3';
+import { instancesQuery, type ListFilter } from './list-queries.js';
 import {
   createIdempotencyRepository, createOperationsRepository, type IdempotencyRepository, type OperationsRepository,
 } from './operations-repo.js';
@@ -57,14 +58,6 @@ export interface Ec2Snapshot {
   launchTime: string | null;
 }
 
-export interface ListFilter {
-  state?: string | undefined;
-  name?: string | undefined;
-  includeTerminated: boolean;
-  /** Only rows older than this row (the cursor). */
-  beforeRowId?: number | undefined;
-  limit: number;
-}
 
 export interface InstancesRepository {
   insertLaunch(launch: NewLaunch): InstanceRow;
@@ -193,25 +186,9 @@ export function createInstancesRepository(db: Db): InstancesRepository {
       return mustFind(instanceId);
     },
     list(filter) {
-      const where = ['instance_id IS NOT NULL'];
-      const params: Record<string, string | number> = { limit: filter.limit };
-      if (filter.state !== undefined) {
-        where.push('state = @state');
-        params.state = filter.state;
-      } else if (!filter.includeTerminated) {
-        where.push("state <> 'terminated'");
-      }
-      if (filter.name !== undefined) {
-        where.push('name = @name');
-        params.name = filter.name;
-      }
-      if (filter.beforeRowId !== undefined) {
-        where.push('row_id < @beforeRowId');
-        params.beforeRowId = filter.beforeRowId;
-      }
-      // The statement text depends only on which filters are present: at most a few dozen shapes, each
-      // prepared once (preparing costs about a quarter of reading twenty rows, on the busiest route).
-      const sql = `SELECT * FROM instances WHERE ${where.join(' AND ')} ORDER BY row_id DESC LIMIT @limit`;
+      const { sql, params } = instancesQuery(filter);
+      // At most a few dozen shapes, each prepared once (preparing costs about a quarter of reading twenty
+      // rows, on the busiest route).
       let statement = listStatements.get(sql);
       if (!statement) {
         statement = db.prepare<[Record<string, string | number>], LaunchedRow>(sql);

@@ -1,6 +1,7 @@
 /** The only code that reads or writes the operations and idempotency_keys tables. */
 import type { Db } from './db.js';
 import { InstanceBusyError } from './errors.js';
+import { operationsQuery, type OperationFilter } from './list-queries.js';
 
 export type OperationKind = 'create' | 'start' | 'stop' | 'terminate' | 'sync';
 export type OperationStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'interrupted';
@@ -59,15 +60,6 @@ export interface OperationOutcome {
   result?: unknown;
 }
 
-export interface OperationFilter {
-  instanceId?: string | undefined;
-  status?: string | undefined;
-  kind?: string | undefined;
-  actor?: string | undefined;
-  clientAddress?: string | undefined;
-  beforeRowId?: number | undefined;
-  limit: number;
-}
 
 export interface IdempotencyRecord {
   scope: string;
@@ -203,24 +195,7 @@ export function createOperationsRepository(db: Db): OperationsRepository {
     scriptRunningOn: (instanceId) => scriptRunningOnStmt.get(instanceId)?.id,
     unfinished: () => unfinishedStmt.all(),
     list(filter) {
-      const where: string[] = [];
-      const params: Record<string, string | number> = { limit: filter.limit };
-      const add = (column: string, name: string, value: string | number | undefined) => {
-        if (value === undefined) return;
-        where.push(`${column} = @${name}`);
-        params[name] = value;
-      };
-      add('instance_id', 'instanceId', filter.instanceId);
-      add('status', 'status', filter.status);
-      add('kind', 'kind', filter.kind);
-      add('actor', 'actor', filter.actor);
-      add('client_address', 'clientAddress', filter.clientAddress);
-      if (filter.beforeRowId !== undefined) {
-        where.push('row_id < @beforeRowId');
-        params.beforeRowId = filter.beforeRowId;
-      }
-      const sql = `SELECT * FROM operations ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-                   ORDER BY row_id DESC LIMIT @limit`;
+      const { sql, params } = operationsQuery(filter);
       return db.prepare<[Record<string, string | number>], OperationRow>(sql).all(params);
     },
   };

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { IN_FLIGHT_INDEX } from '../schema.js';
 import { InstanceBusyError } from '../errors.js';
+import { instancesQuery, operationsQuery } from '../list-queries.js';
 import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
 import type { IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
@@ -132,23 +133,8 @@ export function createPostgresRepositories(db: Queryable): Repositories {
       return mustFindInstance(instanceId);
     },
     list(filter) {
-      const where = ['instance_id IS NOT NULL'];
-      const params: Params = { limit: filter.limit };
-      if (filter.state !== undefined) {
-        where.push('state = @state');
-        params.state = filter.state;
-      } else if (!filter.includeTerminated) {
-        where.push("state <> 'terminated'");
-      }
-      if (filter.name !== undefined) {
-        where.push('name = @name');
-        params.name = filter.name;
-      }
-      if (filter.beforeRowId !== undefined) {
-        where.push('row_id < @beforeRowId');
-        params.beforeRowId = filter.beforeRowId;
-      }
-      return rows<LaunchedRow>(`SELECT * FROM instances WHERE ${where.join(' AND ')} ORDER BY row_id DESC LIMIT @limit`, params);
+      const { sql, params } = instancesQuery(filter);
+      return rows<LaunchedRow>(sql, params);
     },
     async setState(instanceId, state) {
       await run(
@@ -248,26 +234,8 @@ export function createPostgresRepositories(db: Queryable): Repositories {
     },
     unfinished: () => rows<OperationRow>(`SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY row_id`),
     list(filter) {
-      const where: string[] = [];
-      const params: Params = { limit: filter.limit };
-      const add = (column: string, name: string, value: string | number | undefined) => {
-        if (value === undefined) return;
-        where.push(`${column} = @${name}`);
-        params[name] = value;
-      };
-      add('instance_id', 'instanceId', filter.instanceId);
-      add('status', 'status', filter.status);
-      add('kind', 'kind', filter.kind);
-      add('actor', 'actor', filter.actor);
-      add('client_address', 'clientAddress', filter.clientAddress);
-      if (filter.beforeRowId !== undefined) {
-        where.push('row_id < @beforeRowId');
-        params.beforeRowId = filter.beforeRowId;
-      }
-      return rows<OperationRow>(
-        `SELECT * FROM operations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY row_id DESC LIMIT @limit`,
-        params,
-      );
+      const { sql, params } = operationsQuery(filter);
+      return rows<OperationRow>(sql, params);
     },
   };
 
