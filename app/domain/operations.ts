@@ -180,11 +180,13 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
   const deciding = new Map<string, Promise<void>>();
   const waiting: Array<() => void> = [];
   let running = 0;
+  /** Submissions being decided: not active yet, but a shutdown must wait for them as for the active. */
+  let admitting = 0;
   let draining = false;
   let idleWaiters: Array<() => void> = [];
 
   function settleIdle(): void {
-    if (active.size > 0) return;
+    if (active.size > 0 || admitting > 0) return;
     const waiters = idleWaiters;
     idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -275,6 +277,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     }
     let decided: () => void = () => undefined;
     if (keyId !== undefined) deciding.set(keyId, new Promise<void>((resolve) => (decided = resolve)));
+    admitting += 1;
     try {
       for (let attempt = 1; ; attempt += 1) {
         try {
@@ -288,6 +291,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
         deciding.delete(keyId);
         decided();
       }
+      admitting -= 1;
+      settleIdle();
     }
   }
 
@@ -306,9 +311,32 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       if (busy !== undefined) throw inFlightError(instanceId, busy);
       byInstance.set(instanceId, id);
     }
+    // The script slot (or the place in line) is taken in the same turn as counted, before anything awaits:
+    // an operation that finishes meanwhile hands its slot to this one rather than to nobody.
     const capped = spec.capped ?? true;
-    let startsNow = true;
     let holdsSlot = false;
+    let inLine: (() => void) | undefined;
+    let slot: Promise<void> = Promise.resolve();
+    if (capped) {
+      if (running < options.maxConcurrent) {
+        running += 1;
+        holdsSlot = true;
+      } else if (waiting.length < options.maxQueued) {
+        slot = new Promise<void>((resolve) => {
+          inLine = () => {
+            holdsSlot = true;
+            resolve();
+          };
+          waiting.push(inLine);
+        });
+      } else {
+        if (instanceId !== undefined && byInstance.get(instanceId) === id) byInstance.delete(instanceId);
+        throw new UnavailableError(
+          `All ${options.maxConcurrent} script slots are busy and ${options.maxQueued} operations are queued; retry later`,
+          retryAfter,
+        );
+      }
+    }
     let row: OperationRow;
     try {
       // The store also knows of a script that outlived the previous server and still works on the instance.
@@ -316,39 +344,17 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       if (instanceId !== undefined && orphan !== undefined) throw inFlightError(instanceId, orphan);
       row = await store.transaction(async (tx) => {
         await spec.admit?.(tx);
-        if (capped) {
-          if (running < options.maxConcurrent) {
-            running += 1;
-            holdsSlot = true;
-          } else if (waiting.length < options.maxQueued) {
-            startsNow = false;
-          } else {
-            throw new UnavailableError(
-              `All ${options.maxConcurrent} script slots are busy and ${options.maxQueued} operations are queued; retry later`,
-              retryAfter,
-            );
-          }
-        }
-        let inserted: OperationRow;
-        try {
-          inserted = await tx.operations.insert({
-            id,
-            kind: spec.kind,
-            instanceId: instanceId ?? null,
-            clientToken: spec.clientToken ?? null,
-            idempotencyKey: spec.idempotency?.key ?? null,
-            requestId: ctx?.requestId ?? null,
-            actor: ctx?.actor ?? null,
-            clientAddress: ctx?.clientAddress ?? null,
-            owner: options.owner ?? null,
-          });
-        } catch (error) {
-          if (!(error instanceof InstanceBusyError)) throw error;
-          // Another server holds the instance: name its operation, as for one of ours.
-          const holder = (await tx.operations.list({ instanceId: error.instanceId, status: 'running', limit: 1 }))[0]
-            ?? (await tx.operations.list({ instanceId: error.instanceId, status: 'queued', limit: 1 }))[0];
-          throw inFlightError(error.instanceId, holder?.id ?? 'on another server');
-        }
+        const inserted = await tx.operations.insert({
+          id,
+          kind: spec.kind,
+          instanceId: instanceId ?? null,
+          clientToken: spec.clientToken ?? null,
+          idempotencyKey: spec.idempotency?.key ?? null,
+          requestId: ctx?.requestId ?? null,
+          actor: ctx?.actor ?? null,
+          clientAddress: ctx?.clientAddress ?? null,
+          owner: options.owner ?? null,
+        });
         if (spec.idempotency) {
           const claim = { scope, key: spec.idempotency.key, fingerprint: spec.idempotency.fingerprint, operationId: id };
           if (!(await tx.idempotency.claim(claim, 'previousOperationId' in earlier ? earlier.previousOperationId : null))) {
@@ -358,8 +364,17 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
         return inserted;
       });
     } catch (error) {
-      if (holdsSlot) release();
+      const queued = inLine === undefined ? -1 : waiting.indexOf(inLine);
+      if (queued >= 0) waiting.splice(queued, 1);
+      else if (holdsSlot) release();
       if (instanceId !== undefined && byInstance.get(instanceId) === id) byInstance.delete(instanceId);
+      if (error instanceof InstanceBusyError) {
+        // Another server holds the instance. The refused transaction is over (PostgreSQL aborts it): the
+        // holder is named from a read of its own.
+        const holder = (await operations.list({ instanceId: error.instanceId, status: 'running', limit: 1 }))[0]
+          ?? (await operations.list({ instanceId: error.instanceId, status: 'queued', limit: 1 }))[0];
+        throw inFlightError(error.instanceId, holder?.id ?? 'on another server');
+      }
       throw error;
     }
 
@@ -371,7 +386,6 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     const entry: Active = { id, instanceId, interrupted: false, interrupt };
     active.set(id, entry);
 
-    const slot = startsNow ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve));
     const handle: OperationHandle = {
       id,
       clientToken: spec.clientToken ?? null,
@@ -484,7 +498,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       draining = true;
     },
     idle() {
-      if (active.size === 0) return Promise.resolve();
+      if (active.size === 0 && admitting === 0) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
     },
     async interruptActive(note) {

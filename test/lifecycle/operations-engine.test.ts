@@ -12,8 +12,12 @@ import {
 } from '../../app/domain/errors.js';
 import { createOperationsEngine, type OperationsEngine, type SubmitSpec, type Submission } from '../../app/domain/operations.js';
 import { createLogger } from '../../app/logger.js';
+import { until } from '../support/lifecycle.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import { asyncSqliteStore } from '../../app/store/async-sqlite.js';
+import type { AsyncStore } from '../../app/store/ports.js';
+import { openPostgresStore } from '../../app/store/postgres/index.js';
+import { freshPostgresDatabase } from '../support/postgres.js';
 
 /** Work that runs until the test finishes it. */
 interface HeldWork {
@@ -104,6 +108,83 @@ describe('operations engine', () => {
     for (const work of works) work.finish();
     await current.idle();
     assert.deepEqual(submissions.map(statusOf), ['succeeded', 'succeeded', 'succeeded', 'succeeded']);
+  });
+
+  it('when the only running operation finishes while the next one is being recorded, then the next one still runs and the engine ends idle', async () => {
+    // The next one's record is held in its transaction (as a slow database would hold it) until the first has
+    // ended: on PostgreSQL, where the first one's own record is written meanwhile, as another server's would be.
+    const base = await openPostgresStore(await freshPostgresDatabase());
+    try {
+      let hold: { reached: () => void; open: Promise<void> } | undefined;
+      const slowStore: AsyncStore = {
+        ...base,
+        transaction: (work) => base.transaction((tx) => work({
+          ...tx,
+          operations: {
+            ...tx.operations,
+            async insert(op) {
+              const held = hold;
+              hold = undefined;
+              if (held) {
+                held.reached();
+                await held.open;
+              }
+              return tx.operations.insert(op);
+            },
+          },
+        })),
+      };
+      current = createOperationsEngine({
+        store: slowStore, logger: createLogger({ silent: true }), maxConcurrent: 1, maxQueued: 4, idempotencyTtlHours: 24,
+      });
+      const first = held();
+      const running = started(await stop('i-0000000000000000a', first));
+      await until('the first operation runs', () => first.started);
+
+      let reached!: () => void;
+      const atStore = new Promise<void>((resolve) => (reached = resolve));
+      let open!: () => void;
+      hold = { reached, open: new Promise<void>((resolve) => (open = resolve)) };
+      const second = held();
+      const submitting = stop('i-0000000000000000b', second);
+      await atStore;
+      first.finish();
+      await running.done;
+      open();
+      const next = started(await submitting);
+      await until('the second operation starts', () => second.started);
+      second.finish();
+      await next.done;
+      await current.idle();
+      assert.deepEqual(current.stats(), { running: 0, queued: 0, active: 0 });
+      assert.equal((await base.operations.get(next.operation.id))?.status, 'succeeded');
+    } finally {
+      await base.close();
+    }
+  });
+
+  it('when two servers on one PostgreSQL take an operation on the same instance, then the second is refused naming the first', async () => {
+    const url = await freshPostgresDatabase();
+    const [a, b] = [await openPostgresStore(url), await openPostgresStore(url)];
+    try {
+      const on = (shared: AsyncStore, owner: string) => createOperationsEngine({
+        store: shared, logger: createLogger({ silent: true }), maxConcurrent: 8, maxQueued: 32, idempotencyTtlHours: 24, owner,
+      });
+      const [first, second] = [on(a, 'replica-a'), on(b, 'replica-b')];
+      const work = held();
+      const running = started(await first.submit({ kind: 'stop', instanceId: 'i-0000000000000000c', run: () => work.run() }));
+      // Only the database knows of the first: the second server has nothing in memory about the instance.
+      await assert.rejects(
+        second.submit({ kind: 'stop', instanceId: 'i-0000000000000000c', run: () => held().run() }),
+        (error: unknown) => error instanceof OperationInFlightError && error.operationId === running.operation.id,
+      );
+      assert.equal((await a.operations.list({ instanceId: 'i-0000000000000000c', limit: 5 })).length, 1);
+      assert.deepEqual(second.stats(), { running: 0, queued: 0, active: 0 }, 'the refused one holds no slot');
+      work.finish();
+      await running.done;
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('when an operation targets an instance that has one in flight, then it is refused naming the first, and it may run once the first finished', async () => {
