@@ -460,6 +460,26 @@ describe('the PostgreSQL store\'s schema and faults', function () {
     }
   });
 
+  it('when the connection drops in the middle of a transaction, then the transaction fails as unavailable, nothing of it stays and the store goes on', async () => {
+    const url = await server.createDatabase('dropped_in_transaction');
+    const store = await openPostgresStore(url);
+    const admin = new pg.Client(url);
+    await admin.connect();
+    try {
+      const wanted = launch('half-written');
+      await assert.rejects(store.transaction(async (tx) => {
+        await tx.instances.insertLaunch(wanted);
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'dropped_in_transaction' AND pid <> pg_backend_pid()");
+        await tx.instances.live();
+      }), StorageUnavailableError);
+      assert.equal(await store.instances.findByClientToken(wanted.clientToken), undefined);
+      assert.deepEqual(await store.health(), { ok: true });
+    } finally {
+      await admin.end();
+      await store.close();
+    }
+  });
+
   it('when the database server is down, then calls fail as unavailable (503) and readiness says why', async () => {
     const own = await startPostgres({ holdsProcessOpen: false });
     const store = await openPostgresStore(own.url);

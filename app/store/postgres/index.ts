@@ -26,8 +26,10 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOST
 function isUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string') return NETWORK_CODES.has(code) || UNAVAILABLE_CLASSES.has(code.slice(0, 2));
-  // pg reports a connection lost mid-query without a code.
-  return error instanceof Error && /Connection terminated|connection timeout/i.test(error.message);
+  // pg reports a lost connection, an unusable client and an exhausted pool without a code.
+  return error instanceof Error
+    && /Connection terminated|connection timeout|connection error and is not queryable|timeout exceeded when trying to connect|Query read timeout/i
+      .test(error.message);
 }
 
 /** Where the database is, without its password: for messages and logs. */
@@ -44,15 +46,30 @@ export function describeUrl(url: string): string {
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore> {
   const where = describeUrl(url);
   const retryAfter = options.retryAfterSeconds ?? 30;
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: 10_000 });
+  // A query that outlives query_timeout has lost its database (a partition, a hung server): it fails as
+  // unavailable instead of holding a request, or a shutdown, for ever. The keepalive settings make the
+  // server notice a client whose machine vanished within about half a minute, and end its session: its
+  // advisory locks (the duties) go with it, instead of after the two hours the operating system would wait.
+  const connection = {
+    connectionString: url,
+    connectionTimeoutMillis: 10_000,
+    query_timeout: 60_000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    options: '-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 -c tcp_user_timeout=30000',
+  };
+  const pool = new pg.Pool({ ...connection, max: options.poolSize ?? 10 });
   // An idle connection the server drops must not crash the process; the next query reconnects.
   pool.on('error', (error) => options.logger?.warn('postgres connection lost', { database: where, error: error.message }));
 
   try {
     const client = await pool.connect();
+    const ignore = (): void => undefined; // a connection lost mid-migration fails the query below instead
+    client.on('error', ignore);
     try {
       await migratePostgres(client);
     } finally {
+      client.off('error', ignore);
       client.release();
     }
   } catch (error) {
@@ -98,6 +115,13 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       } catch (error) {
         throw translate(error);
       }
+      // pg-pool stops listening to a client's errors while it is checked out: a connection that drops
+      // mid-transaction would otherwise be an uncaught 'error' and end the process.
+      let lost: Error | undefined;
+      const onError = (error: Error): void => {
+        lost = error;
+      };
+      client.on('error', onError);
       let broken = false;
       try {
         await client.query('BEGIN');
@@ -116,17 +140,20 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
         return value;
       } catch (error) {
         try {
+          if (lost) throw lost;
           await client.query('ROLLBACK');
         } catch {
           broken = true; // the connection is gone: the server rolled the transaction back
         }
         throw translate(error);
       } finally {
-        client.release(broken);
+        client.off('error', onError);
+        client.release(broken || lost !== undefined);
       }
     },
     async tryDuty(name) {
-      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+      // Its own connection, outside the pool: the lock lives and dies with this session (see `connection`).
+      const client = new pg.Client({ ...connection, query_timeout: undefined });
       let lose!: () => void;
       const lost = new Promise<void>((resolve) => (lose = resolve));
       let released = false;
