@@ -8,6 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -89,9 +90,8 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
       store,
       shared: config.postgresUrl !== null,
       leaseTimeoutMs: config.leaseTimeoutS * 1000,
-      host: hostname(),
+      ...thisMachine(),
       pid: process.pid,
-      isAlive: processIsAlive,
       logger,
       newId: () => `replica-${randomUUID()}`,
     });
@@ -132,7 +132,10 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     replica: started.replica.id,
   });
   const member = started.replica;
-  member.start(services.lifecycle, url);
+  member.start(services.lifecycle, url, async () => {
+    runner.killAll({ force: true });
+    await services.operations.interruptActive('interrupted: another server took this one for dead (its lease ran out) and took over its work');
+  });
 
   // Periodic reconciliation and idempotency-key purge: on one server at a time where several share the database.
   const timers: NodeJS.Timeout[] = [];
@@ -187,10 +190,11 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
           await settlesWithin(closed, 1_000); // the sockets are destroyed: only their close events are awaited
         }
         await settlesWithin(notifier.idle(), left());
-        await member.leave().catch((error: unknown) => {
+        const leaving = member.leave().catch((error: unknown) => {
           logger.warn('could not leave the replicas table; the lease runs out instead', { error: error instanceof Error ? error.message : String(error) });
         });
-        await open.close();
+        await settlesWithin(leaving, left());
+        await settlesWithin(open.close(), left());
         lock?.release();
         logger.info('shut down');
       })();
@@ -260,6 +264,20 @@ function background(logger: Logger, what: string, work: () => unknown): void {
   } catch (error) {
     logger.warn(what, { error: error instanceof Error ? error.message : String(error) });
   }
+}
+
+/**
+ * This machine as replicas tell it apart: its host name, and where Linux says, its pid namespace (containers
+ * that share a host name need not share pids: there a pid is only compared within one namespace).
+ */
+function thisMachine(): { host: string; isAlive?: (pid: number) => boolean } {
+  try {
+    const namespace = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1];
+    if (namespace) return { host: `${hostname()} (pid namespace ${namespace})`, isAlive: processIsAlive };
+  } catch {
+    // no /proc: the lease alone tells a dead replica
+  }
+  return { host: hostname() };
 }
 
 /** Whether a process of this machine runs (EPERM: it does, as another user). */

@@ -17,10 +17,17 @@ export interface ReplicaOptions {
   /** Whether other servers may share the database (PostgreSQL); false: this server holds it alone. */
   shared: boolean;
   leaseTimeoutMs: number;
+  /**
+   * This machine, as replicas on it are told from others: its host name and, where the system has one, its
+   * process-id namespace (containers sharing a host name need not share pids).
+   */
   host: string;
   pid: number;
-  /** Whether a process of this machine still runs (a replica on this host whose process is gone is dead now). */
-  isAlive(pid: number): boolean;
+  /**
+   * Whether a process of this machine still runs (a replica on this host whose process is gone is dead at
+   * once); undefined where pids cannot be compared, and the lease alone decides.
+   */
+  isAlive?: ((pid: number) => boolean) | undefined;
   logger: Logger;
   newId(): string;
 }
@@ -29,8 +36,12 @@ export interface Replica {
   readonly id: string;
   /** Whose unfinished work this server takes over as it starts. */
   startUpScope(): Promise<RecoveryScope>;
-  /** Renews the lease from now on and, where the database is shared, takes over dead replicas' work. */
-  start(lifecycle: LifecycleService, url: string): void;
+  /**
+   * Renews the lease from now on and, where the database is shared, takes over dead replicas' work.
+   * `takenForDead` runs when another server gave this one up (its lease ran out): what it still does here
+   * was interrupted in the records already.
+   */
+  start(lifecycle: LifecycleService, url: string, takenForDead: () => Promise<unknown>): void;
   /** Runs `work` on one replica at a time for `duty` (periodic sync, key purging); false when another holds it. */
   asDuty(duty: string, work: () => Promise<unknown>): Promise<boolean>;
   /** Stops renewing and leaves the table, so nobody waits for this lease to run out. */
@@ -46,22 +57,27 @@ export async function joinReplicas(options: ReplicaOptions): Promise<Replica> {
   let takingOver = false;
   let left = false;
 
-  const alive = (row: ReplicaRow, now: number): boolean => {
+  const alive = (row: ReplicaRow): boolean => {
     if (row.id === id) return true;
-    if (row.host === options.host && !options.isAlive(row.pid)) return false;
-    return Date.parse(row.heartbeat_at) >= now - options.leaseTimeoutMs;
+    if (row.host === options.host && options.isAlive && !options.isAlive(row.pid)) return false;
+    return row.heartbeat_age_ms <= options.leaseTimeoutMs;
   };
   const describe = (row: ReplicaRow): string => `${row.id} on ${row.host}, pid ${row.pid}`;
 
-  /** What this server takes over from the replicas that are gone, and whose scripts it can look at. */
-  function scopeOf(rows: ReplicaRow[], dead: (row: ReplicaRow) => boolean, note: string): RecoveryScope {
+  /**
+   * What this server takes over from the replicas that are gone, and whose scripts it can look at. `readAt`
+   * is when `rows` were read: an owner missing from them that recorded its operation later is a replica
+   * that registered since, alive.
+   */
+  function scopeOf(rows: ReplicaRow[], readAt: string, dead: (row: ReplicaRow) => boolean, note: string): RecoveryScope {
     const byId = new Map(rows.map((row) => [row.id, row]));
     const gone = new Set(rows.filter(dead).map((row) => row.id));
     return {
       note,
       // Unknown owners (records from before servers were told apart, or a replica already removed) have
       // nobody left to finish them either.
-      abandoned: (op: OperationRow) => op.owner !== id && (op.owner === null || gone.has(op.owner) || !byId.has(op.owner)),
+      abandoned: (op: OperationRow) => op.owner !== id
+        && (op.owner === null || gone.has(op.owner) || (!byId.has(op.owner) && op.created_at < readAt)),
       local: (op: OperationRow) => {
         const owner = op.owner === null ? undefined : byId.get(op.owner);
         return owner === undefined || owner.host === options.host;
@@ -70,23 +86,26 @@ export async function joinReplicas(options: ReplicaOptions): Promise<Replica> {
   }
 
   async function takeOver(lifecycle: LifecycleService): Promise<void> {
-    const now = Date.now();
+    const readAt = new Date().toISOString();
     const rows = await store.replicas.list();
-    const dead = rows.filter((row) => !alive(row, now));
+    const dead = rows.filter((row) => !alive(row));
     if (dead.length === 0) return;
     logger.warn('replicas stopped renewing their lease; taking over their operations', {
       replicas: dead.map(describe), lease_timeout_ms: options.leaseTimeoutMs,
     });
     const note = `interrupted: the server running it (${dead.map(describe).join('; ')}) stopped renewing its lease`;
     const deadIds = new Set(dead.map((row) => row.id));
-    await lifecycle.recover({ requestId: 'takeover' }, scopeOf(rows, (row) => deadIds.has(row.id), note)).done;
+    const recovering = lifecycle.recover({ requestId: 'takeover' }, scopeOf(rows, readAt, (row) => deadIds.has(row.id), note));
+    recovering.settled.catch(() => undefined); // its failure is done's too
+    await recovering.done;
     for (const row of dead) await store.replicas.remove(row.id);
   }
 
-  async function heartbeat(): Promise<void> {
+  async function heartbeat(takenForDead: () => Promise<unknown>): Promise<void> {
     if (await store.replicas.heartbeat(id)) return;
     if (left) return;
-    logger.error('this server was taken for dead by another (its lease ran out); registering again', { replica: id });
+    logger.error('this server was taken for dead by another (its lease ran out): stopping what it still runs, then registering again', { replica: id });
+    await takenForDead();
     await store.replicas.register({ id, host: options.host, pid: options.pid, url: null });
   }
 
@@ -109,20 +128,19 @@ export async function joinReplicas(options: ReplicaOptions): Promise<Replica> {
   return {
     id,
     async startUpScope() {
+      const readAt = new Date().toISOString();
       const rows = await store.replicas.list();
-      if (!options.shared) {
-        // This server holds the file: every other registration is a previous process's.
-        for (const row of rows) if (row.id !== id) await store.replicas.remove(row.id);
-        return scopeOf(rows, (row) => row.id !== id, 'interrupted: the server stopped while this operation was in flight');
-      }
-      const now = Date.now();
-      return scopeOf(rows, (row) => !alive(row, now), 'interrupted: the server stopped while this operation was in flight');
+      // On SQLite this server holds the file: every other registration is a previous process's.
+      const dead = (row: ReplicaRow): boolean => (options.shared ? !alive(row) : row.id !== id);
+      // This start-up takes over their work: nobody else needs to.
+      for (const row of rows) if (dead(row)) await store.replicas.remove(row.id);
+      return scopeOf(rows, readAt, dead, 'interrupted: the server stopped while this operation was in flight');
     },
-    start(lifecycle, url) {
+    start(lifecycle, url, takenForDead) {
       void store.replicas.setUrl(id, url).catch(() => undefined);
       const every = Math.max(250, Math.floor(options.leaseTimeoutMs / 3));
       const tick = (): void => {
-        heartbeat().catch((error: unknown) => {
+        heartbeat(takenForDead).catch((error: unknown) => {
           logger.warn('could not renew this server\'s lease', { replica: id, error: error instanceof Error ? error.message : String(error) });
         });
         if (!options.shared || takingOver) return;

@@ -270,21 +270,23 @@ export function createPostgresRepositories(db: Queryable): Repositories {
     purgeOlderThan: (cutoff) => run('DELETE FROM idempotency_keys WHERE created_at < @cutoff', { cutoff }),
   };
 
-  const replicaById = (id: string) => first<ReplicaRow>('SELECT * FROM replicas WHERE id = @id', { id });
+  // The database's clock, one for every server: theirs may disagree by more than a lease.
+  const dbNow = `to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  const withAge = '*, CAST(ROUND(EXTRACT(EPOCH FROM (now() - heartbeat_at::timestamptz)) * 1000) AS INTEGER) AS heartbeat_age_ms';
+  const replicaById = (id: string) => first<ReplicaRow>(`SELECT ${withAge} FROM replicas WHERE id = @id`, { id });
   const replicas: ReplicasStore = {
     async register(replica) {
-      const at = now();
       await run(
-        'INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) VALUES (@id, @host, @pid, @url, @at, @at)',
-        { ...replica, at },
+        `INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) VALUES (@id, @host, @pid, @url, ${dbNow}, ${dbNow})`,
+        replica,
       );
       return (await replicaById(replica.id)) as ReplicaRow;
     },
-    heartbeat: async (id) => (await run('UPDATE replicas SET heartbeat_at = @now WHERE id = @id', { id, now: now() })) === 1,
+    heartbeat: async (id) => (await run(`UPDATE replicas SET heartbeat_at = ${dbNow} WHERE id = @id`, { id })) === 1,
     async setUrl(id, url) {
       await run('UPDATE replicas SET url = @url WHERE id = @id', { id, url });
     },
-    list: () => rows<ReplicaRow>('SELECT * FROM replicas ORDER BY started_at, id'),
+    list: () => rows<ReplicaRow>(`SELECT ${withAge} FROM replicas ORDER BY started_at, id`),
     async remove(id) {
       await run('DELETE FROM replicas WHERE id = @id', { id });
     },
