@@ -4,48 +4,17 @@
  * what EC2 has through the emulator's own client, never through the server under test.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
-import { pgRows as rows } from '../support/postgres.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2InstanceById } from '../support/ec2-reader.js';
+import { pgRows as rows, usePostgresServers } from '../support/postgres.js';
+import { UBUNTU_X86_AMI, allEc2Instances, ec2InstanceById } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
-import { resetMoto, testRunDir } from '../support/global-fixture.js';
 import { captured, getJson, killGroup, markers, postJson, until } from '../support/lifecycle.js';
-import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 
 describe('the server on PostgreSQL', function () {
   this.timeout(180_000);
-  let postgres: PostgresServer;
-  let databases = 0;
-  let url: string;
-  let dir: string;
-  let servers: ServerProcess[] = [];
-  let scriptGroups: number[] = [];
-
-  before(async () => {
-    postgres = await startPostgres({ holdsProcessOpen: false });
-  });
-  after(() => postgres?.stop());
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    url = await postgres.createDatabase(`server_${(databases += 1)}`);
-    dir = mkdtempSync(path.join(testRunDir(), 'postgres-server-'));
-    servers = [];
-    scriptGroups = [];
-  });
-  afterEach(() => {
-    for (const server of servers) server.child.kill('SIGKILL');
-    for (const group of scriptGroups) killGroup(group);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  async function start(env: Record<string, string> = {}): Promise<ServerProcess> {
-    const server = await startServerProcess({ DATABASE_URL: url, ...env });
-    servers.push(server);
-    return server;
-  }
+  const pgs = usePostgresServers('server');
+  const start = (env: Record<string, string> = {}) => pgs.start(env);
 
   it('when a launch, a stop and a terminate go through a server on PostgreSQL, then each is recorded there and EC2 follows', async () => {
     const server = await start();
@@ -59,10 +28,10 @@ describe('the server on PostgreSQL', function () {
     const destroyed = await getJson(`${server.url}/instances/${id}`, { method: 'DELETE' });
     assert.equal(destroyed.status, 204);
 
-    const [record] = await rows<{ name: string; state: string; launch_status: string }>(url,
+    const [record] = await rows<{ name: string; state: string; launch_status: string }>(pgs.url,
       'SELECT name, state, launch_status FROM instances WHERE instance_id = $1', [id]);
     assert.deepEqual(record, { name: 'pg-web', state: 'terminated', launch_status: 'launched' });
-    const operations = await rows<{ kind: string; status: string }>(url, 'SELECT kind, status FROM operations ORDER BY row_id');
+    const operations = await rows<{ kind: string; status: string }>(pgs.url, 'SELECT kind, status FROM operations ORDER BY row_id');
     assert.deepEqual(operations.filter((o) => o.kind !== 'sync'), [
       { kind: 'create', status: 'succeeded' }, { kind: 'stop', status: 'succeeded' }, { kind: 'terminate', status: 'succeeded' },
     ]);
@@ -72,19 +41,19 @@ describe('the server on PostgreSQL', function () {
   });
 
   it('when the server is SIGKILLed after EC2 accepted a launch, then a restart on the same PostgreSQL database records exactly one instance and launches nothing again', async () => {
-    const hold = path.join(dir, 'hold');
+    const hold = path.join(pgs.dir, 'hold');
     mkdirSync(hold);
-    const capture = path.join(dir, 'aws-calls');
+    const capture = path.join(pgs.dir, 'aws-calls');
     const first = await start(fakeAwsEnv({ FAKE_AWS_HOLD_AFTER_OP: 'run-instances', FAKE_AWS_HOLD_DIR: hold, FAKE_AWS_CAPTURE_FILE: capture }));
     const pending = postJson(`${first.url}/instances`, { name: 'pg-crash', ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 })
       .catch((error: unknown) => error);
     await until('EC2 accepted the launch (the fake answered nothing yet)', () => markers(hold, 'done').length === 1);
-    const [op] = await rows<{ id: string; status: string }>(url, "SELECT id, status FROM operations WHERE kind = 'create'");
+    const [op] = await rows<{ id: string; status: string }>(pgs.url, "SELECT id, status FROM operations WHERE kind = 'create'");
     assert.equal(op?.status, 'running');
     process.kill(first.pid, 'SIGKILL');
     await first.exited;
     const group = Number(markers(hold, 'done')[0]?.text);
-    scriptGroups.push(group);
+    pgs.killAfter(group);
     killGroup(group);
     assert.ok((await pending) instanceof Error, 'the client lost its connection');
 
@@ -95,9 +64,9 @@ describe('the server on PostgreSQL', function () {
 
     const ec2 = await allEc2Instances();
     assert.equal(ec2.length, 1);
-    const records = await rows<{ instance_id: string; launch_status: string }>(url, 'SELECT instance_id, launch_status FROM instances');
+    const records = await rows<{ instance_id: string; launch_status: string }>(pgs.url, 'SELECT instance_id, launch_status FROM instances');
     assert.deepEqual(records, [{ instance_id: ec2[0]?.InstanceId, launch_status: 'launched' }]);
-    const [after] = await rows<{ status: string; instance_id: string }>(url, 'SELECT status, instance_id FROM operations WHERE id = $1', [op?.id]);
+    const [after] = await rows<{ status: string; instance_id: string }>(pgs.url, 'SELECT status, instance_id FROM operations WHERE id = $1', [op?.id]);
     assert.deepEqual(after, { status: 'interrupted', instance_id: ec2[0]?.InstanceId });
     assert.equal(captured(capture).filter((c) => c.operation === 'run-instances').length, 1, 'launched once, never again');
   });

@@ -4,53 +4,21 @@
  * or counted). The guarantees that used to live in one server's memory must hold between servers.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
-import { pgRows as rows } from '../support/postgres.js';
-import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-reader.js';
+import { pgRows as rows, usePostgresServers } from '../support/postgres.js';
+import { UBUNTU_X86_AMI, allEc2Instances } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
-import { resetMoto, testRunDir } from '../support/global-fixture.js';
 import { captured, getJson, killGroup, markers, postJson, until } from '../support/lifecycle.js';
-import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import type { ServerProcess } from '../support/server-process.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
 describe('several replicas on one PostgreSQL', function () {
   this.timeout(240_000);
-  let postgres: PostgresServer;
-  let databases = 0;
-  let url: string;
-  let dir: string;
-  let servers: ServerProcess[] = [];
-  let scriptGroups: number[] = [];
+  const pgs = usePostgresServers('replicas');
 
-  before(async () => {
-    postgres = await startPostgres({ holdsProcessOpen: false });
-  });
-  after(() => postgres?.stop());
-  beforeEach(async () => {
-    await resetMoto();
-    await createKeyPair();
-    url = await postgres.createDatabase(`replicas_${(databases += 1)}`);
-    dir = mkdtempSync(path.join(testRunDir(), 'replicas-'));
-    mkdirSync(path.join(dir, 'gate'));
-    servers = [];
-    scriptGroups = [];
-  });
-  afterEach(() => {
-    writeFileSync(path.join(dir, 'gate', 'release'), '');
-    for (const server of servers) server.child.kill('SIGKILL');
-    for (const group of scriptGroups) killGroup(group);
-    for (const marker of markers(path.join(dir, 'gate'), 'entered')) killGroup(Number(marker.text));
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  async function replica(env: Record<string, string> = {}): Promise<ServerProcess> {
-    const server = await startServerProcess({ DATABASE_URL: url, LEASE_TIMEOUT_S: '3', ...env });
-    servers.push(server);
-    return server;
-  }
+  const replica = (env: Record<string, string> = {}): Promise<ServerProcess> => pgs.start({ LEASE_TIMEOUT_S: '3', ...env });
 
   it('when an instance is created on replica A, then replica B lists it, reads it and can stop it', async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
@@ -61,13 +29,13 @@ describe('several replicas on one PostgreSQL', function () {
     assert.equal((await getJson(`${b.url}/instances/${created.body.id}`)).body.name, 'shared-1');
     const stopped = await postJson(`${b.url}/instances/${created.body.id}/stop`);
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
-    const owners = await rows<{ kind: string; owner: string }>(url, "SELECT kind, owner FROM operations WHERE kind <> 'sync' ORDER BY row_id");
+    const owners = await rows<{ kind: string; owner: string }>(pgs.url, "SELECT kind, owner FROM operations WHERE kind <> 'sync' ORDER BY row_id");
     assert.equal(owners.length, 2);
     assert.notEqual(owners[0]?.owner, owners[1]?.owner, 'each operation names the replica that ran it');
   });
 
   it('when stops of one instance reach replica A and replica B at once, then one runs and the other gets 409 naming it', async () => {
-    const gate = path.join(dir, 'gate');
+    const gate = path.join(pgs.dir, 'gate');
     const plain = await replica();
     const created = await postJson(`${plain.url}/instances`, launch('contended'));
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -78,13 +46,13 @@ describe('several replicas on one PostgreSQL', function () {
     await until('A\'s stop is held in front of EC2', () => markers(gate, 'entered').length === 1);
     const second = await postJson(`${plain.url}/instances/${id}/stop`);
     assert.equal(second.status, 409, JSON.stringify(second.body));
-    const [running] = await rows<{ id: string }>(url, "SELECT id FROM operations WHERE kind = 'stop' AND status = 'running'");
+    const [running] = await rows<{ id: string }>(pgs.url, "SELECT id FROM operations WHERE kind = 'stop' AND status = 'running'");
     assert.ok(running);
     assert.match(second.body.detail, new RegExp(`Operation ${running.id} on instance ${id} is still in flight`));
 
     writeFileSync(path.join(gate, 'release'), '');
     assert.equal((await first).status, 200);
-    assert.equal((await rows(url, "SELECT id FROM operations WHERE kind = 'stop'")).length, 1, 'the refused stop recorded nothing');
+    assert.equal((await rows(pgs.url, "SELECT id FROM operations WHERE kind = 'stop'")).length, 1, 'the refused stop recorded nothing');
   });
 
   it('when 15 creates are sent at once across three replicas, then no more than MAX_INSTANCES are launched and the rest get 409', async () => {
@@ -96,11 +64,11 @@ describe('several replicas on one PostgreSQL', function () {
     assert.deepEqual(statuses, [...Array(3).fill(201), ...Array(12).fill(409)], JSON.stringify(answers.map((a) => a.body)));
     for (const refused of answers.filter((a) => a.status === 409)) assert.match(refused.body.detail, /MAX_INSTANCES|quota|instances/i);
     assert.equal((await allEc2Instances()).length, 3);
-    assert.equal((await rows(url, 'SELECT row_id FROM instances')).length, 3);
+    assert.equal((await rows(pgs.url, 'SELECT row_id FROM instances')).length, 3);
   });
 
   it('when the same Idempotency-Key reaches replica A and replica B, then the instance is launched once', async () => {
-    const capture = path.join(dir, 'aws-calls');
+    const capture = path.join(pgs.dir, 'aws-calls');
     const counted = fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture });
     const [a, b] = await Promise.all([replica(counted), replica(counted)]);
     const key = { 'Idempotency-Key': 'across-replicas-1' };
@@ -112,22 +80,22 @@ describe('several replicas on one PostgreSQL', function () {
     assert.equal(again.headers.get('idempotent-replayed'), 'true');
     assert.equal((await allEc2Instances()).length, 1);
     assert.equal(captured(capture).filter((c) => c.operation === 'run-instances').length, 1, 'run-instances once');
-    assert.equal((await rows(url, "SELECT id FROM operations WHERE kind = 'create'")).length, 1);
+    assert.equal((await rows(pgs.url, "SELECT id FROM operations WHERE kind = 'create'")).length, 1);
   });
 
   it('when replica A is SIGKILLed during a slow launch, then replica B takes it over after A\'s lease: one instance, one record, never launched twice', async () => {
-    const hold = path.join(dir, 'hold');
+    const hold = path.join(pgs.dir, 'hold');
     mkdirSync(hold);
-    const capture = path.join(dir, 'aws-calls');
+    const capture = path.join(pgs.dir, 'aws-calls');
     const b = await replica(fakeAwsEnv({ FAKE_AWS_CAPTURE_FILE: capture }));
     const a = await replica(fakeAwsEnv({ FAKE_AWS_HOLD_AFTER_OP: 'run-instances', FAKE_AWS_HOLD_DIR: hold, FAKE_AWS_CAPTURE_FILE: capture }));
     const pending = postJson(`${a.url}/instances`, launch('taken-over')).catch((error: unknown) => error);
     await until('EC2 accepted A\'s launch (the fake answered nothing yet)', () => markers(hold, 'done').length === 1);
-    const [op] = await rows<{ id: string; owner: string }>(url, "SELECT id, owner FROM operations WHERE kind = 'create'");
+    const [op] = await rows<{ id: string; owner: string }>(pgs.url, "SELECT id, owner FROM operations WHERE kind = 'create'");
     process.kill(a.pid, 'SIGKILL');
     await a.exited;
     const group = Number(markers(hold, 'done')[0]?.text);
-    scriptGroups.push(group);
+    pgs.killAfter(group);
     killGroup(group);
     assert.ok((await pending) instanceof Error, 'A\'s client lost its connection');
 
@@ -139,9 +107,9 @@ describe('several replicas on one PostgreSQL', function () {
     const ec2 = await allEc2Instances();
     assert.equal(ec2.length, 1);
     assert.equal(after.instance_id, ec2[0]?.InstanceId);
-    assert.deepEqual(await rows(url, 'SELECT instance_id, launch_status FROM instances'), [{ instance_id: ec2[0]?.InstanceId, launch_status: 'launched' }]);
+    assert.deepEqual(await rows(pgs.url, 'SELECT instance_id, launch_status FROM instances'), [{ instance_id: ec2[0]?.InstanceId, launch_status: 'launched' }]);
     assert.equal(captured(capture).filter((c) => c.operation === 'run-instances').length, 1, 'launched once, never again');
-    assert.deepEqual(await rows(url, 'SELECT id FROM replicas WHERE id = $1', [op?.owner]), [], 'the dead replica is gone from the table');
+    assert.deepEqual(await rows(pgs.url, 'SELECT id FROM replicas WHERE id = $1', [op?.owner]), [], 'the dead replica is gone from the table');
     assert.ok(b.logs.some((l) => l.message === 'replicas stopped renewing their lease; taking over their operations'));
   });
 });

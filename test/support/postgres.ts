@@ -2,8 +2,14 @@
  * One throwaway PostgreSQL for each test process (each worker under --parallel), started the first time a
  * test asks for a database and dying with the process; every harness gets a database of its own on it.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
+import { createKeyPair } from './ec2-reader.js';
+import { resetMoto, testRunDir } from './global-fixture.js';
+import { killGroup, markers } from './lifecycle.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 
 let server: Promise<PostgresServer> | undefined;
 let databases = 0;
@@ -22,4 +28,60 @@ export async function pgRows<T>(url: string, sql: string, params: unknown[] = []
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Real server processes on databases of one throwaway PostgreSQL, for the tests only processes can show
+ * (SIGKILL, replicas): for each test a fresh emulator, a database, a folder (with a `gate` folder for the
+ * fake aws), and afterwards every server killed, every script group it names killed, the folder removed.
+ */
+export function usePostgresServers(name: string): {
+  readonly url: string;
+  readonly dir: string;
+  start(env?: Record<string, string>): Promise<ServerProcess>;
+  /** Script process groups to kill after the test (a killed server's scripts outlive it). */
+  killAfter(group: number): void;
+} {
+  let postgres: PostgresServer | undefined;
+  let databases = 0;
+  let url = '';
+  let dir = '';
+  let servers: ServerProcess[] = [];
+  let groups: number[] = [];
+  before(async () => {
+    postgres = await startPostgres({ holdsProcessOpen: false });
+  });
+  after(() => postgres?.stop());
+  beforeEach(async () => {
+    await resetMoto();
+    await createKeyPair();
+    url = await (postgres as PostgresServer).createDatabase(`${name}_${(databases += 1)}`);
+    dir = mkdtempSync(path.join(testRunDir(), `${name}-`));
+    mkdirSync(path.join(dir, 'gate'));
+    servers = [];
+    groups = [];
+  });
+  afterEach(() => {
+    writeFileSync(path.join(dir, 'gate', 'release'), '');
+    for (const server of servers) server.child.kill('SIGKILL');
+    for (const marker of markers(path.join(dir, 'gate'), 'entered')) groups.push(Number(marker.text));
+    for (const group of groups) killGroup(group);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get url() {
+      return url;
+    },
+    get dir() {
+      return dir;
+    },
+    async start(env = {}) {
+      const server = await startServerProcess({ DATABASE_URL: url, ...env });
+      servers.push(server);
+      return server;
+    },
+    killAfter(group) {
+      groups.push(group);
+    },
+  };
 }
