@@ -22,6 +22,7 @@ import { createLifecycleService, type LifecycleService } from './domain/lifecycl
 import { createOperationsEngine, type OperationsEngine } from './domain/operations.js';
 import { createReconciler } from './domain/reconcile.js';
 import { operationsRouter } from './http/operations-router.js';
+import { rememberRecorded } from './http/operations.js';
 import { launchPolicyRouter } from './http/launch-policy-router.js';
 
 export interface AppDeps {
@@ -63,6 +64,9 @@ export interface Services {
   lifecycle: LifecycleService;
 }
 
+/** How often a replica with a free script slot looks for operations other replicas queued. */
+const QUEUE_POLL_MS = 500;
+
 export function createServices(deps: AppDeps): Services {
   const { store, config, logger } = deps;
   const ec2 = createEc2(deps.runner, { coalesceWindowMs: config.coalesceWindowMs });
@@ -83,6 +87,9 @@ export function createServices(deps: AppDeps): Services {
     maxConcurrent: config.maxConcurrentScripts,
     maxQueued: config.maxQueuedOperations,
     idempotencyTtlHours: config.idempotencyTtlHours,
+    // Replicas sharing PostgreSQL take each other's queued operations whenever a script slot is free.
+    shareQueue: store.dialect === 'postgres' && deps.owner !== undefined ? { pollMs: QUEUE_POLL_MS } : undefined,
+    rememberRecorded,
   });
   const reconciler = createReconciler({
     instances: store.instances,

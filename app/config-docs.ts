@@ -82,7 +82,7 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
   {
     variables: [{ name: 'MAX_CONCURRENT_SCRIPTS', value: '8' }],
     default: '`8`',
-    meaning: 'Changing operations (create, start, stop, terminate) running at once; reads never take one of these slots',
+    meaning: 'Changing operations (create, start, stop, terminate) running at once on this server; reads never take one of these slots. Per replica: N replicas on one PostgreSQL run up to N times this, and share one queue',
   },
   {
     variables: [{ name: 'COALESCE_WINDOW_MS', value: '50' }],
@@ -97,7 +97,7 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
   {
     variables: [{ name: 'MAX_QUEUED_OPERATIONS', value: '32' }],
     default: '`32`',
-    meaning: 'Operations waiting, first in first out, behind that cap; beyond it 503 with `Retry-After`',
+    meaning: 'Operations this server accepts to wait, first in first out, behind that cap; beyond it 503 with `Retry-After`. With replicas, any of them with a free slot runs the oldest waiting operation',
   },
   {
     variables: [{ name: 'SHUTDOWN_TIMEOUT_MS', value: '25000' }],

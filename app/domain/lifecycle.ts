@@ -178,9 +178,22 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       idempotency: options.idempotency,
       remember: options.remember,
       result: (instance) => instance,
+      request,
       run: (op) => launch(request, clientToken, scriptsOf(ctx, op.id), op),
     });
   }
+
+  /** An operation another server accepted and queued, run here from its record. */
+  function runRecorded(row: OperationRow, op: OperationHandle): Promise<Instance> {
+    const ctx = scriptsOf({ requestId: row.request_id ?? undefined, actor: row.actor ?? undefined, clientAddress: row.client_address ?? undefined }, row.id);
+    if (row.kind === 'create') {
+      if (row.request === null || row.client_token === null) throw new Error(`operation ${row.id} does not record its launch request`);
+      return launch(JSON.parse(row.request) as CreateInstanceRequest, row.client_token, ctx, op);
+    }
+    if (row.kind === 'sync' || row.instance_id === null) throw new Error(`operation ${row.id} cannot be run from its record`);
+    return runChange(row.kind, row.instance_id, ctx);
+  }
+  engine.runRecorded(runRecorded);
 
   /** What counts against MAX_INSTANCES besides the launch under `own` (a retry must not count itself). */
   async function launchesCounted(tx: Transaction, own: string, inFlight: Iterable<string>): Promise<number> {
@@ -389,11 +402,12 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       idempotency: options.idempotency,
       remember: options.remember,
       result: (instance) => instance,
-      run: (op) => {
-        const scripted = scriptsOf(ctx, op.id);
-        return kind === 'terminate' ? terminate(instanceId, scripted) : startOrStop(kind, instanceId, scripted);
-      },
+      run: (op) => runChange(kind, instanceId, scriptsOf(ctx, op.id)),
     });
+  }
+
+  function runChange(kind: ChangeKind, instanceId: string, ctx: OpContext): Promise<Instance> {
+    return kind === 'terminate' ? terminate(instanceId, ctx) : startOrStop(kind, instanceId, ctx);
   }
 
   /**

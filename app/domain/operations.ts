@@ -16,9 +16,10 @@ import type { OperationKind, OperationOutcome, OperationRow } from '../store/ope
 import type { AsyncStore, Transaction } from '../store/ports.js';
 import { InstanceBusyError } from '../store/errors.js';
 import {
-  AppError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, ScriptError,
-  StorageUnavailableError, UnavailableError,
+  IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, StorageUnavailableError,
+  UnavailableError,
 } from './errors.js';
+import { describeFailure, failureOf } from './recorded-failures.js';
 import type { OpContext } from './context.js';
 import { decodeCursor, pageOf } from './pagination.js';
 
@@ -39,6 +40,13 @@ export interface OperationHandle {
   note(text: string): Promise<void>;
 }
 
+/** How a finished operation's outcome is kept for Idempotency-Key replays. */
+export interface Remember<T> {
+  success(value: T): StoredResponse;
+  /** A failure mapped to undefined is not remembered (a retry runs again). */
+  failure(error: unknown): StoredResponse | undefined;
+}
+
 export interface SubmitSpec<T> {
   kind: OperationKind;
   instanceId?: string | undefined;
@@ -57,8 +65,13 @@ export interface SubmitSpec<T> {
   run(op: OperationHandle): Promise<T>;
   /** What the operation record shows as its result on success. */
   result?(value: T): unknown;
-  /** How to remember the outcome for replays; a failure mapped to undefined is not remembered (retry runs again). */
-  remember?: { success(value: T): StoredResponse; failure(error: unknown): StoredResponse | undefined } | undefined;
+  /** How to remember the outcome for replays. */
+  remember?: Remember<T> | undefined;
+  /**
+   * What the record keeps so that another server can run the operation from it (with its kind, instance and
+   * client token): see runRecorded. Such an operation's result is its value.
+   */
+  request?: unknown;
 }
 
 export type Submission<T> =
@@ -77,10 +90,22 @@ export interface OperationsEngineOptions {
   idempotencyTtlHours: number;
   /** Seconds a client is told to wait when the queue is full or the server is draining. */
   retryAfterSeconds?: number;
+  /**
+   * Where servers share the database: whenever a script slot is free here, take the operations other servers
+   * queued, looking every `pollMs` and whenever a slot frees. Needs `owner`.
+   */
+  shareQueue?: { pollMs: number } | undefined;
+  /** How to remember, for Idempotency-Key replays, the outcome of an operation run from its record. */
+  rememberRecorded?: ((row: OperationRow) => Remember<unknown> | undefined) | undefined;
 }
 
 export interface OperationsEngine {
   submit<T>(spec: SubmitSpec<T>): Promise<Submission<T>>;
+  /**
+   * How an operation another server accepted is run here from its record alone; without it this server
+   * takes nobody else's work.
+   */
+  runRecorded(work: (row: OperationRow, op: OperationHandle) => Promise<unknown>): void;
   get(id: string): Promise<Operation>;
   list(query: ListOperationsQuery): Promise<OperationList>;
   /** The operation in flight on an instance, if any. */
@@ -92,7 +117,10 @@ export interface OperationsEngine {
   beginShutdown(): void;
   /** Resolves when no operation is queued or running. */
   idle(): Promise<void>;
-  /** Marks every operation still in flight interrupted (shutdown timed out); returns their ids. */
+  /**
+   * Marks every operation still in flight here interrupted (shutdown timed out); returns their ids. One that
+   * another server took from this one's queue goes on there: only its client here is answered.
+   */
   interruptActive(note: string): Promise<string[]>;
   /**
    * Operations left queued or running by a server that is gone (at start-up: any previous process; with
@@ -135,31 +163,33 @@ export function toApiOperation(row: OperationRow): Operation {
   };
 }
 
-/** The failure as the operation record shows it. */
-export function describeFailure(error: unknown): {
-  errorCode: string; errorMessage: string; exitCode: number | null; stderrTail: string | null;
-} {
-  if (error instanceof ScriptError) {
-    return {
-      errorCode: error.code,
-      errorMessage: error.details.code ? `${error.message} (${error.details.code})` : error.message,
-      exitCode: error.details.exitCode ?? null,
-      stderrTail: error.details.stderrTail ?? null,
-    };
-  }
-  if (error instanceof AppError) {
-    return { errorCode: error.code, errorMessage: error.message, exitCode: null, stderrTail: null };
-  }
-  return { errorCode: 'internal', errorMessage: error instanceof Error ? error.message : String(error), exitCode: null, stderrTail: null };
-}
-
 interface Active {
   id: string;
   instanceId: string | undefined;
   interrupted: boolean;
   /** Answers whoever waits for the operation at once (the work itself may take a moment to die). */
   interrupt(): void;
+  /** Rejects once interrupt() is called. */
+  interruption: Promise<never>;
 }
+
+/** An operation as this server runs it: from a submission, or from the record another server wrote. */
+interface Job<T> {
+  id: string;
+  kind: OperationKind;
+  instanceId: string | undefined;
+  ctx: OpContext | undefined;
+  /** Where its Idempotency-Key lives. */
+  scope: string;
+  idempotencyKey: string | undefined;
+  clientToken: string | null;
+  run(op: OperationHandle): Promise<T>;
+  result?: ((value: T) => unknown) | undefined;
+  remember?: Remember<T> | undefined;
+}
+
+/** How often a client whose operation another server runs looks at its record. */
+const FOLLOW_INTERVAL_MS = 200;
 
 /** The scope idempotency keys live in: one caller's keys never collide with another's. */
 export function idempotencyScope(ctx: OpContext | undefined): string {
@@ -173,6 +203,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
   const { store, logger } = options;
   const { operations, idempotency } = store;
   const retryAfter = options.retryAfterSeconds ?? 5;
+  const owner = options.owner ?? null;
+  let recordedWork: ((row: OperationRow, op: OperationHandle) => Promise<unknown>) | undefined;
   const active = new Map<string, Active>();
   /** The operation each instance is reserved for on this server, from the moment it is admitted. */
   const byInstance = new Map<string, string>();
@@ -183,6 +215,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
   /** Submissions being decided: not active yet, but a shutdown must wait for them as for the active. */
   let admitting = 0;
   let draining = false;
+  let stopPolling: () => void = () => undefined;
+  const sharing = options.shareQueue !== undefined && owner !== null;
   let idleWaiters: Array<() => void> = [];
 
   function settleIdle(): void {
@@ -194,8 +228,12 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
 
   function release(): void {
     const next = waiting.shift();
-    if (next) next(); // the slot passes straight to the next in line (FIFO)
-    else running -= 1;
+    if (next) {
+      next(); // the slot passes straight to the next in line (FIFO)
+      return;
+    }
+    running -= 1;
+    void takeFromOthers();
   }
 
   /**
@@ -338,6 +376,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       }
     }
     let row: OperationRow;
+    // With its slot in hand it is recorded running, so no other server takes it from the queue meanwhile.
+    const startsAtOnce = holdsSlot || !capped;
     try {
       // The store also knows of a script that outlived the previous server and still works on the instance.
       const orphan = instanceId === undefined ? undefined : await operations.scriptRunningOn(instanceId);
@@ -353,7 +393,9 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
           requestId: ctx?.requestId ?? null,
           actor: ctx?.actor ?? null,
           clientAddress: ctx?.clientAddress ?? null,
-          owner: options.owner ?? null,
+          owner,
+          request: spec.request,
+          running: startsAtOnce,
         });
         if (spec.idempotency) {
           const claim = { scope, key: spec.idempotency.key, fingerprint: spec.idempotency.fingerprint, operationId: id };
@@ -378,17 +420,99 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       throw error;
     }
 
+    const entry = activate(id, instanceId);
+    const job: Job<T> = {
+      id, kind: spec.kind, instanceId, ctx, scope, idempotencyKey: spec.idempotency?.key,
+      clientToken: spec.clientToken ?? null, run: spec.run, result: spec.result, remember: spec.remember,
+    };
+    const work = (async () => {
+      if (inLine !== undefined && sharing) {
+        // While it waits in line here, a server with a free slot may take it: its client is then answered
+        // from the record at once, not when a slot here frees.
+        const turn = await Promise.race([slot.then(() => 'slot' as const), takenWhileInLine(id, () => holdsSlot)]);
+        if (turn === 'taken') {
+          const place = waiting.indexOf(inLine);
+          if (place >= 0) waiting.splice(place, 1);
+          else if (holdsSlot) release();
+          try {
+            return (await follow(id, entry)) as T;
+          } finally {
+            deactivate(entry);
+          }
+        }
+      }
+      await slot;
+      let slotHeld = capped;
+      try {
+        const started = startsAtOnce ? row : await recordedWrite(job, () => operations.markRunning(id, owner));
+        if (started.status !== 'running' || (owner !== null && started.owner !== owner)) {
+          // Another server took it from this one's queue (or it was interrupted while it waited): its client
+          // here is answered from the record, and the slot goes to the next in line.
+          if (capped) release();
+          slotHeld = false;
+          return (await follow(id, entry)) as T;
+        }
+        return await execute(job, entry);
+      } finally {
+        if (slotHeld) release();
+        deactivate(entry);
+      }
+    })();
+    work.catch(() => undefined);
+    const done = Promise.race([work, entry.interruption]);
+    done.catch(() => undefined); // asynchronous requests never await it; the outcome is in the record
+
+    return { type: 'started', operation: toApiOperation(row), done };
+  }
+
+  function activate(id: string, instanceId: string | undefined): Active {
     let interrupt: () => void = () => undefined;
     const interruption = new Promise<never>((_resolve, reject) => {
       interrupt = () => reject(new InterruptedError(`Operation ${id} was interrupted by a shutdown`));
     });
     interruption.catch(() => undefined);
-    const entry: Active = { id, instanceId, interrupted: false, interrupt };
+    const entry: Active = { id, instanceId, interrupted: false, interrupt, interruption };
     active.set(id, entry);
+    return entry;
+  }
 
+  function deactivate(entry: Active): void {
+    active.delete(entry.id);
+    if (entry.instanceId !== undefined && byInstance.get(entry.instanceId) === entry.id) byInstance.delete(entry.instanceId);
+    settleIdle();
+  }
+
+  /**
+   * A write of this operation's record the store refused: record at least that it failed, or when even
+   * that is refused, keep the outcome for later; either way it is over, and its client gets the refusal.
+   */
+  async function recordedWrite<R>(job: Pick<Job<unknown>, 'id' | 'kind' | 'instanceId' | 'ctx'>, write: () => Promise<R>): Promise<R> {
+    try {
+      return await write();
+    } catch (error) {
+      if (!(error instanceof StorageUnavailableError)) throw error;
+      const outcome: OperationOutcome = {
+        status: 'failed', errorCode: error.code, errorMessage: `its record could not be written: ${error.message}`,
+      };
+      try {
+        await operations.finish(job.id, outcome);
+      } catch {
+        unrecorded.set(job.id, outcome);
+      }
+      logger.error('operation record not written', {
+        request_id: job.ctx?.requestId, operation_id: job.id, kind: job.kind, instance_id: job.instanceId,
+        error: error.message, kept_for_later: unrecorded.has(job.id),
+      });
+      throw error;
+    }
+  }
+
+  /** Runs a started operation and records its outcome (and, under an Idempotency-Key, the response). */
+  async function execute<T>(job: Job<T>, entry: Active): Promise<T> {
+    const { id, ctx } = job;
     const handle: OperationHandle = {
       id,
-      clientToken: spec.clientToken ?? null,
+      clientToken: job.clientToken,
       async setInstance(launchedId) {
         await operations.setInstance(id, launchedId);
       },
@@ -396,84 +520,120 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
         await operations.setNote(id, text);
       },
     };
-
     const remember = async (tx: Transaction, response: StoredResponse | undefined): Promise<void> => {
-      if (!spec.idempotency || !response) return;
-      await tx.idempotency.remember(scope, spec.idempotency.key, {
+      if (job.idempotencyKey === undefined || !response) return;
+      await tx.idempotency.remember(job.scope, job.idempotencyKey, {
         status: response.status,
         body: JSON.stringify(response.body ?? null),
         location: response.location ?? null,
       });
     };
+    let value: T;
+    try {
+      value = await job.run(handle);
+    } catch (error) {
+      if (entry.interrupted) throw new InterruptedError(`Operation ${id} was interrupted by a shutdown`);
+      const failure = describeFailure(error);
+      await recordedWrite(job, () => store.transaction(async (tx) => {
+        await tx.operations.finish(id, { status: 'failed', ...failure });
+        await remember(tx, job.remember?.failure(error));
+      }));
+      logger.warn('operation failed', {
+        request_id: ctx?.requestId, operation_id: id, kind: job.kind, instance_id: job.instanceId,
+        error_code: failure.errorCode, error: failure.errorMessage,
+      });
+      throw error;
+    }
+    let finished: OperationRow | undefined;
+    await recordedWrite(job, () => store.transaction(async (tx) => {
+      finished = await tx.operations.finish(id, { status: 'succeeded', result: job.result ? job.result(value) : undefined });
+      await remember(tx, job.remember?.success(value));
+    }));
+    logger.info('operation succeeded', {
+      request_id: ctx?.requestId, operation_id: id, kind: job.kind, instance_id: finished?.instance_id,
+    });
+    return value;
+  }
 
-    // A write of this operation's record the store refused: record at least that it failed, or when even
-    // that is refused, keep the outcome for later; either way it is over, and its client gets the refusal.
-    const recorded = async (write: () => Promise<unknown>): Promise<void> => {
-      try {
-        await write();
-      } catch (error) {
-        if (!(error instanceof StorageUnavailableError)) throw error;
-        const outcome: OperationOutcome = {
-          status: 'failed', errorCode: error.code, errorMessage: `its record could not be written: ${error.message}`,
-        };
-        try {
-          await operations.finish(id, outcome);
-        } catch {
-          unrecorded.set(id, outcome);
-        }
-        logger.error('operation record not written', {
-          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: instanceId,
-          error: error.message, kept_for_later: unrecorded.has(id),
-        });
-        throw error;
-      }
-    };
+  /** The outcome of an operation another server runs, once its record has one: its value, or its failure. */
+  async function follow(id: string, entry: Active): Promise<unknown> {
+    for (;;) {
+      if (entry.interrupted) throw new InterruptedError(`Operation ${id} was interrupted by a shutdown`);
+      const row = await mustGet(id);
+      if (row.status === 'succeeded') return row.result === null ? null : JSON.parse(row.result);
+      if (row.status === 'failed' || row.status === 'interrupted') throw failureOf(row);
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_INTERVAL_MS));
+    }
+  }
 
-    const work = (async () => {
-      await slot;
-      try {
-        await recorded(() => operations.markRunning(id));
-        let value: T;
+  /** Resolves 'taken' once the queued operation's record says another server started it (or it ended). */
+  async function takenWhileInLine(id: string, hasSlot: () => boolean): Promise<'taken' | 'slot'> {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_INTERVAL_MS));
+      if (hasSlot()) return 'slot';
+      const row = await operations.get(id).catch(() => undefined);
+      if (hasSlot()) return 'slot';
+      if (row && (row.status !== 'queued' || row.owner !== owner)) return 'taken';
+    }
+  }
+
+  let taking = false;
+  /** Fills this server's free script slots with operations other servers queued, oldest first. */
+  async function takeFromOthers(): Promise<void> {
+    const work = recordedWork;
+    if (!sharing || owner === null || !work || draining || taking) return;
+    taking = true;
+    try {
+      while (!draining && running < options.maxConcurrent && waiting.length === 0) {
+        running += 1; // held while the store is asked, so a local submission meanwhile waits in line
+        let row: OperationRow | undefined;
         try {
-          value = await spec.run(handle);
+          row = await operations.takeQueued(owner);
         } catch (error) {
-          if (entry.interrupted) throw new InterruptedError(`Operation ${id} was interrupted by a shutdown`);
-          const failure = describeFailure(error);
-          await recorded(() => store.transaction(async (tx) => {
-            await tx.operations.finish(id, { status: 'failed', ...failure });
-            await remember(tx, spec.remember?.failure(error));
-          }));
-          logger.warn('operation failed', {
-            request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: instanceId,
-            error_code: failure.errorCode, error: failure.errorMessage,
-          });
-          throw error;
+          release();
+          logger.debug('could not look for queued operations of other servers', { error: String(error) });
+          return;
         }
-        let finished: OperationRow | undefined;
-        await recorded(() => store.transaction(async (tx) => {
-          finished = await tx.operations.finish(id, { status: 'succeeded', result: spec.result ? spec.result(value) : undefined });
-          await remember(tx, spec.remember?.success(value));
-        }));
-        logger.info('operation succeeded', {
-          request_id: ctx?.requestId, operation_id: id, kind: spec.kind, instance_id: finished?.instance_id,
-        });
-        return value;
-      } finally {
-        if (capped) release();
-        active.delete(id);
-        if (instanceId !== undefined && byInstance.get(instanceId) === id) byInstance.delete(instanceId);
-        settleIdle();
+        if (!row) {
+          release();
+          return;
+        }
+        runTaken(row, work);
       }
-    })();
-    work.catch(() => undefined);
-    const done = Promise.race([work, interruption]);
-    done.catch(() => undefined); // asynchronous requests never await it; the outcome is in the record
+    } finally {
+      taking = false;
+    }
+  }
 
-    return { type: 'started', operation: toApiOperation(row), done };
+  function runTaken(row: OperationRow, work: (row: OperationRow, op: OperationHandle) => Promise<unknown>): void {
+    const instanceId = row.instance_id ?? undefined;
+    if (instanceId !== undefined) byInstance.set(instanceId, row.id);
+    const entry = activate(row.id, instanceId);
+    const ctx: OpContext = { requestId: row.request_id ?? undefined, actor: row.actor ?? undefined, clientAddress: row.client_address ?? undefined };
+    logger.info('took an operation another server queued', { request_id: ctx.requestId, operation_id: row.id, kind: row.kind, instance_id: instanceId });
+    const job: Job<unknown> = {
+      id: row.id, kind: row.kind, instanceId, ctx, scope: idempotencyScope(ctx), idempotencyKey: row.idempotency_key ?? undefined,
+      clientToken: row.client_token, run: (op) => work(row, op), result: (value) => value, remember: options.rememberRecorded?.(row),
+    };
+    void execute(job, entry)
+      .catch(() => undefined) // recorded; nobody here waits for it
+      .finally(() => {
+        release();
+        deactivate(entry);
+      });
+  }
+
+  if (sharing && options.shareQueue) {
+    const poll = setInterval(() => void takeFromOthers(), options.shareQueue.pollMs);
+    poll.unref();
+    stopPolling = () => clearInterval(poll);
   }
 
   return {
     submit,
+    runRecorded(work) {
+      recordedWork = work;
+    },
     get: async (id) => toApiOperation(await mustGet(id)),
     async list(query) {
       const limit = query.limit ?? DEFAULT_PAGE_SIZE;
@@ -496,6 +656,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     },
     beginShutdown() {
       draining = true;
+      stopPolling();
     },
     idle() {
       if (active.size === 0 && admitting === 0) return Promise.resolve();
@@ -507,7 +668,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       // Recorded first, so whoever the interruption answers finds the record saying so.
       for (const entry of entries) {
         try {
-          await operations.finish(entry.id, { status: 'interrupted', note });
+          await operations.finish(entry.id, { status: 'interrupted', note }, owner);
         } catch {
           unrecorded.set(entry.id, { status: 'interrupted', note });
         }
@@ -518,10 +679,15 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       return ids;
     },
     async recoverAbandoned(note, abandoned = () => true) {
-      const rows = (await operations.unfinished()).filter((row) => !active.has(row.id) && abandoned(row));
-      for (const row of rows) await operations.finish(row.id, { status: 'interrupted', note });
+      const found = (await operations.unfinished()).filter((row) => !active.has(row.id) && abandoned(row));
+      const rows: OperationRow[] = [];
+      for (const row of found) {
+        // Unless a live server took it from the queue meanwhile.
+        const after = await operations.finish(row.id, { status: 'interrupted', note }, row.owner);
+        if (after.status === 'interrupted' && after.owner === row.owner) rows.push(after);
+      }
       if (rows.length) logger.warn('operations left unfinished by the previous process are interrupted', { operation_ids: rows.map((r) => r.id) });
-      return Promise.all(rows.map((row) => mustGet(row.id)));
+      return rows;
     },
     async purgeIdempotencyKeys() {
       const cutoff = new Date(Date.now() - options.idempotencyTtlHours * 3_600_000).toISOString();

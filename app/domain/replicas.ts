@@ -1,9 +1,9 @@
 /**
  * Servers sharing one database. Each one registers as a replica and renews a lease (its heartbeat) every
  * third of LEASE_TIMEOUT_S; the operations it records name it as their owner. A replica whose lease has
- * run out (killed, frozen, cut off) is taken for dead: one live replica at a time (a duty) interrupts its
- * unfinished operations and reconciles them with EC2 exactly as a restart would, so a launch it left is
- * found by its client token, never launched twice. On SQLite one server holds the file: whatever another
+ * run out (killed, frozen, cut off) is taken for dead: one live replica at a time (a duty) interrupts the
+ * operations it was running and reconciles them with EC2 exactly as a restart would, so a launch it left is
+ * found by its client token, never launched twice; what it had queued stays queued, for any replica to run. On SQLite one server holds the file: whatever another
  * process recorded is a previous process's, and is taken over at start-up.
  */
 import type { Logger } from '../logger.js';
@@ -76,7 +76,9 @@ export async function joinReplicas(options: ReplicaOptions): Promise<Replica> {
       note,
       // Unknown owners (records from before servers were told apart, or a replica already removed) have
       // nobody left to finish them either.
-      abandoned: (op: OperationRow) => op.owner !== id
+      // Where the database is shared, a queued operation is nobody's to interrupt: the first replica with a
+      // free script slot takes it from the queue and runs it, whoever accepted it.
+      abandoned: (op: OperationRow) => op.owner !== id && !(options.shared && op.status === 'queued' && op.owner !== null)
         && (op.owner === null || gone.has(op.owner) || (!byId.has(op.owner) && op.created_at < readAt)),
       local: (op: OperationRow) => {
         const owner = op.owner === null ? undefined : byId.get(op.owner);

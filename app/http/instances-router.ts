@@ -28,11 +28,9 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
       const body = check(validateCreateInstanceRequest, req.body, 'request body');
       const submission = await lifecycle.create(body, opContext(res), {
         idempotency: idempotencyFrom(req, body),
-        remember: rememberFor(req, res, (instance) => ({ status: 201, body: instance, location: `/instances/${instance.id}` })),
+        remember: rememberFor(req, res, 'create'),
       });
-      await answer(req, res, submission, (instance) => {
-        res.status(201).location(`/instances/${instance.id}`).json(instance);
-      });
+      await answer(req, res, submission, 'create');
     })
     .all(methodNotAllowed('GET, POST'));
 
@@ -60,41 +58,24 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
       const id = idOf(req.params);
       const submission = await lifecycle.destroy(id, opContext(res), {
         idempotency: idempotencyFrom(req),
-        remember: rememberFor(req, res, () => ({ status: 204, body: null })),
+        remember: rememberFor(req, res, 'terminate'),
       });
-      await answer(req, res, submission, () => {
-        res.status(204).end();
-      });
+      await answer(req, res, submission, 'terminate');
     })
     .all(methodNotAllowed('GET, DELETE'));
 
-  router
-    .route('/instances/:id/start')
-    .post(async (req, res) => {
-      const id = idOf(req.params);
-      const submission = await lifecycle.start(id, opContext(res), {
-        idempotency: idempotencyFrom(req),
-        remember: rememberFor(req, res, (instance) => ({ status: 200, body: instance })),
-      });
-      await answer(req, res, submission, (instance) => {
-        res.json(instance);
-      });
-    })
-    .all(methodNotAllowed('POST'));
-
-  router
-    .route('/instances/:id/stop')
-    .post(async (req, res) => {
-      const id = idOf(req.params);
-      const submission = await lifecycle.stop(id, opContext(res), {
-        idempotency: idempotencyFrom(req),
-        remember: rememberFor(req, res, (instance) => ({ status: 200, body: instance })),
-      });
-      await answer(req, res, submission, (instance) => {
-        res.json(instance);
-      });
-    })
-    .all(methodNotAllowed('POST'));
+  for (const kind of ['start', 'stop'] as const) {
+    router
+      .route(`/instances/:id/${kind}`)
+      .post(async (req, res) => {
+        const submission = await lifecycle[kind](idOf(req.params), opContext(res), {
+          idempotency: idempotencyFrom(req),
+          remember: rememberFor(req, res, kind),
+        });
+        await answer(req, res, submission, kind);
+      })
+      .all(methodNotAllowed('POST'));
+  }
 
   return router;
 }

@@ -5,10 +5,12 @@
 import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { OperationInFlightError, ValidationError } from '../domain/errors.js';
-import type { StoredResponse, Submission } from '../domain/operations.js';
+import type { Remember, StoredResponse, Submission } from '../domain/operations.js';
+import type { Instance } from '../schemas/instance.js';
 import type { Operation } from '../schemas/operation.js';
+import type { OperationKind, OperationRow } from '../store/operations-repo.js';
 import { IDEMPOTENCY_KEY_PATTERN } from '../schemas/operation.js';
-import { problemBody, problemFor } from './problems.js';
+import { problemBody, problemDocument, problemFor, type ProblemSpec } from './problems.js';
 
 const KEY = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 
@@ -49,14 +51,38 @@ export function idempotencyFrom(req: Request, body: unknown = null): { key: stri
   return { key, fingerprint };
 }
 
+/** What each kind of change answers on success: also what a replay of it answers. */
+export const ANSWERS: Record<Exclude<OperationKind, 'sync'>, (instance: Instance) => StoredResponse> = {
+  create: (instance) => ({ status: 201, body: instance, location: `/instances/${instance.id}` }),
+  start: (instance) => ({ status: 200, body: instance }),
+  stop: (instance) => ({ status: 200, body: instance }),
+  terminate: () => ({ status: 204, body: null }),
+};
+
 /** How the engine remembers this request's outcome: successes and 4xx problems; 5xx are retried instead. */
-export function rememberFor<T>(req: Request, res: Response, success: (value: T) => StoredResponse) {
+export function rememberFor(req: Request, res: Response, kind: keyof typeof ANSWERS): Remember<Instance> {
+  return remembering(kind, (spec) => problemBody(req, res, spec));
+}
+
+/**
+ * How the outcome of an operation run from its record (another server accepted it) is remembered: as the
+ * request that asked for it would have been answered, its path and request id taken from the record.
+ */
+export function rememberRecorded(row: OperationRow): Remember<unknown> | undefined {
+  if (row.kind === 'sync') return undefined;
+  const path = row.kind === 'create' ? '/instances'
+    : row.kind === 'terminate' ? `/instances/${row.instance_id}` : `/instances/${row.instance_id}/${row.kind}`;
+  const answer = remembering(row.kind, (spec) => problemDocument(path, row.request_id ?? 'unknown', spec));
+  return { success: (value) => answer.success(value as Instance), failure: answer.failure };
+}
+
+function remembering(kind: keyof typeof ANSWERS, body: (spec: ProblemSpec) => Record<string, unknown>): Remember<Instance> {
   return {
-    success,
+    success: ANSWERS[kind],
     failure(error: unknown): StoredResponse | undefined {
       const spec = problemFor(error);
       if (!spec || spec.status >= 500) return undefined;
-      return { status: spec.status, body: problemBody(req, res, spec) };
+      return { status: spec.status, body: body(spec) };
     },
   };
 }
@@ -69,30 +95,34 @@ function accepted(res: Response, operation: Operation): void {
     .json(operation);
 }
 
+/** Sends a stored (or just built) response: a problem as application/problem+json, nothing for 204. */
+function send(res: Response, response: StoredResponse): void {
+  if (response.location) res.location(response.location);
+  res.status(response.status);
+  if (response.status === 204 || response.body === null) {
+    res.end();
+  } else if (response.status >= 400) {
+    res.type('application/problem+json').send(JSON.stringify(response.body));
+  } else {
+    res.json(response.body);
+  }
+}
+
 /**
  * Answers a submission: a replay as first answered; asynchronously 202 + Location + the operation;
- * synchronously the outcome (or the error, which the error handler maps).
+ * synchronously the outcome as ANSWERS says (or the error, which the error handler maps).
  */
-export async function answer<T>(
+export async function answer(
   req: Request,
   res: Response,
-  submission: Submission<T>,
-  respond: (value: T) => void,
+  submission: Submission<Instance>,
+  kind: keyof typeof ANSWERS,
 ): Promise<void> {
   const isAsync = prefersAsync(req);
   if (submission.type === 'replay') {
-    const { response } = submission;
     res.setHeader('Idempotent-Replayed', 'true');
     res.setHeader('Operation-Id', submission.operationId);
-    if (response.location) res.location(response.location);
-    res.status(response.status);
-    if (response.status === 204 || response.body === null) {
-      res.end();
-    } else if (response.status >= 400) {
-      res.type('application/problem+json').send(JSON.stringify(response.body));
-    } else {
-      res.json(response.body);
-    }
+    send(res, submission.response);
     return;
   }
   if (submission.type === 'in-flight') {
@@ -112,5 +142,5 @@ export async function answer<T>(
     accepted(res, submission.operation);
     return;
   }
-  respond(await submission.done);
+  send(res, ANSWERS[kind](await submission.done));
 }

@@ -13,7 +13,7 @@ import { requestId } from './context.js';
 
 export const PROBLEM_BASE = 'urn:ec2-creator:problem:';
 
-interface ProblemSpec {
+export interface ProblemSpec {
   status: number;
   slug: string;
   title: string;
@@ -132,13 +132,18 @@ export function problemFor(error: unknown): ProblemSpec | undefined {
 
 /** The problem document (also what an Idempotency-Key replay answers). */
 export function problemBody(req: Request, res: Response, spec: ProblemSpec): Record<string, unknown> {
+  return problemDocument(req.originalUrl.split('?')[0] ?? '', requestId(res), spec);
+}
+
+/** The problem document for a request to `path` (its `instance`) under `requestId`. */
+export function problemDocument(path: string, requestIdOf: string, spec: ProblemSpec): Record<string, unknown> {
   return {
     type: `${PROBLEM_BASE}${spec.slug}`,
     title: spec.title,
     status: spec.status,
     detail: spec.detail,
-    instance: req.originalUrl.split('?')[0],
-    request_id: requestId(res),
+    instance: path,
+    request_id: requestIdOf,
     ...(spec.errors && spec.errors.length > 0 ? { errors: spec.errors } : {}),
     ...spec.extensions,
   };

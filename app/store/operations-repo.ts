@@ -33,8 +33,15 @@ export interface OperationRow {
    * Left set by a server that died: the script may still run, and start-up waits for it or stops it.
    */
   script_pgid: number | null;
-  /** The server (replica) that runs it; null for operations recorded before servers were told apart. */
+  /**
+   * The server (replica) that runs it, or while queued the one that accepted it; null for operations
+   * recorded before servers were told apart.
+   */
   owner: string | null;
+  /** JSON text: what the operation asks for beyond its kind and instance (a launch's request), for whoever runs it. */
+  request: string | null;
+  /** JSON text: the failure's particulars (failing fields, quota, script), for whoever answers its client. */
+  error_details: string | null;
 }
 
 export interface NewOperation {
@@ -48,6 +55,10 @@ export interface NewOperation {
   clientAddress: string | null;
   /** The server recording it (see ReplicaRow). */
   owner?: string | null | undefined;
+  /** What it asks for beyond kind and instance, stored as JSON. */
+  request?: unknown;
+  /** Recorded as running from the start (it has its script slot): nobody else may take it from the queue. */
+  running?: boolean | undefined;
 }
 
 export interface OperationOutcome {
@@ -58,6 +69,8 @@ export interface OperationOutcome {
   stderrTail?: string | null | undefined;
   note?: string | null | undefined;
   result?: unknown;
+  /** Stored as JSON: see OperationRow.error_details. */
+  errorDetails?: unknown;
 }
 
 
@@ -76,11 +89,23 @@ export interface OperationsRepository {
   /** Throws InstanceBusyError when the instance already has an unfinished operation. */
   insert(op: NewOperation): OperationRow;
   get(id: string): OperationRow | undefined;
-  markRunning(id: string): OperationRow;
+  /**
+   * Starts the queued operation on the server `owner` (null: servers are not told apart). The row says
+   * whether it did: another server may have taken it first, or it was interrupted while it waited.
+   */
+  markRunning(id: string, owner: string | null): OperationRow;
+  /**
+   * Takes the oldest operation that another server queued and has not started, for the server `owner`
+   * with a free script slot; concurrent takers (on PostgreSQL: other replicas) never take the same one.
+   */
+  takeQueued(owner: string): OperationRow | undefined;
   /** Throws InstanceBusyError when the instance already has another unfinished operation. */
   setInstance(id: string, instanceId: string): void;
-  /** Records the outcome unless the operation already has one (an interrupted operation stays interrupted). */
-  finish(id: string, outcome: OperationOutcome): OperationRow;
+  /**
+   * Records the outcome unless the operation already has one (an interrupted operation stays interrupted)
+   * or, when `ownedBy` is given, another server runs it now.
+   */
+  finish(id: string, outcome: OperationOutcome, ownedBy?: string | null): OperationRow;
   setNote(id: string, note: string): void;
   /** Records the process group of the script the operation runs now, or null once it has ended. */
   setScriptGroup(id: string, pgid: number | null): void;
@@ -111,21 +136,31 @@ const now = (): string => new Date().toISOString();
 export function createOperationsRepository(db: Db): OperationsRepository {
   const insertStmt = db.prepare(
     `INSERT INTO operations (id, kind, instance_id, client_token, idempotency_key, status, request_id, actor,
-                             client_address, owner, created_at)
-     VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress,
-             @owner, @now)`,
+                             client_address, owner, request, started_at, created_at)
+     VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, @status, @requestId, @actor, @clientAddress,
+             @owner, @request, @startedAt, @now)`,
   );
   const byId = db.prepare<[string], OperationRow>('SELECT * FROM operations WHERE id = ?');
   const running = db.prepare(
-    `UPDATE operations SET status = 'running', started_at = @now WHERE id = @id AND status = 'queued'`,
+    `UPDATE operations SET status = 'running', started_at = @now, owner = COALESCE(@owner, owner)
+      WHERE id = @id AND status = 'queued'`,
+  );
+  // One writer per SQLite file: the statement takes the row it picks before anyone else can look.
+  const takeQueuedStmt = db.prepare<[Record<string, string>], OperationRow>(
+    `UPDATE operations SET status = 'running', started_at = @now, owner = @owner
+      WHERE row_id = (SELECT row_id FROM operations
+                       WHERE status = 'queued' AND kind <> 'sync' AND owner IS NOT NULL AND owner <> @owner
+                       ORDER BY row_id LIMIT 1)
+    RETURNING *`,
   );
   const setInstanceStmt = db.prepare('UPDATE operations SET instance_id = @instanceId WHERE id = @id');
   const finishStmt = db.prepare(
     `UPDATE operations SET status = @status, exit_code = @exitCode, error_code = @errorCode,
             error_message = @errorMessage, stderr_tail = @stderrTail, note = COALESCE(@note, note), result = @result,
             finished_at = @now,
+            error_details = @errorDetails,
             duration_ms = CAST(ROUND((julianday(@now) - julianday(COALESCE(started_at, created_at))) * 86400000) AS INTEGER)
-      WHERE id = @id AND status IN ('queued', 'running')`,
+      WHERE id = @id AND status IN ('queued', 'running') AND (@anyOwner = 1 OR owner IS @ownedBy)`,
   );
   const noteStmt = db.prepare('UPDATE operations SET note = @note WHERE id = @id');
   const scriptGroupStmt = db.prepare('UPDATE operations SET script_pgid = @pgid WHERE id = @id');
@@ -160,21 +195,31 @@ export function createOperationsRepository(db: Db): OperationsRepository {
 
   return {
     insert(op) {
-      busyOr(op.instanceId, () => insertStmt.run({ ...op, owner: op.owner ?? null, now: now() }));
+      const at = now();
+      busyOr(op.instanceId, () => insertStmt.run({
+        id: op.id, kind: op.kind, instanceId: op.instanceId, clientToken: op.clientToken, idempotencyKey: op.idempotencyKey,
+        requestId: op.requestId, actor: op.actor, clientAddress: op.clientAddress, owner: op.owner ?? null,
+        request: op.request === undefined ? null : JSON.stringify(op.request),
+        status: op.running ? 'running' : 'queued', startedAt: op.running ? at : null, now: at,
+      }));
       return mustGet(op.id);
     },
     get: (id) => byId.get(id),
-    markRunning(id) {
-      running.run({ id, now: now() });
+    markRunning(id, owner) {
+      running.run({ id, owner, now: now() });
       return mustGet(id);
     },
+    takeQueued: (owner) => takeQueuedStmt.get({ owner, now: now() }),
     setInstance(id, instanceId) {
       busyOr(instanceId, () => setInstanceStmt.run({ id, instanceId }));
     },
-    finish(id, outcome) {
+    finish(id, outcome, ownedBy) {
       finishStmt.run({
         id,
         now: now(),
+        anyOwner: ownedBy === undefined ? 1 : 0,
+        ownedBy: ownedBy ?? null,
+        errorDetails: outcome.errorDetails === undefined ? null : JSON.stringify(outcome.errorDetails),
         status: outcome.status,
         exitCode: outcome.exitCode ?? null,
         errorCode: outcome.errorCode ?? null,

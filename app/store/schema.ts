@@ -118,6 +118,11 @@ export function migrations(dialect: Dialect): readonly string[] {
        started_at   TEXT NOT NULL,
        heartbeat_at TEXT NOT NULL
      );`,
+    // 7: what a queued operation asks for (a launch's request) and how a failure was described, so that
+    // whichever replica has a free script slot can run it, and the one whose client waits can answer as if
+    // it had run it itself.
+    `ALTER TABLE operations ADD COLUMN request TEXT;
+     ALTER TABLE operations ADD COLUMN error_details TEXT;`,
   ];
 }
 

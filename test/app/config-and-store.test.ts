@@ -103,6 +103,8 @@ describe('SQLite store', () => {
     db.exec(`DROP INDEX operations_one_in_flight_per_instance;
              DROP INDEX operations_unfinished_by_owner;
              ALTER TABLE operations DROP COLUMN owner;
+             ALTER TABLE operations DROP COLUMN request;
+             ALTER TABLE operations DROP COLUMN error_details;
              DROP TABLE replicas;`);
     db.pragma('user_version = 4');
     const insert = db.prepare(`INSERT INTO operations (id, kind, instance_id, status, created_at)

@@ -83,6 +83,76 @@ describe('several replicas on one PostgreSQL', function () {
     assert.equal((await rows(pgs.url, "SELECT id FROM operations WHERE kind = 'create'")).length, 1);
   });
 
+  it('when replica A\'s script slots are busy and B\'s are free, then B runs what A queued and A\'s clients get the answers B recorded', async () => {
+    const gate = path.join(pgs.dir, 'queue-gate');
+    mkdirSync(gate);
+    const b = await replica();
+    const a = await replica({ MAX_CONCURRENT_SCRIPTS: '1', ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }) });
+    const held = postJson(`${a.url}/instances`, launch('held-on-a'));
+    await until('A\'s launch holds its only script slot in front of EC2', () => markers(gate, 'entered').length === 1);
+
+    const key = { 'Idempotency-Key': 'queued-on-a-1' };
+    const queued = await postJson(`${a.url}/instances`, launch('queued-on-a'), key);
+    assert.equal(queued.status, 201, JSON.stringify(queued.body));
+    assert.equal(queued.body.name, 'queued-on-a');
+    const refused = await postJson(`${a.url}/instances`, { ...launch('no-such-image'), ami: 'ami-00000000000000000' });
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.equal(refused.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+    assert.deepEqual(refused.body.errors.map((e: any) => e.field), ['ami'], 'the failing field survives the trip through the record');
+    assert.equal(refused.body.instance, '/instances');
+
+    const ops = await rows<{ name: string; owner: string; status: string; request_id: string }>(pgs.url,
+      "SELECT request::json->>'name' AS name, owner, status, request_id FROM operations WHERE kind = 'create' ORDER BY row_id");
+    assert.deepEqual(ops.map((op) => [op.name, op.status]), [['held-on-a', 'running'], ['queued-on-a', 'succeeded'], ['no-such-image', 'failed']]);
+    const [first, second, third] = ops;
+    assert.notEqual(second?.owner, first?.owner, 'B ran the operation A queued');
+    assert.equal(third?.owner, second?.owner);
+    assert.deepEqual((await allEc2Instances()).map((i) => i.InstanceId), [queued.body.id], 'A\'s own launch is still held');
+    assert.ok(b.logs.some((l) => l.message === 'took an operation another server queued' && l.request_id === second?.request_id));
+
+    const replay = await postJson(`${a.url}/instances`, launch('queued-on-a'), key);
+    assert.equal(replay.status, 201);
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(replay.body, queued.body, 'the answer B remembered is the one A gave');
+
+    writeFileSync(path.join(gate, 'release'), '');
+    assert.equal((await held).status, 201);
+    assert.equal((await allEc2Instances()).length, 2);
+  });
+
+  it('when replica A is SIGKILLed with a launch still queued, then the next replica runs it: the 202 its client got is honoured, once', async () => {
+    const gate = path.join(pgs.dir, 'dead-gate');
+    mkdirSync(gate);
+    const a = await replica({ MAX_CONCURRENT_SCRIPTS: '1', ...fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate }) });
+    const held = postJson(`${a.url}/instances`, launch('running-on-a')).catch((error: unknown) => error);
+    await until('A\'s launch holds its only script slot in front of EC2', () => markers(gate, 'entered').length === 1);
+    const accepted = await postJson(`${a.url}/instances`, launch('queued-on-a'), { Prefer: 'respond-async' });
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+    assert.equal(accepted.body.status, 'queued');
+
+    process.kill(a.pid, 'SIGKILL');
+    await a.exited;
+    const group = Number(markers(gate, 'entered')[0]?.text);
+    pgs.killAfter(group);
+    killGroup(group); // A's script, held before it called EC2, dies too: that launch never happened
+    assert.ok((await held) instanceof Error, 'the synchronous client lost its connection');
+
+    const b = await replica();
+    await until('B has run the launch A had queued', async () =>
+      (await getJson(`${b.url}/operations/${accepted.body.id}`)).body.status === 'succeeded');
+    const queued = (await getJson(`${b.url}/operations/${accepted.body.id}`)).body;
+    assert.equal(queued.result.name, 'queued-on-a');
+    const ec2 = await allEc2Instances();
+    assert.deepEqual(ec2.map((i) => i.InstanceId), [queued.instance_id], 'one instance: the queued launch, once');
+    const [owner] = await rows<{ owner: string }>(pgs.url, 'SELECT owner FROM operations WHERE id = $1', [accepted.body.id]);
+    assert.ok(b.logs.some((l) => l.message === 'took an operation another server queued' && l.operation_id === accepted.body.id));
+    assert.equal(owner?.owner, b.logs.find((l) => l.message === 'listening')?.replica, 'B ran it');
+
+    await until('B has settled the launch A was running', async () =>
+      /nothing was launched|had not started a launch/.test((await rows<{ note: string }>(pgs.url,
+        "SELECT note FROM operations WHERE kind = 'create' AND id <> $1", [accepted.body.id]))[0]?.note ?? ''));
+  });
+
   it('when replica A is SIGKILLed during a slow launch, then replica B takes it over after A\'s lease: one instance, one record, never launched twice', async () => {
     const hold = path.join(pgs.dir, 'hold');
     mkdirSync(hold);

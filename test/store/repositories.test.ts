@@ -174,7 +174,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const queued = await store.operations.insert(op);
       assert.equal(queued.status, 'queued');
       assert.deepEqual((await store.operations.unfinished()).map((r) => r.id), [op.id]);
-      assert.equal((await store.operations.markRunning(op.id)).status, 'running');
+      assert.equal((await store.operations.markRunning(op.id, null)).status, 'running');
       await store.operations.setScriptGroup(op.id, 4242);
       assert.equal(await store.operations.scriptRunningOn(id), op.id);
       assert.deepEqual((await store.operations.withScriptGroup()).map((r) => r.script_pgid), [4242]);
@@ -193,6 +193,38 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const late = await store.operations.finish(op.id, { status: 'interrupted', note: 'shutdown' });
       assert.equal(late.status, 'succeeded', 'the first outcome stays');
       assert.deepEqual(await store.operations.unfinished(), []);
+    });
+
+    it('when servers take queued operations, then each gets another one, oldest first, never its own, a sync or a started one', async () => {
+      const other = backend.openAnother ? await backend.openAnother() : store;
+      if (other !== store) opened.push(other);
+      const onA = (kind: NewOperation['kind'], more: Partial<NewOperation> = {}) => operation(kind, instanceId(), { owner: 'server-a', ...more });
+      const syncOp = operation('sync', null, { owner: 'server-a' });
+      const started = onA('stop', { running: true });
+      const oldest = onA('create', { instanceId: null, request: { name: 'web-1' } });
+      const next = onA('start');
+      const ownOfB = onA('stop', { owner: 'server-b' });
+      const last = onA('terminate');
+      for (const op of [syncOp, started, oldest, next, ownOfB, last]) await store.operations.insert(op);
+      assert.equal((await store.operations.get(started.id))?.status, 'running');
+      assert.deepEqual(JSON.parse((await store.operations.get(oldest.id))?.request ?? 'null'), { name: 'web-1' });
+
+      const taken = await Promise.all([store.operations.takeQueued('server-b'), other.operations.takeQueued('server-c')]);
+      assert.deepEqual(taken.map((row) => row?.id).sort(), [oldest.id, next.id].sort(), 'the two oldest, one each');
+      for (const row of taken) assert.equal(row?.status, 'running');
+      assert.deepEqual(taken.map((row) => row?.owner).sort(), ['server-b', 'server-c']);
+      assert.equal((await store.operations.takeQueued('server-b'))?.id, last.id, 'the one server-b queued itself is passed over');
+      assert.equal(await store.operations.takeQueued('server-b'), undefined);
+
+      const late = await store.operations.markRunning(last.id, 'server-a');
+      assert.equal(late.owner, 'server-b', 'who started it first keeps it');
+      const untouched = await store.operations.finish(last.id, { status: 'interrupted', note: 'server-a is gone' }, 'server-a');
+      assert.equal(untouched.status, 'running', 'an outcome for its former owner does not apply');
+      const failed = await store.operations.finish(last.id, {
+        status: 'failed', errorCode: 'launch-policy', errorMessage: 'no', errorDetails: { errors: [{ field: 'ami', message: 'gone' }] },
+      }, 'server-b');
+      assert.equal(failed.status, 'failed');
+      assert.deepEqual(JSON.parse(failed.error_details ?? 'null'), { errors: [{ field: 'ami', message: 'gone' }] });
     });
 
     it('when operations are listed, then newest come first and each filter narrows them', async () => {

@@ -91,7 +91,7 @@ describe('one writer per database', function () {
       id: 'op-00000000-0000-4000-8000-000000000001', kind: 'stop', instanceId: 'i-0123456789abcdef0', clientToken: null,
       idempotencyKey: null, requestId: 'before-crash', actor: null, clientAddress: '127.0.0.1',
     });
-    store.operations.markRunning('op-00000000-0000-4000-8000-000000000001');
+    store.operations.markRunning('op-00000000-0000-4000-8000-000000000001', null);
     store.close();
     const before = readRows(ws.database, 'SELECT * FROM operations');
 

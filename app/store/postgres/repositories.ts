@@ -175,37 +175,58 @@ export function createPostgresRepositories(db: Queryable): Repositories {
 
   const operations: OperationsStore = {
     async insert(op) {
+      const at = now();
       await busyOr(op.instanceId, () =>
         run(
           `INSERT INTO operations (id, kind, instance_id, client_token, idempotency_key, status, request_id, actor,
-                                   client_address, owner, created_at)
-           VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, 'queued', @requestId, @actor, @clientAddress,
-                   @owner, @now)`,
-          { ...op, owner: op.owner ?? null, now: now() },
+                                   client_address, owner, request, started_at, created_at)
+           VALUES (@id, @kind, @instanceId, @clientToken, @idempotencyKey, @status, @requestId, @actor, @clientAddress,
+                   @owner, @request, @startedAt, @now)`,
+          {
+            ...op, owner: op.owner ?? null, request: op.request === undefined ? null : JSON.stringify(op.request),
+            status: op.running ? 'running' : 'queued', startedAt: op.running ? at : null, now: at,
+          },
         ));
       return mustGetOperation(op.id);
     },
     get: operationById,
-    async markRunning(id) {
-      await run(`UPDATE operations SET status = 'running', started_at = @now WHERE id = @id AND status = 'queued'`, {
-        id, now: now(),
-      });
+    async markRunning(id, owner) {
+      await run(
+        `UPDATE operations SET status = 'running', started_at = @now, owner = COALESCE(@owner, owner)
+          WHERE id = @id AND status = 'queued'`,
+        { id, owner, now: now() },
+      );
       return mustGetOperation(id);
     },
+    // SKIP LOCKED: replicas taking work at the same moment each get a different operation, none waits.
+    takeQueued: (owner) =>
+      first<OperationRow>(
+        `UPDATE operations SET status = 'running', started_at = @now, owner = @owner
+          WHERE row_id = (SELECT row_id FROM operations
+                           WHERE status = 'queued' AND kind <> 'sync' AND owner IS NOT NULL AND owner <> @owner
+                           ORDER BY row_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND status = 'queued'
+        RETURNING *`,
+        { owner, now: now() },
+      ),
     async setInstance(id, instanceId) {
       await busyOr(instanceId, () => run('UPDATE operations SET instance_id = @instanceId WHERE id = @id', { id, instanceId }));
     },
-    async finish(id, outcome) {
+    async finish(id, outcome, ownedBy) {
       await run(
         `UPDATE operations SET status = @status, exit_code = @exitCode, error_code = @errorCode,
                 error_message = @errorMessage, stderr_tail = @stderrTail, note = COALESCE(@note, note), result = @result,
-                finished_at = @now::text,
+                error_details = @errorDetails, finished_at = @now::text,
                 duration_ms = CAST(ROUND(EXTRACT(EPOCH FROM ((@now::text)::timestamptz
                                 - COALESCE(started_at, created_at)::timestamptz)) * 1000) AS INTEGER)
-          WHERE id = @id AND status IN ('queued', 'running')`,
+          WHERE id = @id AND status IN ('queued', 'running')
+            AND (@anyOwner::boolean OR owner IS NOT DISTINCT FROM @ownedBy::text)`,
         {
           id,
           now: now(),
+          anyOwner: ownedBy === undefined,
+          ownedBy: ownedBy ?? null,
+          errorDetails: outcome.errorDetails === undefined ? null : JSON.stringify(outcome.errorDetails),
           status: outcome.status,
           exitCode: outcome.exitCode ?? null,
           errorCode: outcome.errorCode ?? null,
