@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { allEc2Instances, ec2InstanceById, freshEc2, UBUNTU_X86_AMI } from '../support/ec2-reader.js';
-import { arrangeManagedInstances, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { arrangeManagedInstances, createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
 import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
-describe('asynchronous requests are as strict as synchronous ones', function () {
+for (const storeKind of storeKinds()) describe(`asynchronous requests are as strict as synchronous ones (${storeKind})`, function () {
   this.timeout(240_000);
   let h: Harness;
   const gate = useGate();
@@ -24,13 +24,15 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
 
   const requestLine = (requestId: string) =>
     h.logs.find((l) => l.message === 'request' && l.request_id === requestId);
-  const unfinished = () =>
-    h.store.operations.list({ kind: 'create', limit: 20 }).filter((o) => o.status === 'queued' || o.status === 'running');
+  const createOps = () => h.records.operations.list({ kind: 'create', limit: 20 });
+  const unfinished = async () => (await createOps()).filter((o) => o.status === 'queued' || o.status === 'running');
+  const recordOf = (id: string) => h.records.instances.findByInstanceId(id);
+  const rowCount = async () => Number((await h.sql<{ n: number | string }>('SELECT count(*) AS n FROM instances'))[0]?.n);
 
   for (const maxInstances of [1, 2]) {
     it(`when three asynchronous creates arrive together with MAX_INSTANCES=${maxInstances}, then ${maxInstances} get 202 and the others 409 quota-exceeded before any operation, and EC2 ends with ${maxInstances}`, async () => {
       // Launches are held in front of EC2, so the later requests meet the earlier ones still in flight.
-      h = createHarness({
+      h = await createHarnessOn(storeKind, {
         env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'run-instances', FAKE_AWS_GATE_DIR: gate.dir }),
         config: { maxInstances },
       });
@@ -51,34 +53,34 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
         assert.equal(requestLine(answer.headers['x-request-id'] as string)?.status, 409);
       }
       const refusedIds = refused.map((a) => a.headers['x-request-id'] as string);
-      assert.ok(h.store.operations.list({ kind: 'create', limit: 20 }).every((o) => !refusedIds.includes(o.request_id as string)),
+      assert.ok((await createOps()).every((o) => !refusedIds.includes(o.request_id as string)),
         'nothing recorded for a refused create');
 
       await until('the accepted launches are inside aws run-instances', () => markers(gate.dir, 'entered').length === maxInstances);
       const held = await request(h.app).post('/instances').send(launch('while-held'));
       expectProblem(held, 409); // launches in flight count, also against a synchronous create
       gate.release();
-      await until('every accepted create finished', () => unfinished().length === 0);
+      await until('every accepted create finished', async () => (await unfinished()).length === 0);
 
-      const ops = h.store.operations.list({ kind: 'create', limit: 20 });
+      const ops = await createOps();
       assert.deepEqual(ops.map((o) => o.status), Array(maxInstances).fill('succeeded'));
       assert.deepEqual(ops.map((o) => o.id).sort(), accepted.map((a) => a.body.id).sort());
       const ec2 = await allEc2Instances();
       assert.equal(ec2.length, maxInstances, 'EC2 holds exactly the allowed number of instances');
       assert.deepEqual(ec2.map((i) => i.InstanceId).sort(), ops.map((o) => o.instance_id).sort());
       for (const op of ops) {
-        assert.equal(h.row(op.instance_id as string)?.launch_status, 'launched');
-        assert.equal(h.row(op.instance_id as string)?.state, 'running');
+        assert.equal((await recordOf(op.instance_id as string))?.launch_status, 'launched');
+        assert.equal((await recordOf(op.instance_id as string))?.state, 'running');
         assert.ok(h.logs.some((l) => l.message === 'operation succeeded' && l.operation_id === op.id));
       }
-      assert.equal(h.rowCount(), maxInstances, 'no launch intent recorded for a refused create');
+      assert.equal(await rowCount(), maxInstances, 'no launch intent recorded for a refused create');
       assert.equal(h.runs.filter((r) => r.script === 'create_instance.sh').length, maxInstances);
     });
   }
 
   for (const kind of ['start', 'stop'] as const) {
     it(`when an asynchronous ${kind} names a terminated instance, then 409 before any 202 and no operation is recorded`, async () => {
-      h = createHarness({ env: fakeAwsEnv({}) });
+      h = await createHarnessOn(storeKind, { env: fakeAwsEnv({}) });
       const [id] = (await arrangeManagedInstances(h, [`gone-${kind}`])) as [string];
       assert.equal((await request(h.app).delete(`/instances/${id}`)).status, 204);
       const runsBefore = h.runs.length;
@@ -89,9 +91,9 @@ describe('asynchronous requests are as strict as synchronous ones', function () 
       assert.match(problem.detail, new RegExp(`${id} is terminated; it cannot ${kind}`));
       assert.equal(answer.headers['operation-id'], undefined);
       assert.equal(answer.headers['preference-applied'], undefined);
-      assert.equal(h.store.operations.list({ instanceId: id, kind, limit: 5 }).length, 0, 'no operation recorded');
+      assert.equal((await h.records.operations.list({ instanceId: id, kind, limit: 5 })).length, 0, 'no operation recorded');
       assert.equal(h.runs.length, runsBefore, 'no script ran');
-      assert.equal(h.row(id)?.state, 'terminated');
+      assert.equal((await recordOf(id))?.state, 'terminated');
       assert.equal((await ec2InstanceById(id)).State.Name, 'terminated');
       assert.equal(requestLine(`late-${kind}`)?.status, 409);
     });

@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { ec2InstanceById, freshEc2 } from '../support/ec2-reader.js';
-import { arrangeManagedInstances, createHarness, expectProblem, type Harness } from '../support/app-harness.js';
+import { arrangeManagedInstances, createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
 import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
-describe('operations and concurrency', function () {
+for (const kind of storeKinds()) describe(`operations and concurrency (${kind})`, function () {
   this.timeout(240_000);
   let h: Harness;
   const gate = useGate();
@@ -20,8 +20,10 @@ describe('operations and concurrency', function () {
     h.close();
   });
 
-  function harness(config: { maxConcurrentScripts?: number; maxQueuedOperations?: number } = {}): Harness {
-    h = createHarness({
+  const recordOf = (id: string) => h.records.instances.findByInstanceId(id);
+
+  async function harness(config: { maxConcurrentScripts?: number; maxQueuedOperations?: number } = {}): Promise<Harness> {
+    h = await createHarnessOn(kind, {
       env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'stop-instances', FAKE_AWS_GATE_DIR: gate.dir }),
       // Each stop in a script run of its own, so that "two inside aws at once" shows the cap (stops sharing
       // one run are test/app/coalescing.test.ts's subject).
@@ -31,7 +33,7 @@ describe('operations and concurrency', function () {
   }
 
   it('when a stop is requested with Prefer: respond-async and a second stop follows, then 202 + Location, the record shows stopping, the second gets 409 naming the first', async () => {
-    harness();
+    await harness();
     const [id] = (await arrangeManagedInstances(h, ['async-1'])) as [string];
 
     const accepted = await request(h.app).post(`/instances/${id}/stop`).set('Prefer', 'respond-async').set('X-Request-Id', 'async-stop');
@@ -69,8 +71,8 @@ describe('operations and concurrency', function () {
     assert.equal(typeof finished.duration_ms, 'number');
     assert.ok(finished.finished_at >= finished.started_at);
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
-    assert.equal(h.row(id)?.state, 'stopped');
-    assert.equal(h.store.operations.list({ instanceId: id, kind: 'stop', limit: 10 }).length, 1, 'the refused stop recorded nothing');
+    assert.equal((await recordOf(id))?.state, 'stopped');
+    assert.equal((await h.records.operations.list({ instanceId: id, kind: 'stop', limit: 10 })).length, 1, 'the refused stop recorded nothing');
     assert.ok(h.logs.some((l) => l.message === 'operation succeeded' && l.operation_id === op.id));
     const listed = await request(h.app).get(`/operations?instance_id=${id}&kind=stop&status=succeeded`);
     assert.deepEqual(listed.body.operations.map((o: any) => o.id), [op.id]);
@@ -79,15 +81,15 @@ describe('operations and concurrency', function () {
   // The engine's unit tests cover the cap, the FIFO order and the refusal in detail; this is the one
   // case end to end, with real scripts held inside aws stop-instances.
   it('when more stops arrive than MAX_CONCURRENT_SCRIPTS, then that many run in parallel, the next waits in the FIFO queue, and beyond the queue 503 with Retry-After', async () => {
-    harness({ maxConcurrentScripts: 2, maxQueuedOperations: 1 });
+    await harness({ maxConcurrentScripts: 2, maxQueuedOperations: 1 });
     const ids = await arrangeManagedInstances(h, ['par-0', 'par-1', 'par-2', 'par-3']);
     const [queuedId, refusedId] = [ids[2] as string, ids[3] as string];
 
     const parallel = ids.slice(0, 2).map((id) => request(h.app).post(`/instances/${id}/stop`).then((r) => r));
     await until('two stops are inside aws at once', () => markers(gate.dir, 'entered').length === 2);
     const queued = request(h.app).post(`/instances/${queuedId}/stop`).then((r) => r);
-    await until('the third is recorded as queued', () =>
-      h.store.operations.list({ instanceId: queuedId, kind: 'stop', limit: 1 })[0]?.status === 'queued');
+    await until('the third is recorded as queued', async () =>
+      (await h.records.operations.list({ instanceId: queuedId, kind: 'stop', limit: 1 }))[0]?.status === 'queued');
 
     const refused = await request(h.app).post(`/instances/${refusedId}/stop`);
 
@@ -97,8 +99,8 @@ describe('operations and concurrency', function () {
     assert.deepEqual(h.services.operations.stats(), { running: 2, queued: 1, active: 3 });
     assert.equal(markers(gate.dir, 'entered').length, 2, 'the queued stop did not start');
     assert.equal(h.runs.filter((r) => r.script === 'stop_instance.sh' && r.args.includes(queuedId)).length, 0);
-    assert.equal(h.store.operations.list({ instanceId: refusedId, kind: 'stop', limit: 5 }).length, 0, 'nothing recorded for the refused one');
-    assert.notEqual(h.row(queuedId)?.state, 'stopping', 'a queued operation has not started: no transitional state yet');
+    assert.equal((await h.records.operations.list({ instanceId: refusedId, kind: 'stop', limit: 5 })).length, 0, 'nothing recorded for the refused one');
+    assert.notEqual((await recordOf(queuedId))?.state, 'stopping', 'a queued operation has not started: no transitional state yet');
     assert.equal((await request(h.app).get('/health/ready')).status, 200, 'a full queue is not a shutdown');
 
     gate.release();
@@ -107,10 +109,10 @@ describe('operations and concurrency', function () {
     for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));
     for (const id of ids.slice(0, 3)) {
       assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
-      assert.equal(h.row(id)?.state, 'stopped');
+      assert.equal((await recordOf(id))?.state, 'stopped');
     }
     assert.equal((await ec2InstanceById(refusedId)).State.Name, 'running');
-    const ops = h.store.operations.list({ kind: 'stop', limit: 20 });
+    const ops = await h.records.operations.list({ kind: 'stop', limit: 20 });
     assert.equal(ops.length, 3);
     assert.ok(ops.every((o) => o.status === 'succeeded'));
     const third = ops.find((o) => o.instance_id === queuedId);

@@ -8,18 +8,25 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client } from '../support/ec2-reader.js';
-import { createHarness } from '../support/app-harness.js';
+import { createHarnessOn, storeKinds } from '../support/app-harness.js';
 import { getJson, killGroup, liveMembersOfGroup, markers, postJson, readRows, until } from '../support/lifecycle.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { useServerWorkspace } from '../support/server-workspace.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
+import { freshPostgresDatabase, pgRows } from '../support/postgres.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
-describe('no phantom quota after launches were cut off', function () {
+for (const kind of storeKinds()) describe(`no phantom quota after launches were cut off (${kind})`, function () {
   this.timeout(180_000);
   const ws = useServerWorkspace('quota');
-  const start = (env: Record<string, string> = {}) => ws.start({ MAX_INSTANCES: '2', ...env });
+  /** The servers' database: the workspace's SQLite file, or a PostgreSQL database of this test's own. */
+  let databaseUrl = '';
+  beforeEach(async () => {
+    databaseUrl = kind === 'sqlite' ? ws.database : await freshPostgresDatabase();
+  });
+  const start = (env: Record<string, string> = {}) => ws.start({ DATABASE_URL: databaseUrl, MAX_INSTANCES: '2', ...env });
+  const rowsOf = async <T>(sql: string): Promise<T[]> => (kind === 'sqlite' ? readRows<T>(databaseUrl, sql) : pgRows<T>(databaseUrl, sql));
 
   /** MAX_INSTANCES asynchronous creates, each held by the fake aws in front of run-instances. */
   async function holdLaunches(server: ServerProcess): Promise<string[]> {
@@ -42,8 +49,8 @@ describe('no phantom quota after launches were cut off', function () {
 
     const ec2 = await allEc2Instances();
     assert.deepEqual(ec2.map((i) => i.InstanceId), [created.body.id], 'only the new launch reached EC2');
-    const rows = readRows<{ name: string; instance_id: string | null; launch_status: string; state: string; last_error: string | null }>(
-      ws.database, 'SELECT * FROM instances ORDER BY row_id',
+    const rows = await rowsOf<{ name: string; instance_id: string | null; launch_status: string; state: string; last_error: string | null }>(
+      'SELECT * FROM instances ORDER BY row_id',
     );
     assert.deepEqual(rows.map((r) => [r.name, r.launch_status, r.state]).sort(), [
       ['after-restart', 'launched', 'running'], ['held-1', 'failed', 'failed'], ['held-2', 'failed', 'failed'],
@@ -104,20 +111,21 @@ describe('no phantom quota after launches were cut off', function () {
   });
 });
 
-describe('a launch failed too early', function () {
+for (const kind of storeKinds()) describe(`a launch failed too early (${kind})`, function () {
   this.timeout(120_000);
 
   it('when EC2 shows an instance carrying the client token of a launch already failed, then sync records it on that launch, never leaving it unknown', async () => {
     await resetMoto();
     await createKeyPair();
-    const h = createHarness();
+    const h = await createHarnessOn(kind);
+    const recordOf = (id: string) => h.records.instances.findByInstanceId(id);
     try {
       const token = 'ec2c-00000000-0000-4000-8000-00000000f00d';
-      h.store.instances.insertLaunch({
+      await h.records.instances.insertLaunch({
         clientToken: token, name: 'late', ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8, keyName: 'k',
         securityGroupId: null, loginUser: 'ubuntu',
       });
-      h.store.instances.failLaunch(token, 'failed', "no EC2 instance carries this launch's client token");
+      await h.records.instances.failLaunch(token, 'failed', "no EC2 instance carries this launch's client token");
       // EC2 answered slowly: the launch shows up only after it was given up.
       const launched = await ec2Client().send(new RunInstancesCommand({
         ImageId: UBUNTU_X86_AMI, InstanceType: 't3.micro', MinCount: 1, MaxCount: 1, ClientToken: token,
@@ -132,10 +140,11 @@ describe('a launch failed too early', function () {
 
       assert.equal(response.status, 200, JSON.stringify(response.body));
       assert.equal(response.body.imported, 1);
-      assert.equal(h.rowCount(), 1, 'the launch\'s own record, no second one');
-      assert.equal(h.row(id)?.client_token, token);
-      assert.equal(h.row(id)?.launch_status, 'launched');
-      assert.equal(h.row(id)?.state, 'running');
+      const [count] = await h.sql<{ n: number | string }>('SELECT count(*) AS n FROM instances');
+      assert.equal(Number(count?.n), 1, 'the launch\'s own record, no second one');
+      assert.equal((await recordOf(id))?.client_token, token);
+      assert.equal((await recordOf(id))?.launch_status, 'launched');
+      assert.equal((await recordOf(id))?.state, 'running');
       assert.deepEqual((await request(h.app).get('/instances')).body.instances.map((i: any) => i.id), [id]);
       assert.ok(h.logs.some((l) => l.message === 'reconciliation recorded a launch given up as failed: EC2 has it after all' && l.instance_id === id));
     } finally {

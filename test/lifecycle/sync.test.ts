@@ -12,11 +12,11 @@ import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
-import { createHarness, expectProblem, realScriptsDir, type Harness } from '../support/app-harness.js';
+import { createHarnessOn, expectProblem, realScriptsDir, storeKinds, type Harness } from '../support/app-harness.js';
 import { markers, until } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
-describe('reconciliation and the operations list', function () {
+for (const kind of storeKinds()) describe(`reconciliation and the operations list (${kind})`, function () {
   this.timeout(120_000);
   const harnesses: Harness[] = [];
   let gate: string;
@@ -32,8 +32,8 @@ describe('reconciliation and the operations list', function () {
     rmSync(gate, { recursive: true, force: true });
   });
 
-  function harness(options: Parameters<typeof createHarness>[0] = {}): Harness {
-    const h = createHarness(options);
+  async function harness(options: Parameters<typeof createHarnessOn>[1] = {}): Promise<Harness> {
+    const h = await createHarnessOn(kind, options);
     harnesses.push(h);
     return h;
   }
@@ -45,7 +45,7 @@ describe('reconciliation and the operations list', function () {
   }
 
   it('when an instance was created by create_instance.sh directly and another terminated with the aws CLI, then sync imports the first and marks the second terminated', async () => {
-    const h = harness();
+    const h = await harness();
     const kept = await launch(h, 'kept');
     const doomed = await launch(h, 'doomed');
     const direct = JSON.parse(execFileSync(path.join(realScriptsDir, 'create_instance.sh'), ['--', 'by-hand', UBUNTU_X86_AMI, 't3.micro', '8'], {
@@ -63,14 +63,14 @@ describe('reconciliation and the operations list', function () {
     assert.equal(response.body.vanished, 0);
     assert.ok(response.body.updated >= 1, 'at least the terminated one changed');
     assert.match(response.body.operation_id, /^op-/);
-    const imported = h.row(direct.id);
+    const imported = await h.records.instances.findByInstanceId(direct.id);
     assert.equal(imported?.name, 'by-hand');
     assert.equal(imported?.launch_status, 'launched');
     assert.equal(imported?.login_user, 'ubuntu');
     assert.equal(imported?.key_name, TEST_KEY_NAME);
-    assert.equal(h.row(doomed)?.state, 'terminated');
+    assert.equal((await h.records.instances.findByInstanceId(doomed))?.state, 'terminated');
     assert.equal((await ec2InstanceById(doomed)).State.Name, 'terminated');
-    assert.equal(h.row(kept)?.state, (await ec2InstanceById(kept)).State.Name);
+    assert.equal((await h.records.instances.findByInstanceId(kept))?.state, (await ec2InstanceById(kept)).State.Name);
     const listed = await request(h.app).get('/instances');
     assert.deepEqual(listed.body.instances.map((i: any) => i.id).sort(), [kept, direct.id].sort());
     assert.equal((await allEc2Instances()).length, 3);
@@ -87,10 +87,10 @@ describe('reconciliation and the operations list', function () {
   });
 
   it('when two syncs arrive together, then they share one run of list_instances.sh; when EC2 forgot an instance, then it is counted vanished', async () => {
-    const launcher = harness();
+    const launcher = await harness();
     const id = await launch(launcher, 'forgotten');
-    const h = harness({
-      databasePath: launcher.databasePath,
+    const h = await harness({
+      databaseUrl: launcher.databaseUrl,
       env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),
     });
 
@@ -109,14 +109,15 @@ describe('reconciliation and the operations list', function () {
     assert.equal(asyncJoin.body.id, a.body.operation_id);
     assert.deepEqual({ updated: a.body.updated, imported: a.body.imported, vanished: a.body.vanished }, { updated: 0, imported: 0, vanished: 1 });
     assert.equal(h.runs.filter((r) => r.script === 'list_instances.sh').length, 1, 'EC2 was read once');
-    assert.equal(h.row(id)?.state, 'terminated');
-    assert.match(h.row(id)?.last_error ?? '', /vanished/);
+    const forgotten = await h.records.instances.findByInstanceId(id);
+    assert.equal(forgotten?.state, 'terminated');
+    assert.match(forgotten?.last_error ?? '', /vanished/);
     assert.equal(await ec2InstanceById(id), undefined);
-    assert.equal(h.store.operations.list({ kind: 'sync', limit: 10 }).length, 1);
+    assert.equal((await h.records.operations.list({ kind: 'sync', limit: 10 })).length, 1);
   });
 
   it('when operations are listed, then newest first with filters (kind, status, instance, actor, client address) and a cursor', async () => {
-    const h = harness();
+    const h = await harness();
     const id = await launch(h, 'listed');
     await request(h.app).post(`/instances/${id}/stop`).expect(200);
     const byAlice = await h.services.operations.submit({ kind: 'sync', capped: false, ctx: { actor: 'alice', clientAddress: '203.0.113.7' }, run: async () => 0 });

@@ -10,7 +10,7 @@ import request from 'supertest';
 import type { ScriptRunner } from '../../app/ec2/runner.js';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById, freshEc2 } from '../support/ec2-reader.js';
-import { arrangeManagedInstances, createHarness, type Harness } from '../support/app-harness.js';
+import { arrangeManagedInstances, createHarnessOn, storeKinds, type Harness } from '../support/app-harness.js';
 import { markers, until, useGate } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
@@ -19,9 +19,11 @@ const CASES = [
   { kind: 'stop', before: 'running', transitional: 'stopping', after: 'stopped' },
 ] as const;
 
-describe('transitional states hold while their operation runs', function () {
+for (const storeKind of storeKinds()) describe(`transitional states hold while their operation runs (${storeKind})`, function () {
   this.timeout(240_000);
   let h: Harness;
+  const recordOf = (id: string) => h.records.instances.findByInstanceId(id);
+  const operationOf = (id: string) => h.records.operations.get(id);
   const gate = useGate();
 
   beforeEach(freshEc2);
@@ -31,7 +33,7 @@ describe('transitional states hold while their operation runs', function () {
 
   for (const { kind, before, transitional, after } of CASES) {
     it(`when an asynchronous ${kind} is held inside aws, then GET /instances/{id}, GET /instances and POST /instances/sync all show ${transitional}, and ${after} once it is released`, async () => {
-      h = createHarness({ env: fakeAwsEnv({ FAKE_AWS_GATE_OP: `${kind}-instances`, FAKE_AWS_GATE_DIR: gate.dir }) });
+      h = await createHarnessOn(storeKind, { env: fakeAwsEnv({ FAKE_AWS_GATE_OP: `${kind}-instances`, FAKE_AWS_GATE_DIR: gate.dir }) });
       const [id] = (await arrangeManagedInstances(h, [`held-${kind}`])) as [string];
       if (kind === 'start') assert.equal((await request(h.app).post(`/instances/${id}/stop`)).body.state, 'stopped');
 
@@ -44,7 +46,7 @@ describe('transitional states hold while their operation runs', function () {
 
       assert.equal(read.status, 200, JSON.stringify(read.body));
       assert.equal(read.body.state, transitional);
-      assert.equal(h.row(id)?.state, transitional);
+      assert.equal((await recordOf(id))?.state, transitional);
       assert.ok(h.runs.some((r) => r.script === 'describe_instance.sh' && r.args.includes(id)), 'the read did ask EC2');
       assert.ok(h.logs.some((l) => l.message === 'read kept the state set by a change of the instance'
         && l.request_id === `read-during-${kind}` && l.instance_id === id && l.state === transitional && l.ec2_state === before));
@@ -55,33 +57,34 @@ describe('transitional states hold while their operation runs', function () {
 
       assert.equal(synced.status, 200, JSON.stringify(synced.body));
       assert.equal(synced.body.updated, 0);
-      assert.equal(h.row(id)?.state, transitional);
+      assert.equal((await recordOf(id))?.state, transitional);
       assert.equal((await request(h.app).get('/instances')).body.instances[0]?.state, transitional);
       assert.ok(h.logs.some((l) => l.message === 'reconciliation left instances to the operations changing them'
         && l.request_id === `sync-during-${kind}` && Array.isArray(l.instance_ids) && (l.instance_ids as string[]).includes(id)));
       assert.equal(markers(gate.dir, 'left').length, 0, `the ${kind} was still held throughout`);
 
       gate.release();
-      await until('the operation finished', () => h.store.operations.get(accepted.body.id)?.status !== 'running'
-        && h.store.operations.get(accepted.body.id)?.status !== 'queued');
-      assert.equal(h.store.operations.get(accepted.body.id)?.status, 'succeeded');
+      await until('the operation finished', async () => (await operationOf(accepted.body.id))?.status !== 'running'
+        && (await operationOf(accepted.body.id))?.status !== 'queued');
+      assert.equal((await operationOf(accepted.body.id))?.status, 'succeeded');
       const final = await request(h.app).get(`/instances/${id}`);
       assert.equal(final.body.state, after);
-      assert.equal(h.row(id)?.state, after);
+      assert.equal((await recordOf(id))?.state, after);
       assert.equal((await ec2InstanceById(id)).State.Name, after);
     });
   }
 });
 
-describe('a read that began before a change does not undo it', function () {
+for (const storeKind of storeKinds()) describe(`a read that began before a change does not undo it (${storeKind})`, function () {
   this.timeout(240_000);
   let h: Harness;
+  const recordOf = (id: string) => h.records.instances.findByInstanceId(id);
   let releaseRead: () => void = () => undefined;
 
   beforeEach(async () => {
     await resetMoto();
     await createKeyPair();
-    h = createHarness();
+    h = await createHarnessOn(storeKind);
   });
   afterEach(() => {
     releaseRead();
@@ -121,7 +124,7 @@ describe('a read that began before a change does not undo it', function () {
 
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.equal(answer.body.state, 'stopped');
-    assert.equal(h.row(id)?.state, 'stopped');
+    assert.equal((await recordOf(id))?.state, 'stopped');
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
     assert.ok(h.logs.some((l) => l.message === 'read kept the state set by a change of the instance'
       && l.request_id === 'stale-get' && l.instance_id === id && l.state === 'stopped' && l.ec2_state === 'running'));
@@ -140,7 +143,7 @@ describe('a read that began before a change does not undo it', function () {
 
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.equal(answer.body.updated, 0);
-    assert.equal(h.row(id)?.state, 'stopped');
+    assert.equal((await recordOf(id))?.state, 'stopped');
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
     assert.ok(h.logs.some((l) => l.message === 'reconciliation left instances to the operations changing them'
       && l.request_id === 'stale-sync' && (l.instance_ids as string[]).includes(id)));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair, ec2InstanceById, UBUNTU_X86_AMI } from '../support/ec2-reader.js';
-import { arrangeRecordedInstance, createHarness, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarnessOn, storeKinds, type Harness } from '../support/app-harness.js';
 import { capturedLogger } from '../support/log-capture.js';
 import { startSilentServer, startSmtpServer, testEmailConfig } from '../support/smtp.js';
 import { createEmailNotifier } from '../../app/notify/email.js';
@@ -15,7 +15,7 @@ async function launch(h: Harness): Promise<any> {
   return response.body;
 }
 
-describe('email on lifecycle events through the API', () => {
+for (const kind of storeKinds()) describe(`email on lifecycle events through the API (${kind})`, () => {
   let h: Harness | undefined;
   beforeEach(async () => {
     await resetMoto();
@@ -27,7 +27,7 @@ describe('email on lifecycle events through the API', () => {
     const smtp = await startSmtpServer();
     const log = capturedLogger();
     const notifier = createEmailNotifier({ config: testEmailConfig(smtp.port, { attempts: 2 }), logger: log.logger });
-    h = createHarness({ notifier });
+    h = await createHarnessOn(kind, { notifier });
     try {
       const created = await launch(h);
       await request(h.app).post(`/instances/${created.id}/stop`).expect(200);
@@ -61,7 +61,7 @@ describe('email on lifecycle events through the API', () => {
     const silent = await startSilentServer();
     const log = capturedLogger();
     const notifier = createEmailNotifier({ config: testEmailConfig(silent.port, { attempts: 1 }), logger: log.logger });
-    h = createHarness({ notifier });
+    h = await createHarnessOn(kind, { notifier });
     try {
       // The create is not the subject here: the instance is arranged in-process and recorded as a create
       // records it, and the "created" event is handed to the notifier as the create hands it over.
@@ -80,7 +80,7 @@ describe('email on lifecycle events through the API', () => {
       await notifier.idle();
       const outcomes = log.lines().filter((line) => /^email /.test(line.message));
       assert.deepEqual(outcomes.map((line) => line.message), ['email given up', 'email given up']);
-      assert.equal(h.row(created.id)?.state, 'stopped', 'the failed email changed nothing that was recorded');
+      assert.equal((await h.records.instances.findByInstanceId(created.id))?.state, 'stopped', 'the failed email changed nothing that was recorded');
     } finally {
       await silent.close();
     }
