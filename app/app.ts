@@ -23,6 +23,8 @@ import { createOperationsEngine, type OperationsEngine } from './domain/operatio
 import { createReconciler } from './domain/reconcile.js';
 import { operationsRouter } from './http/operations-router.js';
 import { rememberRecorded } from './http/operations.js';
+import { createEventStream, type EventStream } from './domain/event-stream.js';
+import { eventsRouter } from './http/events-router.js';
 import { launchPolicyRouter } from './http/launch-policy-router.js';
 
 export interface AppDeps {
@@ -62,6 +64,7 @@ export interface Services {
   instances: InstancesService;
   operations: OperationsEngine;
   lifecycle: LifecycleService;
+  events: EventStream;
 }
 
 /** How often a replica with a free script slot looks for operations other replicas queued. */
@@ -119,7 +122,14 @@ export function createServices(deps: AppDeps): Services {
     timeouts: config.timeouts,
     orphans: deps.orphans,
   });
-  return { instances, operations, lifecycle };
+  const events = createEventStream({
+    store,
+    logger,
+    keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
+    // PostgreSQL also says at once when another replica recorded events; the look is the fallback.
+    pollMs: store.dialect === 'postgres' ? 1_000 : 250,
+  });
+  return { instances, operations, lifecycle, events };
 }
 
 export function createApp(deps: AppDeps, services = createServices(deps)): Express {
@@ -156,6 +166,9 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
     next();
   });
   app.use(operationsRouter(services.operations));
+  app.use(eventsRouter({
+    stream: services.events, logger: deps.logger, maxClients: deps.config.events.maxClients, heartbeatS: deps.config.events.heartbeatS,
+  }));
   app.use(launchPolicyRouter(deps.config));
   app.use(openApiRouter(buildOpenApiDocument(packageVersion())));
   app.use(instancesRouter(services.instances, services.lifecycle));

@@ -120,6 +120,21 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'How long an `Idempotency-Key` is remembered (at least 24)',
   },
   {
+    variables: [{ name: 'EVENT_RETENTION_HOURS', value: '72' }],
+    default: '`72`',
+    meaning: 'How long the events of `GET /events` are kept for resuming (`Last-Event-ID`); a client asking for an older one is told so and given the current state',
+  },
+  {
+    variables: [{ name: 'MAX_EVENT_CLIENTS', value: '100' }],
+    default: '`100`',
+    meaning: 'Event streams (`GET /events`) open at once on this server; beyond it 503 with `Retry-After`',
+  },
+  {
+    variables: [{ name: 'EVENT_HEARTBEAT_S', value: '15' }],
+    default: '`15`',
+    meaning: 'How often an idle event stream gets a comment line, so proxies and clients see it alive (1 to 300)',
+  },
+  {
     variables: [{ name: 'API_TOKENS', value: '', secret: true }],
     default: 'unset',
     meaning: 'Comma-separated `name:role:token` entries, role `viewer` or `operator` (see [Security](#security))',

@@ -55,6 +55,8 @@ export interface Config {
   leaseTimeoutS: number;
   /** Idempotency keys are kept at least this long. */
   idempotencyTtlHours: number;
+  /** The event stream (GET /events): how long events are kept, how many streams at once, the heartbeat. */
+  events: { retentionHours: number; maxClients: number; heartbeatS: number };
   // Tokens, quota, rate limit, docs, HTTP timeouts (app/auth/config.ts)
   auth: SecurityConfig['auth'];
   maxInstances: number;
@@ -193,6 +195,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (syncIntervalS !== 0 && syncIntervalS < 10) throw new ConfigError('SYNC_INTERVAL_S', `must be 0 (off) or at least 10, got ${syncIntervalS}`);
   const leaseTimeoutS = wholeNumber(env, 'LEASE_TIMEOUT_S', 30, 3, 3_600);
   const idempotencyTtlHours = wholeNumber(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 24, 8_760);
+  const events = {
+    retentionHours: wholeNumber(env, 'EVENT_RETENTION_HOURS', 72, 1, 87_600),
+    maxClients: wholeNumber(env, 'MAX_EVENT_CLIENTS', 100, 1, 10_000),
+    heartbeatS: wholeNumber(env, 'EVENT_HEARTBEAT_S', 15, 1, 300),
+  };
 
   return {
     maxConcurrentScripts,
@@ -204,6 +211,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     syncIntervalS,
     leaseTimeoutS,
     idempotencyTtlHours,
+    events,
     port,
     host,
     databasePath,

@@ -148,6 +148,10 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   }
   timers.push(setInterval(() => background(logger, 'idempotency key purge failed', () =>
     member.asDuty('purge-idempotency-keys', () => services.operations.purgeIdempotencyKeys())), 3_600_000));
+  const purgeEvents = () => background(logger, 'event purge failed', () =>
+    member.asDuty('purge-events', () => services.events.purge(config.events.retentionHours)));
+  purgeEvents();
+  timers.push(setInterval(purgeEvents, 3_600_000));
   for (const timer of timers) timer.unref();
 
   const open = started.store;
@@ -168,6 +172,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
         const left = () => Math.max(0, deadline - Date.now());
         const killAt = deadline - Math.min(2_000, Math.floor(config.shutdownTimeoutMs / 4));
         services.operations.beginShutdown();
+        services.events.close(); // open streams would hold the listener open
         for (const timer of timers) clearInterval(timer);
         logger.info('shutting down', { ...services.operations.stats(), shutdown_timeout_ms: config.shutdownTimeoutMs });
         listening.closeIdleConnections();

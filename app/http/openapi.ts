@@ -6,6 +6,7 @@
 import { Router } from 'express';
 import swaggerUi from 'swagger-ui-express';
 import { problemSchema } from '../schemas/instance.js';
+import { eventPaths, eventSchemas } from './openapi/events.js';
 import { healthPaths, healthSchemas } from './openapi/health.js';
 import { instancePaths, instanceSchemas } from './openapi/instances.js';
 import { launchPolicyPaths, launchPolicySchemas } from './openapi/launch-policy.js';
@@ -13,7 +14,7 @@ import { operationPaths, operationSchemas } from './openapi/operations.js';
 import { applySecurity, securitySchemes } from './openapi/security.js';
 
 export function buildOpenApiDocument(version: string): Record<string, unknown> {
-  const paths = { ...healthPaths, ...instancePaths, ...launchPolicyPaths, ...operationPaths };
+  const paths = { ...healthPaths, ...instancePaths, ...launchPolicyPaths, ...operationPaths, ...eventPaths };
   applySecurity(paths);
   return {
     openapi: '3.1.0',
@@ -28,7 +29,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
     security: [{ bearerAuth: [] }],
     paths,
     components: {
-      schemas: { ...healthSchemas, ...instanceSchemas, ...launchPolicySchemas, ...operationSchemas, Problem: problemSchema },
+      schemas: { ...healthSchemas, ...instanceSchemas, ...launchPolicySchemas, ...operationSchemas, ...eventSchemas, Problem: problemSchema },
       securitySchemes,
     },
   };

@@ -8,6 +8,7 @@ import {
   createInstanceRequestSchema, instanceIdParamsSchema, listInstancesQuerySchema,
   type CreateInstanceRequest, type InstanceIdParams, type ListInstancesQuery,
 } from './requests.js';
+import { eventsQuerySchema, type EventsQuery } from './events.js';
 import {
   listOperationsQuerySchema, operationIdParamsSchema, type ListOperationsQuery, type OperationIdParams,
 } from './operation.js';
@@ -74,3 +75,5 @@ export function describeAjvErrors(
     return { field: joined === '' ? '(body)' : joined, message };
   });
 }
+
+export const validateEventsQuery: ValidateFunction<EventsQuery> = queryAjv.compile<EventsQuery>(eventsQuerySchema);

@@ -39,6 +39,7 @@ export function asyncSqliteStore(store: Store): AsyncStore {
     operations: wrap(store.operations, run),
     idempotency: wrap(store.idempotency, run),
     replicas: wrap(store.replicas, run),
+    events: wrap(store.events, run),
   });
   const shared = repositoriesRunBy(outside);
   // BEGIN IMMEDIATE already makes every writing transaction wait for the one before: any topic is serialised.

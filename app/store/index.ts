@@ -23,7 +23,7 @@ export type OpenStoreOptions = StorageGuardOptions;
  */
 const READS: ReadonlySet<string> = new Set([
   'get', 'find', 'list', 'unfinished', 'withScriptGroup', 'scriptRunningOn',
-  'findByInstanceId', 'findByClientToken', 'unresolvedLaunches', 'abandonedLaunches', 'live',
+  'findByInstanceId', 'findByClientToken', 'unresolvedLaunches', 'abandonedLaunches', 'live', 'after', 'bounds',
 ]);
 
 function guarded<T extends object>(repository: T, guard: StorageGuard): T {
@@ -57,6 +57,7 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Store {
     operations: guarded(repositories.operations, guard),
     idempotency: guarded(repositories.idempotency, guard),
     replicas: guarded(repositories.replicas, guard),
+    events: guarded(repositories.events, guard),
     transaction: (fn) => guard.run(() => repositories.transaction(fn), true),
     health: () => guard.health(),
     control: (statement) => guard.run(() => repositories.db.exec(statement), statement !== 'ROLLBACK'),

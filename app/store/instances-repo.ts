@@ -6,6 +6,7 @@ import {
   createIdempotencyRepository, createOperationsRepository, type IdempotencyRepository, type OperationsRepository,
 } from './operations-repo.js';
 import { createReplicasRepository, type ReplicasRepository } from './replicas-repo.js';
+import { createEventsRepository, type EventsRepository } from './events-repo.js';
 
 export type LaunchStatus = 'launching' | 'launched' | 'failed' | 'unknown';
 export type RecordedState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'failed';
@@ -218,6 +219,7 @@ export interface Store {
   operations: OperationsRepository;
   idempotency: IdempotencyRepository;
   replicas: ReplicasRepository;
+  events: EventsRepository;
   /** Runs `fn` in one SQLite transaction. */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -230,6 +232,7 @@ export function createStore(db: Db): Store {
     operations: createOperationsRepository(db),
     idempotency: createIdempotencyRepository(db),
     replicas: createReplicasRepository(db),
+    events: createEventsRepository(db),
     transaction: (fn) => db.transaction(fn)(),
     close: () => db.close(),
   };

@@ -8,6 +8,7 @@ import type { StorageHealth } from './health.js';
 import type { InstancesRepository } from './instances-repo.js';
 import type { IdempotencyRepository, OperationsRepository } from './operations-repo.js';
 import type { ReplicasRepository } from './replicas-repo.js';
+import type { EventsRepository } from './events-repo.js';
 
 /** The same methods, answering with a promise. */
 export type Async<T> = {
@@ -18,6 +19,7 @@ export type InstancesStore = Async<InstancesRepository>;
 export type OperationsStore = Async<OperationsRepository>;
 export type IdempotencyStore = Async<IdempotencyRepository>;
 export type ReplicasStore = Async<ReplicasRepository>;
+export type EventsStore = Async<EventsRepository>;
 
 /** The repositories, as seen inside one transaction or outside any. */
 export interface Repositories {
@@ -25,6 +27,7 @@ export interface Repositories {
   operations: OperationsStore;
   idempotency: IdempotencyStore;
   replicas: ReplicasStore;
+  events: EventsStore;
 }
 
 /** A named duty (periodic sync, purging old keys) held by one server at a time among those sharing a database. */
@@ -57,6 +60,11 @@ export interface AsyncStore extends Repositories {
    * with its connection, so another server takes it over at its next try.
    */
   tryDuty(name: string): Promise<Duty | undefined>;
+  /**
+   * Calls `listener` whenever another connection (another replica) may have recorded events, so that this
+   * server's streams need not wait for their next look; returns how to stop. SQLite, with one server, has none.
+   */
+  onEventsRecorded?(listener: () => void): () => void;
   /** Whether the database can take writes now. */
   health(): Promise<StorageHealth>;
   close(): Promise<void>;

@@ -123,7 +123,105 @@ export function migrations(dialect: Dialect): readonly string[] {
     // it had run it itself.
     `ALTER TABLE operations ADD COLUMN request TEXT;
      ALTER TABLE operations ADD COLUMN error_details TEXT;`,
+    // 8: every recorded change as an event, written by triggers in the transaction that records the change,
+    // so there is no change without its event and no event without its change, whoever writes. The row as it
+    // was then is kept (the API's view is made from it when the event is read). Ids only grow and commit in
+    // order (PostgreSQL: writers of events take turns until they commit), so a reader that resumes after an
+    // id misses nothing; replicas are told of new events by NOTIFY.
+    eventsMigration(dialect),
   ];
+}
+
+
+/** The channel PostgreSQL notifies (after the commit) whenever events were recorded. */
+export const EVENTS_CHANNEL = 'ec2_creator_events';
+
+/** Any constant all replicas agree on: writers of events take turns on it until they commit. */
+const EVENTS_LOCK = 0x0ec2c5e7;
+
+const INSTANCE_COLUMNS = [
+  'row_id', 'instance_id', 'client_token', 'launch_status', 'name', 'state', 'public_ip', 'private_ip', 'ami',
+  'instance_type', 'storage_gb', 'key_name', 'security_group_id', 'login_user', 'launch_time', 'last_error',
+  'created_at', 'updated_at',
+];
+const OPERATION_COLUMNS = [
+  'row_id', 'id', 'kind', 'instance_id', 'client_token', 'idempotency_key', 'status', 'exit_code', 'error_code',
+  'error_message', 'stderr_tail', 'note', 'result', 'request_id', 'actor', 'client_address', 'created_at', 'started_at',
+  'finished_at', 'duration_ms', 'script_pgid', 'owner', 'request', 'error_details',
+];
+
+function eventsMigration(dialect: Dialect): string {
+  const d = WORDS[dialect];
+  const table = `CREATE TABLE events (
+       row_id       ${d.identity},
+       type         TEXT NOT NULL,
+       instance_id  TEXT,
+       operation_id TEXT,
+       old_state    TEXT,
+       data         TEXT NOT NULL,
+       created_at   TEXT NOT NULL
+     );
+     CREATE INDEX events_by_age ON events (created_at);`;
+  if (dialect === 'sqlite') {
+    // SQLite names the columns it keeps: a migration that adds a column to either table recreates these.
+    const json = (columns: string[]) => `json_object(${columns.map((c) => `'${c}', NEW.${c}`).join(', ')})`;
+    const instance = json(INSTANCE_COLUMNS);
+    const operation = json(OPERATION_COLUMNS);
+    return `${table}
+     CREATE TRIGGER events_instance_imported AFTER INSERT ON instances WHEN NEW.instance_id IS NOT NULL
+     BEGIN
+       INSERT INTO events (type, instance_id, data, created_at) VALUES ('instance.created', NEW.instance_id, ${instance}, ${d.now});
+     END;
+     CREATE TRIGGER events_instance_changed AFTER UPDATE OF instance_id, state ON instances
+       WHEN NEW.instance_id IS NOT NULL AND (OLD.instance_id IS NULL OR OLD.state <> NEW.state)
+     BEGIN
+       INSERT INTO events (type, instance_id, old_state, data, created_at)
+       VALUES (CASE WHEN OLD.instance_id IS NULL THEN 'instance.created'
+                    WHEN NEW.state = 'terminated' THEN 'instance.terminated' ELSE 'instance.state_changed' END,
+               NEW.instance_id, CASE WHEN OLD.instance_id IS NULL THEN NULL ELSE OLD.state END, ${instance}, ${d.now});
+     END;
+     CREATE TRIGGER events_operation_recorded AFTER INSERT ON operations
+     BEGIN
+       INSERT INTO events (type, instance_id, operation_id, data, created_at)
+       VALUES (CASE WHEN NEW.status = 'running' THEN 'operation.started' ELSE 'operation.' || NEW.status END,
+               NEW.instance_id, NEW.id, ${operation}, ${d.now});
+     END;
+     CREATE TRIGGER events_operation_changed AFTER UPDATE OF status ON operations WHEN OLD.status <> NEW.status
+     BEGIN
+       INSERT INTO events (type, instance_id, operation_id, data, created_at)
+       VALUES (CASE WHEN NEW.status = 'running' THEN 'operation.started' ELSE 'operation.' || NEW.status END,
+               NEW.instance_id, NEW.id, ${operation}, ${d.now});
+     END;`;
+  }
+  return `${table}
+     CREATE FUNCTION ec2c_record_event(kind TEXT, instance TEXT, operation TEXT, previous TEXT, row_json TEXT) RETURNS void
+     LANGUAGE plpgsql AS $$
+     BEGIN
+       PERFORM pg_advisory_xact_lock(${EVENTS_LOCK});
+       INSERT INTO events (type, instance_id, operation_id, old_state, data, created_at)
+       VALUES (kind, instance, operation, previous, row_json, ${d.now});
+       PERFORM pg_notify('${EVENTS_CHANNEL}', '');
+     END $$;
+     CREATE FUNCTION ec2c_instance_event() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF NEW.instance_id IS NULL THEN RETURN NULL; END IF;
+       IF TG_OP = 'INSERT' OR OLD.instance_id IS NULL THEN
+         PERFORM ec2c_record_event('instance.created', NEW.instance_id, NULL, NULL, row_to_json(NEW)::text);
+       ELSIF OLD.state <> NEW.state THEN
+         PERFORM ec2c_record_event(CASE WHEN NEW.state = 'terminated' THEN 'instance.terminated' ELSE 'instance.state_changed' END,
+                                   NEW.instance_id, NULL, OLD.state, row_to_json(NEW)::text);
+       END IF;
+       RETURN NULL;
+     END $$;
+     CREATE TRIGGER events_instance AFTER INSERT OR UPDATE ON instances FOR EACH ROW EXECUTE FUNCTION ec2c_instance_event();
+     CREATE FUNCTION ec2c_operation_event() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF TG_OP = 'UPDATE' AND OLD.status = NEW.status THEN RETURN NULL; END IF;
+       PERFORM ec2c_record_event(CASE WHEN NEW.status = 'running' THEN 'operation.started' ELSE 'operation.' || NEW.status END,
+                                 NEW.instance_id, NEW.id, NULL, row_to_json(NEW)::text);
+       RETURN NULL;
+     END $$;
+     CREATE TRIGGER events_operation AFTER INSERT OR UPDATE ON operations FOR EACH ROW EXECUTE FUNCTION ec2c_operation_event();`;
 }
 
 export const SCHEMA_VERSION = migrations('sqlite').length;

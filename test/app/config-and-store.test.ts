@@ -100,7 +100,12 @@ describe('SQLite store', () => {
     openStore(file).close();
     const db = new Database(file);
     // As a build of schema version 4 left it: no unique index, a server that died between two operations.
-    db.exec(`DROP INDEX operations_one_in_flight_per_instance;
+    db.exec(`DROP TRIGGER events_instance_imported;
+             DROP TRIGGER events_instance_changed;
+             DROP TRIGGER events_operation_recorded;
+             DROP TRIGGER events_operation_changed;
+             DROP TABLE events;
+             DROP INDEX operations_one_in_flight_per_instance;
              DROP INDEX operations_unfinished_by_owner;
              ALTER TABLE operations DROP COLUMN owner;
              ALTER TABLE operations DROP COLUMN request;
@@ -156,6 +161,7 @@ describe('OpenAPI document and docs', () => {
       .sort();
     assert.deepEqual(operations, [
       'DELETE /instances/{id} destroyInstance',
+      'GET /events streamEvents',
       'GET /health health',
       'GET /health/live liveness',
       'GET /health/ready readiness',

@@ -10,6 +10,7 @@ import { StorageOpenError, StorageUnavailableError } from '../errors.js';
 import type { Async, AsyncStore, Duty, Repositories } from '../ports.js';
 import { migratePostgres } from './migrations.js';
 import { createPostgresRepositories } from './repositories.js';
+import { EVENTS_CHANNEL } from '../schema.js';
 
 export interface PostgresStoreOptions {
   logger?: Logger | undefined;
@@ -99,7 +100,46 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       operations: wrap(repositories.operations),
       idempotency: wrap(repositories.idempotency),
       replicas: wrap(repositories.replicas),
+      events: wrap(repositories.events),
     };
+  }
+
+  /**
+   * One LISTEN connection for the whole server, outside the pool (a listening session must stay open),
+   * opened with the first listener and opened again, after a pause, whenever it is lost. While it is
+   * down, streams still find new events at their next look.
+   */
+  const eventListeners = new Set<() => void>();
+  let listening: pg.Client | undefined;
+  let listenRetry: NodeJS.Timeout | undefined;
+  let closed = false;
+  function listen(): void {
+    if (closed || listening || eventListeners.size === 0) return;
+    const client = new pg.Client({ ...connection, query_timeout: undefined });
+    listening = client;
+    const again = () => {
+      if (listening !== client) return;
+      listening = undefined;
+      client.end().catch(() => undefined);
+      if (closed || eventListeners.size === 0) return;
+      listenRetry = setTimeout(listen, 1_000);
+      listenRetry.unref();
+    };
+    client.on('error', again);
+    client.on('end', again);
+    client.on('notification', () => {
+      for (const listener of eventListeners) listener();
+    });
+    client.connect()
+      .then(() => client.query(`LISTEN ${EVENTS_CHANNEL}`))
+      .then(() => {
+        // What was recorded while nobody listened is found by the look this wake-up asks for.
+        for (const listener of eventListeners) listener();
+      })
+      .catch((error: unknown) => {
+        options.logger?.warn('cannot listen for events of other replicas; retrying', { database: where, error: error instanceof Error ? error.message : String(error) });
+        again();
+      });
   }
 
   const shared = guarded(createPostgresRepositories(pool));
@@ -190,6 +230,18 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       };
       return duty;
     },
+    onEventsRecorded(listener) {
+      eventListeners.add(listener);
+      listen();
+      return () => {
+        eventListeners.delete(listener);
+        if (eventListeners.size === 0 && listening) {
+          const client = listening;
+          listening = undefined;
+          void client.end().catch(() => undefined);
+        }
+      };
+    },
     async health() {
       try {
         await pool.query('SELECT 1');
@@ -199,6 +251,11 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       }
     },
     async close() {
+      closed = true;
+      if (listenRetry) clearTimeout(listenRetry);
+      const listener = listening;
+      listening = undefined;
+      await listener?.end().catch(() => undefined);
       await Promise.all([...dutyHolders].map((client) => client.end().catch(() => undefined)));
       await pool.end();
     },

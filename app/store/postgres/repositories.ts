@@ -9,8 +9,9 @@ import { InstanceBusyError } from '../errors.js';
 import { instancesQuery, operationsQuery } from '../list-queries.js';
 import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
-import type { IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
+import type { EventsStore, IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
 import type { ReplicaRow } from '../replicas-repo.js';
+import { EVENT_BOUNDS_SQL, EVENT_PURGE_SQL, eventsQuery, type EventRow } from '../events-repo.js';
 
 export type Queryable = Pick<pg.ClientBase, 'query'>;
 type Params = Record<string, unknown>;
@@ -313,5 +314,17 @@ export function createPostgresRepositories(db: Queryable): Repositories {
     },
   };
 
-  return { instances, operations, idempotency, replicas };
+  const events: EventsStore = {
+    after(afterId, filter, limit) {
+      const { sql, params } = eventsQuery(afterId, filter, limit);
+      return rows<EventRow>(sql, params);
+    },
+    async bounds() {
+      const row = await first<{ oldest: number; newest: number }>(EVENT_BOUNDS_SQL);
+      return { oldest: Number(row?.oldest ?? 0), newest: Number(row?.newest ?? 0) };
+    },
+    purgeOlderThan: (cutoff) => run(EVENT_PURGE_SQL, { cutoff }),
+  };
+
+  return { instances, operations, idempotency, replicas, events };
 }

@@ -1,0 +1,110 @@
+/**
+ * GET /events: Server-Sent Events of every recorded change (app/domain/event-stream.ts). Each event has
+ * `id:` (resume with the Last-Event-ID header or ?last_event_id=), `event:` its type and `data:` JSON. A
+ * client that does not read is dropped once MAX_BUFFERED_BYTES wait for it, never buffered without limit.
+ */
+import { Router, type Response } from 'express';
+import { UnavailableError } from '../domain/errors.js';
+import type { EventStream, StreamEvent, StreamReset } from '../domain/event-stream.js';
+import type { Logger } from '../logger.js';
+import { validateEventsQuery } from '../schemas/validators.js';
+import { requestId } from './context.js';
+import { methodNotAllowed } from './problems.js';
+import { check } from './validate.js';
+
+/** What may wait in memory for a slow client before it is dropped. */
+export const MAX_BUFFERED_BYTES = 1 << 20;
+
+export interface EventsRouterOptions {
+  stream: EventStream;
+  logger: Logger;
+  maxClients: number;
+  heartbeatS: number;
+}
+
+function frame(res: Response, name: string, id: number | undefined, data: unknown): boolean {
+  const lines = [`event: ${name}`];
+  if (id !== undefined) lines.push(`id: ${id}`);
+  lines.push(`data: ${JSON.stringify(data)}`, '', '');
+  return res.write(lines.join('\n'));
+}
+
+export function eventsRouter(options: EventsRouterOptions): Router {
+  const { stream, logger } = options;
+  const router = Router();
+  router
+    .route('/events')
+    .get(async (req, res) => {
+      const query = check(validateEventsQuery, { ...(req.query as object) }, 'query');
+      const header = req.get('last-event-id');
+      if (header !== undefined && !/^[0-9]{1,15}$/.test(header.trim())) {
+        check(validateEventsQuery, { last_event_id: header }, 'Last-Event-ID header');
+      }
+      const resumeFrom = header !== undefined ? header.trim() : query.last_event_id;
+      if (!stream.open) throw new UnavailableError('The service is shutting down; reconnect shortly', 5);
+      if (stream.clients >= options.maxClients) {
+        throw new UnavailableError(`${options.maxClients} event streams are open (MAX_EVENT_CLIENTS); retry later`, 10);
+      }
+
+      let ended = false;
+      let heartbeat: NodeJS.Timeout | undefined;
+      let unsubscribe: () => void = () => undefined;
+      const finish = (why: string) => {
+        if (ended) return;
+        ended = true;
+        if (heartbeat) clearInterval(heartbeat);
+        unsubscribe();
+        logger.info('event stream closed', { request_id: requestId(res), why, clients: stream.clients });
+      };
+      const send = (write: () => boolean) => {
+        if (ended) return;
+        write();
+        if (res.writableLength > MAX_BUFFERED_BYTES) {
+          logger.warn('event stream client dropped: it does not read', { request_id: requestId(res), buffered_bytes: res.writableLength });
+          finish('slow client');
+          res.destroy();
+        }
+      };
+      req.on('close', () => finish('client left'));
+
+      res.status(200);
+      res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+      res.setHeader('Cache-Control', 'no-cache, no-transform');
+      res.setHeader('X-Accel-Buffering', 'no'); // nginx would hold the stream back
+      res.flushHeaders();
+      res.write('retry: 3000\n\n');
+
+      const subscription = await stream.subscribe(
+        {
+          filter: { instanceId: query.instance_id, types: query.types?.split(',') },
+          deliver: (event: StreamEvent) => send(() => frame(res, event.type, event.id, event)),
+          end: () => {
+            finish('server shutting down');
+            res.end();
+          },
+        },
+        resumeFrom === undefined ? undefined : Number(resumeFrom),
+        (reset: StreamReset) => send(() => frame(res, 'stream.reset', reset.newest_event_id, reset)),
+      ).catch((error: unknown) => {
+        logger.warn('event stream could not start', { request_id: requestId(res), error: error instanceof Error ? error.message : String(error) });
+        finish('refused');
+        res.end();
+        return undefined;
+      });
+      if (!subscription) return;
+      if (ended) {
+        subscription.unsubscribe();
+        return;
+      }
+      unsubscribe = () => subscription.unsubscribe();
+      // Tells a new client where it stands, so that it can resume from here even before any change.
+      send(() => frame(res, 'stream.ready', subscription.from, { last_event_id: subscription.from, clients: stream.clients }));
+      heartbeat = setInterval(() => send(() => res.write(': heartbeat\n\n')), options.heartbeatS * 1000);
+      heartbeat.unref();
+      logger.info('event stream opened', {
+        request_id: requestId(res), from: subscription.from, instance_id: query.instance_id, types: query.types, clients: stream.clients,
+      });
+    })
+    .all(methodNotAllowed('GET'));
+  return router;
+}
