@@ -67,6 +67,9 @@ export interface Services {
   events: EventStream;
 }
 
+/** What may wait in memory for one event-stream client; beyond it, it reads on from the store. */
+const EVENT_BACKLOG_BYTES = 256 * 1024;
+
 /** How often a replica with a free script slot looks for operations other replicas queued. */
 const QUEUE_POLL_MS = 500;
 
@@ -128,6 +131,8 @@ export function createServices(deps: AppDeps): Services {
     keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
     // PostgreSQL also says at once when another replica recorded events; the look is the fallback.
     pollMs: store.dialect === 'postgres' ? 1_000 : 250,
+    stallMs: config.events.stallS * 1000,
+    maxBacklogBytes: EVENT_BACKLOG_BYTES,
   });
   return { instances, operations, lifecycle, events };
 }

@@ -135,6 +135,11 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'How often an idle event stream gets a comment line, so proxies and clients see it alive (1 to 300)',
   },
   {
+    variables: [{ name: 'EVENT_CLIENT_STALL_S', value: '30' }],
+    default: '`30`',
+    meaning: 'An event stream client that reads slower than events come reads on from the store (a bounded amount waits in memory for it); one whose connection takes nothing for this long is dropped',
+  },
+  {
     variables: [{ name: 'API_TOKENS', value: '', secret: true }],
     default: 'unset',
     meaning: 'Comma-separated `name:role:token` entries, role `viewer` or `operator` (see [Security](#security))',

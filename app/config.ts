@@ -56,7 +56,7 @@ export interface Config {
   /** Idempotency keys are kept at least this long. */
   idempotencyTtlHours: number;
   /** The event stream (GET /events): how long events are kept, how many streams at once, the heartbeat. */
-  events: { retentionHours: number; maxClients: number; heartbeatS: number };
+  events: { retentionHours: number; maxClients: number; heartbeatS: number; stallS: number };
   // Tokens, quota, rate limit, docs, HTTP timeouts (app/auth/config.ts)
   auth: SecurityConfig['auth'];
   maxInstances: number;
@@ -199,6 +199,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     retentionHours: wholeNumber(env, 'EVENT_RETENTION_HOURS', 72, 1, 87_600),
     maxClients: wholeNumber(env, 'MAX_EVENT_CLIENTS', 100, 1, 10_000),
     heartbeatS: wholeNumber(env, 'EVENT_HEARTBEAT_S', 15, 1, 300),
+    stallS: wholeNumber(env, 'EVENT_CLIENT_STALL_S', 30, 1, 3_600),
   };
 
   return {

@@ -3,8 +3,11 @@
  * (app/store/schema.ts), with ids that only grow in commit order; this module reads them in that order and
  * hands each to the subscribers whose filter it passes, as the API shows the instance or operation.
  * A subscriber resuming after an id first reads what it missed from the store, then joins the live feed
- * with no gap and no duplicate. New events are found by a look every `pollMs` while anyone listens, and at
- * once when the store says another connection recorded some (PostgreSQL's NOTIFY between replicas).
+ * with no gap and no duplicate. The store is also the buffer of a subscriber that reads slower than events
+ * come: once too much waits for it, it leaves the live feed and, each time its connection drains, reads on
+ * from the store where it was; one that does not drain for `stallMs` is dropped. New events are found by a
+ * look every `pollMs` while anyone listens, and at once when the store says another connection recorded
+ * some (PostgreSQL's NOTIFY between replicas).
  */
 import type { Logger } from '../logger.js';
 import type { Instance } from '../schemas/instance.js';
@@ -24,8 +27,12 @@ export type { StreamEvent, StreamReset } from '../schemas/events.js';
 export interface Subscriber {
   filter: EventFilter;
   deliver(event: StreamEvent): void;
-  /** Ends the subscriber's stream (the server shuts down). */
-  end(): void;
+  /** How many bytes wait to be sent to it. */
+  backlog(): number;
+  /** Calls `then` once what waits has been sent. */
+  onDrain(then: () => void): void;
+  /** Ends the subscriber's stream: the server shuts down, or (`stalled`) it does not read. */
+  end(why: 'shutdown' | 'stalled'): void;
 }
 
 export interface Subscription {
@@ -55,6 +62,10 @@ export interface EventStreamOptions {
   keyFiles?: KeyFiles | undefined;
   /** How often the store is looked at while anyone listens. */
   pollMs: number;
+  /** A subscriber whose connection does not drain for this long is dropped. */
+  stallMs: number;
+  /** What may wait for one subscriber before it reads on from the store instead. */
+  maxBacklogBytes: number;
 }
 
 const PAGE = 500;
@@ -63,12 +74,15 @@ interface Member {
   subscriber: Subscriber;
   /** The last id this subscriber has been given or passed over. */
   cursor: number;
+  /** Reading from the store (joining, or behind) rather than fed live. */
+  catchingUp: boolean;
+  stall?: NodeJS.Timeout | undefined;
+  gone: boolean;
 }
 
 export function createEventStream(options: EventStreamOptions): EventStream {
   const { store, logger } = options;
-  const live = new Set<Member>();
-  let joining = 0;
+  const members = new Set<Member>();
   /** The newest id the feed has read; undefined until the first subscriber. */
   let cursor: number | undefined;
   let pumping = false;
@@ -100,6 +114,55 @@ export function createEventStream(options: EventStreamOptions): EventStream {
     if (passes(member.subscriber.filter, row)) member.subscriber.deliver(event());
   }
 
+  function leave(member: Member): void {
+    member.gone = true;
+    if (member.stall) clearTimeout(member.stall);
+    members.delete(member);
+    unwatch();
+  }
+
+  /** Too much waits for it: it reads on from the store once its connection drains, or is dropped. */
+  function fallBehind(member: Member): void {
+    member.catchingUp = true;
+    member.stall = setTimeout(() => {
+      if (member.gone) return;
+      leave(member);
+      member.subscriber.end('stalled');
+    }, options.stallMs);
+    member.stall.unref();
+    member.subscriber.onDrain(() => {
+      if (member.stall) clearTimeout(member.stall);
+      member.stall = undefined;
+      void catchUp(member).catch((error: unknown) => {
+        logger.warn('could not read missed events for a stream', { error: error instanceof Error ? error.message : String(error) });
+      });
+    });
+  }
+
+  /**
+   * Reads what the member missed from the store, until it has caught up with the feed without the feed
+   * moving meanwhile; then it is fed live again (in the same turn: nothing in between is missed or repeated).
+   */
+  async function catchUp(member: Member): Promise<void> {
+    for (;;) {
+      if (member.gone) return;
+      const target: number = cursor ?? 0;
+      const rows = await store.events.after(member.cursor, member.subscriber.filter, PAGE);
+      if (member.gone) return;
+      for (const row of rows) give(member, row, () => toEvent(row));
+      if (member.subscriber.backlog() > options.maxBacklogBytes) {
+        fallBehind(member);
+        return;
+      }
+      if (rows.length === PAGE) continue;
+      if (cursor === target) {
+        member.cursor = Math.max(member.cursor, target);
+        member.catchingUp = false;
+        return;
+      }
+    }
+  }
+
   /** Reads what was recorded since the feed's cursor and hands it out; one read at a time. */
   async function pump(): Promise<void> {
     if (pumping) {
@@ -115,7 +178,11 @@ export function createEventStream(options: EventStreamOptions): EventStream {
           for (const row of rows) {
             cursor = Number(row.row_id);
             let made: StreamEvent | undefined;
-            for (const member of live) give(member, row, () => (made ??= toEvent(row)));
+            for (const member of members) {
+              if (member.catchingUp) continue;
+              give(member, row, () => (made ??= toEvent(row)));
+              if (member.subscriber.backlog() > options.maxBacklogBytes) fallBehind(member);
+            }
           }
           if (rows.length < PAGE) break;
         }
@@ -135,7 +202,7 @@ export function createEventStream(options: EventStreamOptions): EventStream {
   }
 
   function unwatch(): void {
-    if (live.size > 0 || joining > 0) return;
+    if (members.size > 0) return;
     if (timer) clearInterval(timer);
     timer = undefined;
     stopListening?.();
@@ -153,14 +220,14 @@ export function createEventStream(options: EventStreamOptions): EventStream {
   return {
     async subscribe(subscriber, afterId, reset) {
       if (closed) throw new UnavailableError('The service is shutting down; reconnect shortly');
-      joining += 1;
+      const member: Member = { subscriber, cursor: 0, catchingUp: true, gone: false };
+      members.add(member);
+      watch();
       try {
-        watch();
         const bounds = await store.events.bounds();
         cursor ??= bounds.newest;
-        const member: Member = { subscriber, cursor: afterId ?? cursor };
-        const expired = afterId !== undefined && (afterId > bounds.newest || afterId < bounds.oldest - 1);
-        if (expired) {
+        member.cursor = afterId ?? cursor;
+        if (afterId !== undefined && (afterId > bounds.newest || afterId < bounds.oldest - 1)) {
           member.cursor = bounds.newest;
           reset({
             reason: afterId > bounds.newest
@@ -171,38 +238,21 @@ export function createEventStream(options: EventStreamOptions): EventStream {
             ...(await currentState(subscriber.filter)),
           });
         }
-        // What it missed, from the store, until it has caught up with the feed without the feed moving meanwhile.
-        for (;;) {
-          const target: number = cursor ?? 0;
-          const rows = await store.events.after(member.cursor, subscriber.filter, PAGE);
-          for (const row of rows) give(member, row, () => toEvent(row));
-          if (rows.length === PAGE) continue;
-          if (cursor === target) {
-            member.cursor = Math.max(member.cursor, target);
-            break;
-          }
-        }
-        if (closed) {
-          subscriber.end();
-          throw new UnavailableError('The service is shutting down; reconnect shortly');
-        }
-        live.add(member);
         const from = member.cursor;
+        await catchUp(member);
+        if (closed) throw new UnavailableError('The service is shutting down; reconnect shortly');
         void pump();
         return {
           from,
-          unsubscribe() {
-            live.delete(member);
-            unwatch();
-          },
+          unsubscribe: () => leave(member),
         };
-      } finally {
-        joining -= 1;
-        unwatch();
+      } catch (error) {
+        leave(member);
+        throw error;
       }
     },
     get clients() {
-      return live.size;
+      return members.size;
     },
     get open() {
       return !closed;
@@ -215,10 +265,10 @@ export function createEventStream(options: EventStreamOptions): EventStream {
     },
     close() {
       closed = true;
-      const members = [...live];
-      live.clear();
-      unwatch();
-      for (const member of members) member.subscriber.end();
+      for (const member of [...members]) {
+        leave(member);
+        member.subscriber.end('shutdown');
+      }
     },
   };
 }

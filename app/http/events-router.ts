@@ -1,7 +1,7 @@
 /**
  * GET /events: Server-Sent Events of every recorded change (app/domain/event-stream.ts). Each event has
- * `id:` (resume with the Last-Event-ID header or ?last_event_id=), `event:` its type and `data:` JSON. A
- * client that does not read is dropped once MAX_BUFFERED_BYTES wait for it, never buffered without limit.
+ * `id:` (resume with the Last-Event-ID header or ?last_event_id=), `event:` its type and `data:` JSON. What
+ * waits for a slow client is bounded (it reads on from the store instead); one that does not read is dropped.
  */
 import { Router, type Response } from 'express';
 import { UnavailableError } from '../domain/errors.js';
@@ -11,9 +11,6 @@ import { validateEventsQuery } from '../schemas/validators.js';
 import { requestId } from './context.js';
 import { methodNotAllowed } from './problems.js';
 import { check } from './validate.js';
-
-/** What may wait in memory for a slow client before it is dropped. */
-export const MAX_BUFFERED_BYTES = 1 << 20;
 
 export interface EventsRouterOptions {
   stream: EventStream;
@@ -57,13 +54,7 @@ export function eventsRouter(options: EventsRouterOptions): Router {
         logger.info('event stream closed', { request_id: requestId(res), why, clients: stream.clients });
       };
       const send = (write: () => boolean) => {
-        if (ended) return;
-        write();
-        if (res.writableLength > MAX_BUFFERED_BYTES) {
-          logger.warn('event stream client dropped: it does not read', { request_id: requestId(res), buffered_bytes: res.writableLength });
-          finish('slow client');
-          res.destroy();
-        }
+        if (!ended) write();
       };
       req.on('close', () => finish('client left'));
 
@@ -78,7 +69,15 @@ export function eventsRouter(options: EventsRouterOptions): Router {
         {
           filter: { instanceId: query.instance_id, types: query.types?.split(',') },
           deliver: (event: StreamEvent) => send(() => frame(res, event.type, event.id, event)),
-          end: () => {
+          backlog: () => res.writableLength,
+          onDrain: (then) => res.once('drain', then),
+          end: (why) => {
+            if (why === 'stalled') {
+              logger.warn('event stream client dropped: it does not read', { request_id: requestId(res), buffered_bytes: res.writableLength });
+              finish('slow client');
+              res.destroy();
+              return;
+            }
             finish('server shutting down');
             res.end();
           },

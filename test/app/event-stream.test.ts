@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { createKeyPair } from '../support/ec2-reader.js';
@@ -130,7 +130,7 @@ for (const kind of storeKinds()) describe(`the event stream (${kind})`, function
   });
 
   it('when MAX_EVENT_CLIENTS streams are open, then the next gets 503 with Retry-After, and a heartbeat keeps the open ones alive', async () => {
-    await start({ config: { events: { retentionHours: 72, maxClients: 2, heartbeatS: 1 } } });
+    await start({ config: { events: { retentionHours: 72, maxClients: 2, heartbeatS: 1, stallS: 30 } } });
     const [one] = [await open(), await open()];
     await until('both streams are open', () => h.services.events.clients === 2);
     const third = await open();
@@ -154,6 +154,31 @@ for (const kind of storeKinds()) describe(`the event stream (${kind})`, function
     assert.equal((await request(h.app).post(`/instances/${id}/stop`)).status, 200);
     const succeeded = await stream.next('live again', (f) => f.event === 'operation.succeeded');
     assert.ok(Number(succeeded.id) > Number(reset.id));
+  });
+
+  it('when a client stops reading, then it is dropped after EVENT_CLIENT_STALL_S, while a client that reads gets every event', async () => {
+    await start({ config: { events: { retentionHours: 72, maxClients: 100, heartbeatS: 15, stallS: 1 } } });
+    const reader = await open();
+    await reader.next('ready', (f) => f.event === 'stream.ready');
+    const stalled = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    stalled.write('GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n');
+    stalled.pause(); // reads nothing from here on
+    await until('both streams are open', () => h.services.events.clients === 2);
+
+    // Many large events at once (written as the triggers would), far more than socket buffers hold.
+    const pad = 'x'.repeat(2_000);
+    const insert = kind === 'sqlite'
+      ? `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+         INSERT INTO events (type, operation_id, data, created_at)
+         SELECT 'operation.succeeded', 'op-flood', json_object('id', 'op-flood', 'kind', 'sync', 'status', 'succeeded', 'note', ?), '2026-11-23T00:00:00.000Z' FROM n`
+      : `INSERT INTO events (type, operation_id, data, created_at)
+         SELECT 'operation.succeeded', 'op-flood', json_build_object('id', 'op-flood', 'kind', 'sync', 'status', 'succeeded', 'note', ?::text)::text,
+                '2026-11-23T00:00:00.000Z' FROM generate_series(1, 20000)`;
+    await h.sql(insert, pad);
+    await until('the stalled client is dropped', () => h.logs.some((l) => l.message === 'event stream client dropped: it does not read'), 120_000);
+    await until('only the reading client is left', () => h.services.events.clients === 1);
+    await until('the reading client got the whole flood', () => reader.frames.filter((f) => f.data.operation?.id === 'op-flood').length === 20_000, 120_000);
+    stalled.destroy();
   });
 
   it('when the server shuts down, then open streams end cleanly and new ones are refused with 503', async () => {

@@ -11,6 +11,7 @@ import { UBUNTU_X86_AMI, allEc2Instances } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 import { captured, getJson, killGroup, markers, postJson, until } from '../support/lifecycle.js';
 import type { ServerProcess } from '../support/server-process.js';
+import { openSse } from '../support/sse.js';
 
 const launch = (name: string) => ({ name, ami: UBUNTU_X86_AMI, instance_type: 't3.micro', storage_gb: 8 });
 
@@ -20,8 +21,10 @@ describe('several replicas on one PostgreSQL', function () {
 
   const replica = (env: Record<string, string> = {}): Promise<ServerProcess> => pgs.start({ LEASE_TIMEOUT_S: '3', ...env });
 
-  it('when an instance is created on replica A, then replica B lists it, reads it and can stop it', async () => {
+  it('when an instance is created on replica A, then replica B lists it, reads it, can stop it, and B\'s event stream tells of both', async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
+    const watching = await openSse(`${b.url}/events`);
+    await watching.next('B\'s stream is open', (f) => f.event === 'stream.ready');
     const created = await postJson(`${a.url}/instances`, launch('shared-1'));
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const listed = await getJson(`${b.url}/instances`);
@@ -29,9 +32,14 @@ describe('several replicas on one PostgreSQL', function () {
     assert.equal((await getJson(`${b.url}/instances/${created.body.id}`)).body.name, 'shared-1');
     const stopped = await postJson(`${b.url}/instances/${created.body.id}/stop`);
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    const changes = await watching.next('B\'s event stream tells of the stop it ran', (f) => f.event === 'operation.succeeded' && f.data.operation.kind === 'stop');
+    assert.equal(changes.data.operation.instance_id, created.body.id);
+    const fromA = watching.frames.find((f) => f.event === 'instance.created');
+    assert.equal(fromA?.data.instance.id, created.body.id, 'the create recorded by A reached B\'s stream');
     const owners = await rows<{ kind: string; owner: string }>(pgs.url, "SELECT kind, owner FROM operations WHERE kind <> 'sync' ORDER BY row_id");
     assert.equal(owners.length, 2);
     assert.notEqual(owners[0]?.owner, owners[1]?.owner, 'each operation names the replica that ran it');
+    watching.close();
   });
 
   it('when stops of one instance reach replica A and replica B at once, then one runs and the other gets 409 naming it', async () => {
