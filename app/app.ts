@@ -25,6 +25,8 @@ import { operationsRouter } from './http/operations-router.js';
 import { rememberRecorded } from './http/operations.js';
 import { createEventStream, type EventStream } from './domain/event-stream.js';
 import { eventsRouter } from './http/events-router.js';
+import { metricsRouter, requestMetrics } from './http/metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { launchPolicyRouter } from './http/launch-policy-router.js';
 
 export interface AppDeps {
@@ -65,6 +67,7 @@ export interface Services {
   operations: OperationsEngine;
   lifecycle: LifecycleService;
   events: EventStream;
+  metrics: Metrics;
 }
 
 /** What may wait in memory for one event-stream client; beyond it, it reads on from the store. */
@@ -75,7 +78,8 @@ const QUEUE_POLL_MS = 500;
 
 export function createServices(deps: AppDeps): Services {
   const { store, config, logger } = deps;
-  const ec2 = createEc2(deps.runner, { coalesceWindowMs: config.coalesceWindowMs });
+  const metrics = createMetrics();
+  const ec2 = createEc2(metrics.instrument(deps.runner), { coalesceWindowMs: config.coalesceWindowMs });
   const changes = createChangeTracker();
   const instances = createInstancesService({
     instances: store.instances,
@@ -134,7 +138,17 @@ export function createServices(deps: AppDeps): Services {
     stallMs: config.events.stallS * 1000,
     maxBacklogBytes: EVENT_BACKLOG_BYTES,
   });
-  return { instances, operations, lifecycle, events };
+  metrics.readFrom({
+    queue: () => operations.stats(),
+    eventClients: () => events.clients,
+    async instancesByState() {
+      const byState: Record<string, number> = {};
+      for (const row of await store.instances.live()) byState[row.state] = (byState[row.state] ?? 0) + 1;
+      return byState;
+    },
+    operationsByKindAndStatus: () => store.operations.countByKindAndStatus(),
+  });
+  return { instances, operations, lifecycle, events, metrics };
 }
 
 export function createApp(deps: AppDeps, services = createServices(deps)): Express {
@@ -145,9 +159,10 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   // Headers first (every answer carries them), then who is calling, may they,
   // and how often; all before the body is parsed, so strangers cannot make us read 16 kB bodies.
   if (!deps.auth) throw new Error('createApp: deps.auth is required ({ mode: "disabled" } or { mode: "tokens", tokens })');
+  app.use(requestMetrics(services.metrics));
   app.use(securityHeaders());
   app.use(requestContext(deps.logger));
-  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs }));
+  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs, metricsPublic: deps.config.metricsPublic }));
   app.use(authorize());
   app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute, ...deps.rateLimit }));
   app.use(express.json({ limit: BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
@@ -170,6 +185,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
     if (services.operations.draining) res.setHeader('Connection', 'close');
     next();
   });
+  app.use(metricsRouter(services.metrics));
   app.use(operationsRouter(services.operations));
   app.use(eventsRouter({
     stream: services.events, logger: deps.logger, maxClients: deps.config.events.maxClients, heartbeatS: deps.config.events.heartbeatS,

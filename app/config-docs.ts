@@ -160,6 +160,11 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'Serve `/openapi.json` and `/docs` without a token (for reading only)',
   },
   {
+    variables: [{ name: 'METRICS_PUBLIC', value: 'false' }],
+    default: '`false`',
+    meaning: 'Serve `GET /metrics` (Prometheus) without a token; otherwise any token reads it, a viewer\'s included',
+  },
+  {
     variables: [{ name: 'MAX_INSTANCES', value: '5' }],
     default: '`5`',
     meaning: 'Live managed instances at once (launches in flight included); beyond it 409',

@@ -62,6 +62,7 @@ export interface Config {
   maxInstances: number;
   rateLimitPerMinute: number;
   publicDocs: boolean;
+  metricsPublic: boolean;
   http: SecurityConfig['http'];
 }
 

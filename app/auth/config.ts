@@ -35,6 +35,8 @@ export interface SecurityConfig {
   rateLimitPerMinute: number;
   /** Whether GET /openapi.json and /docs answer without a token. */
   publicDocs: boolean;
+  /** Whether GET /metrics answers without a token. */
+  metricsPublic: boolean;
   http: HttpTimeouts;
 }
 
@@ -74,11 +76,12 @@ export function loadSecurityConfig(env: Env, options: { host: string; databasePa
   const rateLimitPerMinute = wholeNumber(env, 'RATE_LIMIT_PER_MINUTE', DEFAULT_RATE_LIMIT_PER_MINUTE, 0, 100_000);
   // Every endpoint but /health* needs a token unless the operator opens the docs on purpose.
   const publicDocs = booleanVariable(env, 'PUBLIC_DOCS', false);
+  const metricsPublic = booleanVariable(env, 'METRICS_PUBLIC', false);
   const headersTimeoutMs = wholeNumber(env, 'HTTP_HEADERS_TIMEOUT_MS', 15_000, 1_000, 600_000);
   const requestTimeoutMs = wholeNumber(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1_000, 3_600_000);
   const keepAliveTimeoutMs = wholeNumber(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1_000, 600_000);
   if (headersTimeoutMs > requestTimeoutMs) {
     throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', `must not exceed HTTP_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
   }
-  return { auth, maxInstances, rateLimitPerMinute, publicDocs, http: { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs } };
+  return { auth, maxInstances, rateLimitPerMinute, publicDocs, metricsPublic, http: { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs } };
 }

@@ -22,6 +22,7 @@ export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTION
 
 const HEALTH = /^\/health(?:\/[A-Za-z0-9_-]+)?\/?$/;
 const DOCS = /^\/(?:openapi\.json|docs(?:\/.*)?)$/;
+const METRICS = /^\/metrics\/?$/;
 /** RFC 6750: `Bearer` SP b64token. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
@@ -37,13 +38,15 @@ function authorizationHeaderCount(req: Request): number {
   return count;
 }
 
-export function isPublicPath(req: Request, publicDocs: boolean): boolean {
+export function isPublicPath(req: Request, publicDocs: boolean, metricsPublic = false): boolean {
   if (HEALTH.test(req.path)) return true;
-  return publicDocs && (req.method === 'GET' || req.method === 'HEAD') && DOCS.test(req.path);
+  const reading = req.method === 'GET' || req.method === 'HEAD';
+  return reading && ((publicDocs && DOCS.test(req.path)) || (metricsPublic && METRICS.test(req.path)));
 }
 
-export function authenticate(setup: AuthSetup, options: { logger: Logger; publicDocs?: boolean }): RequestHandler {
+export function authenticate(setup: AuthSetup, options: { logger: Logger; publicDocs?: boolean; metricsPublic?: boolean }): RequestHandler {
   const publicDocs = options.publicDocs ?? false;
+  const metricsPublic = options.metricsPublic ?? false;
   if (setup.mode === 'disabled') {
     return (_req, _res, next) => next();
   }
@@ -67,7 +70,7 @@ export function authenticate(setup: AuthSetup, options: { logger: Logger; public
   };
 
   return (req, res, next) => {
-    if (isPublicPath(req, publicDocs)) {
+    if (isPublicPath(req, publicDocs, metricsPublic)) {
       next();
       return;
     }

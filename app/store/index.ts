@@ -23,7 +23,7 @@ export type OpenStoreOptions = StorageGuardOptions;
  */
 const READS: ReadonlySet<string> = new Set([
   'get', 'find', 'list', 'unfinished', 'withScriptGroup', 'scriptRunningOn',
-  'findByInstanceId', 'findByClientToken', 'unresolvedLaunches', 'abandonedLaunches', 'live', 'after', 'bounds',
+  'findByInstanceId', 'findByClientToken', 'unresolvedLaunches', 'abandonedLaunches', 'live', 'after', 'bounds', 'countByKindAndStatus',
 ]);
 
 function guarded<T extends object>(repository: T, guard: StorageGuard): T {

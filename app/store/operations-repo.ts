@@ -116,6 +116,8 @@ export interface OperationsRepository {
   /** Operations still queued or running (after a crash: none of them is really running any more). */
   unfinished(): OperationRow[];
   list(filter: OperationFilter): OperationRow[];
+  /** How many operations are recorded, by kind and status. */
+  countByKindAndStatus(): Array<{ kind: OperationKind; status: OperationStatus; count: number }>;
 }
 
 export interface IdempotencyRepository {
@@ -169,6 +171,9 @@ export function createOperationsRepository(db: Db): OperationsRepository {
   );
   const scriptRunningOnStmt = db.prepare<[string], { id: string }>(
     'SELECT id FROM operations WHERE instance_id = ? AND script_pgid IS NOT NULL ORDER BY row_id DESC LIMIT 1',
+  );
+  const countsStmt = db.prepare<[], { kind: OperationKind; status: OperationStatus; count: number }>(
+    'SELECT kind, status, COUNT(*) AS count FROM operations GROUP BY kind, status ORDER BY kind, status',
   );
   const unfinishedStmt = db.prepare<[], OperationRow>(
     `SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY row_id`,
@@ -239,6 +244,7 @@ export function createOperationsRepository(db: Db): OperationsRepository {
     withScriptGroup: () => withScriptGroupStmt.all(),
     scriptRunningOn: (instanceId) => scriptRunningOnStmt.get(instanceId)?.id,
     unfinished: () => unfinishedStmt.all(),
+    countByKindAndStatus: () => countsStmt.all(),
     list(filter) {
       const { sql, params } = operationsQuery(filter);
       return db.prepare<[Record<string, string | number>], OperationRow>(sql).all(params);

@@ -168,6 +168,7 @@ describe('OpenAPI document and docs', () => {
       'GET /instances listInstances',
       'GET /instances/{id} getInstance',
       'GET /launch-policy getLaunchPolicy',
+      'GET /metrics metrics',
       'GET /operations listOperations',
       'GET /operations/{id} getOperation',
       'POST /instances createInstance',

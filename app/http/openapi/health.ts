@@ -26,3 +26,20 @@ export const healthPaths: Doc = {
 };
 
 export const healthSchemas: Doc = { Health: healthSchema, Readiness: readinessSchema };
+
+export const metricsPaths: Doc = {
+  '/metrics': {
+    get: {
+      operationId: 'metrics',
+      summary: 'Prometheus metrics (text exposition format); any token, or none with METRICS_PUBLIC=true',
+      description: [
+        'Process and Node defaults; ec2creator_http_request_duration_seconds{method,route,status_code} (route is',
+        'the template, e.g. /instances/:id); ec2creator_script_runs_total and ec2creator_script_duration_seconds',
+        '{script,outcome}; ec2creator_operations{kind,status} and ec2creator_instances{state} (from the database,',
+        'the same on every replica); ec2creator_operations_running, ec2creator_operations_queued and',
+        'ec2creator_event_stream_clients (this server).',
+      ].join(' '),
+      responses: { '200': { description: 'The metrics', content: { 'text/plain': { schema: { type: 'string' } } } } },
+    },
+  },
+};

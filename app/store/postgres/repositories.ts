@@ -255,6 +255,12 @@ export function createPostgresRepositories(db: Queryable): Repositories {
       return row?.id;
     },
     unfinished: () => rows<OperationRow>(`SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY row_id`),
+    async countByKindAndStatus() {
+      const counted = await rows<{ kind: OperationRow['kind']; status: OperationRow['status']; count: string }>(
+        'SELECT kind, status, COUNT(*) AS count FROM operations GROUP BY kind, status ORDER BY kind, status',
+      );
+      return counted.map((row) => ({ ...row, count: Number(row.count) }));
+    },
     list(filter) {
       const { sql, params } = operationsQuery(filter);
       return rows<OperationRow>(sql, params);
