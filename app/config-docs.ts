@@ -225,6 +225,30 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'Delivery attempts, and the first delay between them (doubling)',
   },
   {
+    variables: [{ name: 'WEBHOOK_URLS', value: '', example: 'https://hooks.example.com/ec2-creator' }],
+    default: 'unset',
+    meaning: 'Comma-separated `http(s)://` URLs that receive every lifecycle event as a signed POST (see [Webhooks](#webhooks))',
+  },
+  {
+    variables: [{ name: 'WEBHOOK_SECRET', value: '', secret: true }],
+    default: 'unset',
+    meaning: 'The HMAC-SHA256 key deliveries are signed with (16 characters or more); needed with `WEBHOOK_URLS` unless `WEBHOOK_FORMAT=slack`',
+  },
+  {
+    variables: [{ name: 'WEBHOOK_FORMAT', value: 'json' }],
+    default: '`json`',
+    meaning: '`json` (the event) or `slack` (`{"text": "…"}`, one line for a Slack incoming webhook)',
+  },
+  {
+    variables: [
+      { name: 'WEBHOOK_ATTEMPTS', value: '5' },
+      { name: 'WEBHOOK_RETRY_BASE_MS', value: '2000' },
+      { name: 'WEBHOOK_TIMEOUT_MS', value: '10000' },
+    ],
+    default: '`5`, `2000`, `10000`',
+    meaning: 'Delivery attempts (network errors, time-outs, 429 and 5xx are retried; another 4xx is final), the first delay between them (doubling), and how long one attempt may take',
+  },
+  {
     variables: [],
     label: 'AWS_*',
     default: '—',

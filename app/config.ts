@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, readVariable, wholeNumber, type Env } from './env.js';
-import { loadEmailConfig, type EmailConfig } from './notify/config.js';
+import { loadEmailConfig, loadWebhookConfig, type EmailConfig, type WebhookConfig } from './notify/config.js';
 import { loadSecurityConfig, type SecurityConfig } from './auth/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
 
@@ -34,6 +34,8 @@ export interface Config {
   logLevel: LogLevel;
   /** Email on lifecycle events; null when SMTP_HOST and NOTIFICATION_EMAIL are unset. */
   email: EmailConfig | null;
+  /** Webhooks on lifecycle events; null when WEBHOOK_URLS is unset. */
+  webhooks: WebhookConfig | null;
   /** Mutating script runs at once (create, start, stop, terminate). */
   maxConcurrentScripts: number;
   /** Operations waiting for a slot; beyond it 503. */
@@ -226,6 +228,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     scriptTimeoutMs,
     logLevel: logLevel as LogLevel,
     email: loadEmailConfig(env),
+    webhooks: loadWebhookConfig(env),
     ...loadSecurityConfig(env, { host, databasePath, cwd }),
   };
 }

@@ -85,7 +85,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
       env: scriptEnvironment(config),
     }));
     const orphans = orphanScripts(scripts);
-    const notifier = createNotifier(config.email, logger);
+    const notifier = createNotifier(config.email, logger, config.webhooks);
     replica = await joinReplicas({
       store,
       shared: config.postgresUrl !== null,

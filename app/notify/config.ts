@@ -56,3 +56,49 @@ export function loadEmailConfig(env: Env = process.env): EmailConfig | null {
     retryBaseMs: wholeNumber(env, 'SMTP_RETRY_BASE_MS', 2_000, 1, 600_000),
   };
 }
+
+export type WebhookFormat = 'json' | 'slack';
+
+export interface WebhookConfig {
+  urls: URL[];
+  /** Signs every delivery (HMAC-SHA256); may be absent only for the Slack format, which Slack does not check. */
+  secret: string | undefined;
+  format: WebhookFormat;
+  attempts: number;
+  retryBaseMs: number;
+  timeoutMs: number;
+}
+
+/** Webhooks are off unless WEBHOOK_URLS is set. */
+export function loadWebhookConfig(env: Env = process.env): WebhookConfig | null {
+  const list = readVariable(env, 'WEBHOOK_URLS');
+  if (list === undefined) return null;
+  const urls = list.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '').map((entry) => {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw new ConfigError('WEBHOOK_URLS', `${JSON.stringify(entry)} is not a URL`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new ConfigError('WEBHOOK_URLS', `${JSON.stringify(entry)} must be an http:// or https:// URL`);
+    }
+    return url;
+  });
+  if (urls.length === 0) throw new ConfigError('WEBHOOK_URLS', 'names no URL');
+  const format = readVariable(env, 'WEBHOOK_FORMAT') ?? 'json';
+  if (format !== 'json' && format !== 'slack') throw new ConfigError('WEBHOOK_FORMAT', `must be json or slack, got ${JSON.stringify(format)}`);
+  const secret = env.WEBHOOK_SECRET === undefined || env.WEBHOOK_SECRET === '' ? undefined : env.WEBHOOK_SECRET;
+  if (secret === undefined && format === 'json') {
+    throw new ConfigError('WEBHOOK_SECRET', 'is needed with WEBHOOK_URLS: receivers check each delivery\'s signature with it');
+  }
+  if (secret !== undefined && secret.length < 16) throw new ConfigError('WEBHOOK_SECRET', 'must be at least 16 characters');
+  return {
+    urls,
+    secret,
+    format,
+    attempts: wholeNumber(env, 'WEBHOOK_ATTEMPTS', 5, 1, 20),
+    retryBaseMs: wholeNumber(env, 'WEBHOOK_RETRY_BASE_MS', 2_000, 1, 600_000),
+    timeoutMs: wholeNumber(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+  };
+}

@@ -1,7 +1,7 @@
 /**
- * Lifecycle events: what the domain announces after it has recorded a change. Subscribers (email
- * now; webhooks or server-sent events later) are told after the fact and can never delay or fail
- * the operation that caused the event.
+ * Lifecycle events: what the domain announces after it has recorded a change. Subscribers (email,
+ * webhooks) are told after the fact and can never delay or fail the operation that caused the event.
+ * (The event stream, GET /events, reads the events the database records instead: app/domain/event-stream.ts.)
  */
 import type { Instance } from '../schemas/instance.js';
 

@@ -45,6 +45,8 @@ export interface HarnessOptions {
   config?: Partial<Config>;
   /** Where lifecycle events go (none by default). */
   notifier?: Notifier;
+  /** A notifier made with the harness's logger (its lines land in `logs`); wins over `notifier`. */
+  notifierFor?: (logger: Logger) => Notifier;
   /** Reuse the database of an earlier harness (restart). */
   databasePath?: string;
   /** Authentication; disabled unless a test passes tokens. */
@@ -166,7 +168,7 @@ function buildHarness(options: HarnessOptions, database: HarnessDatabase): Harne
     },
   };
   const deps: AppDeps = {
-    store: records, runner, logger, config, notifier: options.notifier,
+    store: records, runner, logger, config, notifier: options.notifierFor?.(logger) ?? options.notifier,
     auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit,
   };
   const services = createServices(deps); // tests look at the engine too
