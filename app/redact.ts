@@ -18,7 +18,7 @@ export const MIN_SECRET_LENGTH = 8;
 
 /** Environment variables whose values are secrets. */
 export const SECRET_ENV_VARIABLES = [
-  'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'SMTP_PASSWORD', 'API_TOKENS',
+  'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'SMTP_PASSWORD', 'API_TOKENS', 'WEBHOOK_SECRET',
 ] as const;
 
 /** Field names (lower-cased, `-` → `_`) whose values are always masked. */
