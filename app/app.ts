@@ -26,6 +26,8 @@ import { rememberRecorded } from './http/operations.js';
 import { createEventStream, type EventStream } from './domain/event-stream.js';
 import { eventsRouter } from './http/events-router.js';
 import { metricsRouter, requestMetrics } from './http/metrics.js';
+import { sessionRouter } from './http/session-router.js';
+import { createSessions } from './auth/sessions.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { launchPolicyRouter } from './http/launch-policy-router.js';
 
@@ -162,7 +164,13 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   app.use(requestMetrics(services.metrics));
   app.use(securityHeaders());
   app.use(requestContext(deps.logger));
-  app.use(authenticate(deps.auth, { logger: deps.logger, publicDocs: deps.config.publicDocs, metricsPublic: deps.config.metricsPublic }));
+  const sessionTtlMs = deps.config.sessionTtlHours * 3_600_000;
+  const sessions = deps.auth.mode === 'tokens'
+    ? createSessions({ store: deps.store.sessions, tokens: deps.auth.tokens, ttlMs: sessionTtlMs })
+    : undefined;
+  app.use(authenticate(deps.auth, {
+    logger: deps.logger, publicDocs: deps.config.publicDocs, metricsPublic: deps.config.metricsPublic, sessions,
+  }));
   app.use(authorize());
   app.use(rateLimitMutations({ limit: deps.config.rateLimitPerMinute, ...deps.rateLimit }));
   app.use(express.json({ limit: BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
@@ -185,6 +193,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
     if (services.operations.draining) res.setHeader('Connection', 'close');
     next();
   });
+  app.use(sessionRouter({ sessions, ttlMs: sessionTtlMs, logger: deps.logger }));
   app.use(metricsRouter(services.metrics));
   app.use(operationsRouter(services.operations));
   app.use(eventsRouter({

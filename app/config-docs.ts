@@ -160,6 +160,11 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'Serve `/openapi.json` and `/docs` without a token (for reading only)',
   },
   {
+    variables: [{ name: 'SESSION_TTL_HOURS', value: '12' }],
+    default: '`12`',
+    meaning: 'How long a browser session lasts once an API token is exchanged for it (`POST /session`); 1 to 720',
+  },
+  {
     variables: [{ name: 'METRICS_PUBLIC', value: 'false' }],
     default: '`false`',
     meaning: 'Serve `GET /metrics` (Prometheus) without a token; otherwise any token reads it, a viewer\'s included',

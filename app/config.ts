@@ -65,6 +65,8 @@ export interface Config {
   rateLimitPerMinute: number;
   publicDocs: boolean;
   metricsPublic: boolean;
+  /** How long a dashboard session (POST /session) lasts. */
+  sessionTtlHours: number;
   http: SecurityConfig['http'];
 }
 
@@ -216,6 +218,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     leaseTimeoutS,
     idempotencyTtlHours,
     events,
+    sessionTtlHours: wholeNumber(env, 'SESSION_TTL_HOURS', 12, 1, 720),
     port,
     host,
     databasePath,

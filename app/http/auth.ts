@@ -11,6 +11,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
 import type { AuthSetup } from '../auth/setup.js';
 import type { Principal } from '../auth/tokens.js';
+import type { Sessions } from '../auth/sessions.js';
 import { createTokenVerifier } from '../auth/verify.js';
 import { requestId } from './context.js';
 import { sendProblem } from './problems.js';
@@ -23,6 +24,7 @@ export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTION
 const HEALTH = /^\/health(?:\/[A-Za-z0-9_-]+)?\/?$/;
 const DOCS = /^\/(?:openapi\.json|docs(?:\/.*)?)$/;
 const METRICS = /^\/metrics\/?$/;
+const SESSION_PATH = /^\/session\/?$/;
 /** RFC 6750: `Bearer` SP b64token. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
@@ -44,7 +46,41 @@ export function isPublicPath(req: Request, publicDocs: boolean, metricsPublic = 
   return reading && ((publicDocs && DOCS.test(req.path)) || (metricsPublic && METRICS.test(req.path)));
 }
 
-export function authenticate(setup: AuthSetup, options: { logger: Logger; publicDocs?: boolean; metricsPublic?: boolean }): RequestHandler {
+/** The cookie a dashboard session rides in (HttpOnly, SameSite=Strict). */
+export const SESSION_COOKIE = 'ec2c_session';
+/** The header the dashboard sets on every changing request; a cross-site form or image cannot. */
+export const CSRF_HEADER = 'X-Ec2-Creator-Csrf';
+
+export function cookieValue(req: Request, name: string): string | undefined {
+  for (const part of (req.get('cookie') ?? '').split(';')) {
+    const at = part.indexOf('=');
+    if (at > 0 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
+  }
+  return undefined;
+}
+
+/**
+ * Why a changing request authenticated by the session cookie may have been forged by another site, if it
+ * may: it lacks the dashboard's header, or its Origin is not this server.
+ */
+function forgeryRisk(req: Request): string | undefined {
+  if (req.get(CSRF_HEADER) === undefined) return `a changing request signed in by cookie must carry the ${CSRF_HEADER} header`;
+  const origin = req.get('origin');
+  if (origin === undefined) return 'a changing request signed in by cookie must carry an Origin header';
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return `the Origin ${JSON.stringify(origin)} is not a URL`;
+  }
+  if (host !== req.get('host')) return `the Origin ${origin} is not this server`;
+  return undefined;
+}
+
+export function authenticate(
+  setup: AuthSetup,
+  options: { logger: Logger; publicDocs?: boolean; metricsPublic?: boolean; sessions?: Sessions | undefined },
+): RequestHandler {
   const publicDocs = options.publicDocs ?? false;
   const metricsPublic = options.metricsPublic ?? false;
   if (setup.mode === 'disabled') {
@@ -69,9 +105,39 @@ export function authenticate(setup: AuthSetup, options: { logger: Logger; public
     });
   };
 
-  return (req, res, next) => {
-    if (isPublicPath(req, publicDocs, metricsPublic)) {
+  /** The browser's session cookie instead of a bearer token: valid, and not a forged changing request. */
+  const bySession = async (req: Request, res: Response, id: string): Promise<boolean> => {
+    const principal = await options.sessions?.resolve(id);
+    if (!principal) {
+      res.clearCookie(SESSION_COOKIE, { path: '/' });
+      sendProblem(req, res, {
+        status: 401, slug: 'unauthorized', title: 'Unauthorized',
+        detail: 'The session has expired or was signed out; sign in again',
+        headers: { 'WWW-Authenticate': `Bearer realm="${REALM}", error="invalid_token"` },
+      });
+      return false;
+    }
+    const risk = SAFE_METHODS.has(req.method) ? undefined : forgeryRisk(req);
+    if (risk !== undefined) {
+      options.logger.warn('changing request by session cookie refused as a possible forgery', {
+        request_id: requestId(res), method: req.method, path: req.path, origin: req.get('origin'), reason: risk,
+      });
+      sendProblem(req, res, { status: 403, slug: 'csrf', title: 'Possible cross-site request forgery', detail: risk });
+      return false;
+    }
+    res.locals.principal = { name: principal.name, role: principal.role };
+    res.locals.session = { id, expiresAt: principal.expiresAt };
+    return true;
+  };
+
+  return async (req, res, next) => {
+    if (isPublicPath(req, publicDocs, metricsPublic) || (req.method === 'POST' && SESSION_PATH.test(req.path))) {
       next();
+      return;
+    }
+    const session = cookieValue(req, SESSION_COOKIE);
+    if (req.get('authorization') === undefined && session !== undefined && options.sessions) {
+      if (await bySession(req, res, session)) next();
       return;
     }
     // Node keeps only the first of several Authorization headers: a viewer's and an operator's token
@@ -108,7 +174,8 @@ export function authenticate(setup: AuthSetup, options: { logger: Logger; public
 export function authorize(): RequestHandler {
   return (req, res, next) => {
     const principal = principalOf(res);
-    if (principal && principal.role !== 'operator' && !SAFE_METHODS.has(req.method)) {
+    // Signing out is every role's.
+    if (principal && principal.role !== 'operator' && !SAFE_METHODS.has(req.method) && !SESSION_PATH.test(req.path)) {
       sendProblem(req, res, {
         status: 403,
         slug: 'forbidden',

@@ -12,9 +12,10 @@ import { instancePaths, instanceSchemas } from './openapi/instances.js';
 import { launchPolicyPaths, launchPolicySchemas } from './openapi/launch-policy.js';
 import { operationPaths, operationSchemas } from './openapi/operations.js';
 import { applySecurity, securitySchemes } from './openapi/security.js';
+import { sessionPaths, sessionSchemas } from './openapi/session.js';
 
 export function buildOpenApiDocument(version: string): Record<string, unknown> {
-  const paths = { ...healthPaths, ...instancePaths, ...launchPolicyPaths, ...operationPaths, ...eventPaths, ...metricsPaths };
+  const paths = { ...healthPaths, ...instancePaths, ...launchPolicyPaths, ...operationPaths, ...eventPaths, ...metricsPaths, ...sessionPaths };
   applySecurity(paths);
   return {
     openapi: '3.1.0',
@@ -29,7 +30,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
     security: [{ bearerAuth: [] }],
     paths,
     components: {
-      schemas: { ...healthSchemas, ...instanceSchemas, ...launchPolicySchemas, ...operationSchemas, ...eventSchemas, Problem: problemSchema },
+      schemas: { ...healthSchemas, ...instanceSchemas, ...launchPolicySchemas, ...operationSchemas, ...eventSchemas, ...sessionSchemas, Problem: problemSchema },
       securitySchemes,
     },
   };

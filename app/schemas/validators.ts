@@ -9,6 +9,7 @@ import {
   type CreateInstanceRequest, type InstanceIdParams, type ListInstancesQuery,
 } from './requests.js';
 import { eventsQuerySchema, type EventsQuery } from './events.js';
+import { createSessionRequestSchema, type CreateSessionRequest } from './session.js';
 import {
   listOperationsQuerySchema, operationIdParamsSchema, type ListOperationsQuery, type OperationIdParams,
 } from './operation.js';
@@ -77,3 +78,5 @@ export function describeAjvErrors(
 }
 
 export const validateEventsQuery: ValidateFunction<EventsQuery> = queryAjv.compile<EventsQuery>(eventsQuerySchema);
+export const validateCreateSessionRequest: ValidateFunction<CreateSessionRequest> =
+  strictAjv.compile<CreateSessionRequest>(createSessionRequestSchema);

@@ -40,6 +40,7 @@ export function asyncSqliteStore(store: Store): AsyncStore {
     idempotency: wrap(store.idempotency, run),
     replicas: wrap(store.replicas, run),
     events: wrap(store.events, run),
+    sessions: wrap(store.sessions, run),
   });
   const shared = repositoriesRunBy(outside);
   // BEGIN IMMEDIATE already makes every writing transaction wait for the one before: any topic is serialised.

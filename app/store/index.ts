@@ -58,6 +58,7 @@ export function openStore(file: string, options: OpenStoreOptions = {}): Store {
     idempotency: guarded(repositories.idempotency, guard),
     replicas: guarded(repositories.replicas, guard),
     events: guarded(repositories.events, guard),
+    sessions: guarded(repositories.sessions, guard),
     transaction: (fn) => guard.run(() => repositories.transaction(fn), true),
     health: () => guard.health(),
     control: (statement) => guard.run(() => repositories.db.exec(statement), statement !== 'ROLLBACK'),

@@ -7,6 +7,7 @@ import {
 } from './operations-repo.js';
 import { createReplicasRepository, type ReplicasRepository } from './replicas-repo.js';
 import { createEventsRepository, type EventsRepository } from './events-repo.js';
+import { createSessionsRepository, type SessionsRepository } from './sessions-repo.js';
 
 export type LaunchStatus = 'launching' | 'launched' | 'failed' | 'unknown';
 export type RecordedState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'failed';
@@ -220,6 +221,7 @@ export interface Store {
   idempotency: IdempotencyRepository;
   replicas: ReplicasRepository;
   events: EventsRepository;
+  sessions: SessionsRepository;
   /** Runs `fn` in one SQLite transaction. */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -233,6 +235,7 @@ export function createStore(db: Db): Store {
     idempotency: createIdempotencyRepository(db),
     replicas: createReplicasRepository(db),
     events: createEventsRepository(db),
+    sessions: createSessionsRepository(db),
     transaction: (fn) => db.transaction(fn)(),
     close: () => db.close(),
   };

@@ -9,6 +9,7 @@ import type { InstancesRepository } from './instances-repo.js';
 import type { IdempotencyRepository, OperationsRepository } from './operations-repo.js';
 import type { ReplicasRepository } from './replicas-repo.js';
 import type { EventsRepository } from './events-repo.js';
+import type { SessionsRepository } from './sessions-repo.js';
 
 /** The same methods, answering with a promise. */
 export type Async<T> = {
@@ -20,6 +21,7 @@ export type OperationsStore = Async<OperationsRepository>;
 export type IdempotencyStore = Async<IdempotencyRepository>;
 export type ReplicasStore = Async<ReplicasRepository>;
 export type EventsStore = Async<EventsRepository>;
+export type SessionsStore = Async<SessionsRepository>;
 
 /** The repositories, as seen inside one transaction or outside any. */
 export interface Repositories {
@@ -28,6 +30,7 @@ export interface Repositories {
   idempotency: IdempotencyStore;
   replicas: ReplicasStore;
   events: EventsStore;
+  sessions: SessionsStore;
 }
 
 /** A named duty (periodic sync, purging old keys) held by one server at a time among those sharing a database. */

@@ -129,6 +129,16 @@ export function migrations(dialect: Dialect): readonly string[] {
     // order (PostgreSQL: writers of events take turns until they commit), so a reader that resumes after an
     // id misses nothing; replicas are told of new events by NOTIFY.
     eventsMigration(dialect),
+    // 9: sign-in sessions of the web dashboard (an API token exchanged for a cookie), shared by replicas.
+    // Only a digest of each session id is kept: a copy of the database lets nobody sign in.
+    `CREATE TABLE sessions (
+       id_digest  TEXT PRIMARY KEY,
+       name       TEXT NOT NULL,
+       role       TEXT NOT NULL,
+       created_at TEXT NOT NULL,
+       expires_at TEXT NOT NULL
+     );
+     CREATE INDEX sessions_by_expiry ON sessions (expires_at);`,
   ];
 }
 

@@ -105,6 +105,7 @@ describe('SQLite store', () => {
              DROP TRIGGER events_operation_recorded;
              DROP TRIGGER events_operation_changed;
              DROP TABLE events;
+             DROP TABLE sessions;
              DROP INDEX operations_one_in_flight_per_instance;
              DROP INDEX operations_unfinished_by_owner;
              ALTER TABLE operations DROP COLUMN owner;
@@ -161,6 +162,7 @@ describe('OpenAPI document and docs', () => {
       .sort();
     assert.deepEqual(operations, [
       'DELETE /instances/{id} destroyInstance',
+      'DELETE /session signOut',
       'GET /events streamEvents',
       'GET /health health',
       'GET /health/live liveness',
@@ -171,10 +173,12 @@ describe('OpenAPI document and docs', () => {
       'GET /metrics metrics',
       'GET /operations listOperations',
       'GET /operations/{id} getOperation',
+      'GET /session getSession',
       'POST /instances createInstance',
       'POST /instances/sync syncInstances',
       'POST /instances/{id}/start startInstance',
       'POST /instances/{id}/stop stopInstance',
+      'POST /session signIn',
     ]);
     assert.deepEqual(doc.components.schemas.CreateInstanceRequest.required, ['name', 'ami', 'instance_type', 'storage_gb']);
     assert.equal(doc.components.schemas.CreateInstanceRequest.additionalProperties, false);

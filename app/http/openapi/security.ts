@@ -38,6 +38,14 @@ export function applySecurity(paths: Doc): void {
         operation.security = [];
         continue;
       }
+      if (Array.isArray(operation.security) && operation.security.length === 0) {
+        // Public, yet a limited change (signing in): counted against the caller's address.
+        responses['429'] ??= problem('More than RATE_LIMIT_PER_MINUTE changing requests from this address in the last minute', {
+          'Retry-After': { schema: { type: 'integer' }, description: 'Seconds until a request will be accepted again' },
+        });
+        responses['401'] ??= problem('The token is not valid');
+        continue;
+      }
       responses['401'] ??= problem('No bearer token, or not a valid one', {
         'WWW-Authenticate': {
           schema: { type: 'string' },
@@ -45,7 +53,7 @@ export function applySecurity(paths: Doc): void {
         },
       });
       if (MUTATING.has(method)) {
-        responses['403'] ??= problem('The token has the viewer role, which may only read');
+        responses['403'] ??= problem('The token has the viewer role, which may only read; or, signed in by cookie, the request lacks X-Ec2-Creator-Csrf or this server\'s Origin');
         responses['429'] ??= problem('More than RATE_LIMIT_PER_MINUTE changing requests for this token in the last minute', {
           'Retry-After': { schema: { type: 'integer' }, description: 'Seconds until a request will be accepted again' },
         });

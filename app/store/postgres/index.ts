@@ -101,6 +101,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       idempotency: wrap(repositories.idempotency),
       replicas: wrap(repositories.replicas),
       events: wrap(repositories.events),
+      sessions: wrap(repositories.sessions),
     };
   }
 

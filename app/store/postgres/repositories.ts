@@ -9,9 +9,10 @@ import { InstanceBusyError } from '../errors.js';
 import { instancesQuery, operationsQuery } from '../list-queries.js';
 import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
-import type { EventsStore, IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
+import type { EventsStore, SessionsStore, IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
 import type { ReplicaRow } from '../replicas-repo.js';
 import { EVENT_BOUNDS_SQL, EVENT_PURGE_SQL, eventsQuery, type EventRow } from '../events-repo.js';
+import { SESSION_SQL, sessionParams, type SessionRow } from '../sessions-repo.js';
 
 export type Queryable = Pick<pg.ClientBase, 'query'>;
 type Params = Record<string, unknown>;
@@ -332,5 +333,16 @@ export function createPostgresRepositories(db: Queryable): Repositories {
     purgeOlderThan: (cutoff) => run(EVENT_PURGE_SQL, { cutoff }),
   };
 
-  return { instances, operations, idempotency, replicas, events };
+  const sessions: SessionsStore = {
+    async create(row) {
+      await run(SESSION_SQL.create, sessionParams(row));
+    },
+    find: (idDigest, now) => first<SessionRow>(SESSION_SQL.find, { idDigest, now }),
+    async remove(idDigest) {
+      await run(SESSION_SQL.remove, { idDigest });
+    },
+    purgeExpired: (now) => run(SESSION_SQL.purge, { now }),
+  };
+
+  return { instances, operations, idempotency, replicas, events, sessions };
 }
