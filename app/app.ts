@@ -27,6 +27,7 @@ import { createEventStream, type EventStream } from './domain/event-stream.js';
 import { eventsRouter } from './http/events-router.js';
 import { metricsRouter, requestMetrics } from './http/metrics.js';
 import { sessionRouter } from './http/session-router.js';
+import { dashboardRouter } from './http/dashboard.js';
 import { createSessions } from './auth/sessions.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { launchPolicyRouter } from './http/launch-policy-router.js';
@@ -193,6 +194,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
     if (services.operations.draining) res.setHeader('Connection', 'close');
     next();
   });
+  app.use(dashboardRouter());
   app.use(sessionRouter({ sessions, ttlMs: sessionTtlMs, logger: deps.logger }));
   app.use(metricsRouter(services.metrics));
   app.use(operationsRouter(services.operations));

@@ -231,6 +231,7 @@ async function main(): Promise<void> {
           ? [`  API:      ${server.url}`]
           : servers.map((each, i) => `  API:      ${each.url} (replica ${i + 1} of ${servers.length}: any of them takes any request)`)),
         ...(options.postgres ? [`  Database: PostgreSQL ${describeUrl(process.env.DATABASE_URL ?? '')} (throwaway)`] : []),
+        `  Browser:  ${server.url}/ (the dashboard: sign in with the API token)`,
         `  Docs:     ${server.url}/docs`,
         `  Key pair: ${config.keyName} (private key ${keyFile})`,
         ...tokenLines,

@@ -25,6 +25,8 @@ const HEALTH = /^\/health(?:\/[A-Za-z0-9_-]+)?\/?$/;
 const DOCS = /^\/(?:openapi\.json|docs(?:\/.*)?)$/;
 const METRICS = /^\/metrics\/?$/;
 const SESSION_PATH = /^\/session\/?$/;
+/** The dashboard's page and assets: no data in them, so no token (the API behind them needs one). */
+const DASHBOARD = /^\/(?:ui\/[A-Za-z0-9._-]+)?$/;
 /** RFC 6750: `Bearer` SP b64token. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
@@ -43,7 +45,7 @@ function authorizationHeaderCount(req: Request): number {
 export function isPublicPath(req: Request, publicDocs: boolean, metricsPublic = false): boolean {
   if (HEALTH.test(req.path)) return true;
   const reading = req.method === 'GET' || req.method === 'HEAD';
-  return reading && ((publicDocs && DOCS.test(req.path)) || (metricsPublic && METRICS.test(req.path)));
+  return reading && (DASHBOARD.test(req.path) || (publicDocs && DOCS.test(req.path)) || (metricsPublic && METRICS.test(req.path)));
 }
 
 /** The cookie a dashboard session rides in (HttpOnly, SameSite=Strict). */

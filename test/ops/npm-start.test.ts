@@ -55,6 +55,9 @@ describe('npm start', function () {
     await output.waitFor(/"message":"listening"/);
     const baseUrl = `http://127.0.0.1:${port}`;
     assert.equal((await health(baseUrl))?.status, 200, output.text());
+    const page = await fetch(`${baseUrl}/`);
+    assert.equal(page.status, 200, 'the built server serves the dashboard');
+    assert.match(await page.text(), /<title>ec2-creator<\/title>/);
     return { child, output, baseUrl };
   }
 

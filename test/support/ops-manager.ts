@@ -52,6 +52,7 @@ export async function ensureBuilt(): Promise<void> {
   await execa(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', path.join(builtRepo, 'dist')], {
     cwd: repoRoot, stdin: 'ignore',
   });
+  cpSync(path.join(repoRoot, 'app', 'web'), path.join(builtRepo, 'dist', 'app', 'web'), { recursive: true }); // as npm run build does
   cpSync(path.join(repoRoot, 'scripts'), path.join(builtRepo, 'scripts'), { recursive: true });
   copyFileSync(path.join(repoRoot, 'package.json'), path.join(builtRepo, 'package.json'));
   for (const linked of ['node_modules', 'aws_cli_bash_scripts']) {
