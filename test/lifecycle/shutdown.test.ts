@@ -12,6 +12,7 @@ import { UBUNTU_X86_AMI, createKeyPair, ec2InstanceById } from '../support/ec2-r
 import { getJson, killGroup, liveMembersOfGroup, markers, until } from '../support/lifecycle.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
+import { openSse } from '../support/sse.js';
 
 function post(url: string, body?: unknown) {
   return getJson(url, {
@@ -98,6 +99,20 @@ describe('graceful shutdown', function () {
     assert.equal(op?.status, 'succeeded');
     assert.equal(readOne<{ n: number }>(database, "SELECT count(*) AS n FROM operations WHERE kind = 'create' AND status = 'succeeded'")?.n, 1);
     assert.equal(readOne<{ n: number }>(database, 'SELECT count(*) AS n FROM operations')?.n, 2, 'the refused create recorded nothing');
+    assert.ok(s.logs.some((l) => l.message === 'shut down'));
+  });
+
+  it('when SIGTERM arrives while event streams are open, then they end cleanly first and do not hold the drain: the server exits 0', async () => {
+    // A drain held by the streams would wait the whole SHUTDOWN_TIMEOUT_MS, far beyond this test's own limit.
+    const s = await startServerProcess({ DATABASE_URL: database, SHUTDOWN_TIMEOUT_MS: '3600000' });
+    server = s;
+    const streams = await Promise.all([openSse(`${s.url}/events`), openSse(`${s.url}/events?types=instance.created`)]);
+    for (const stream of streams) await stream.next('the stream is open', (f) => f.event === 'stream.ready');
+
+    s.child.kill('SIGTERM');
+    for (const stream of streams) await stream.ended;
+    assert.deepEqual(await s.exited, { code: 0, signal: null });
+    assert.equal(s.logs.filter((l) => l.message === 'event stream closed' && l.why === 'server shutting down').length, 2);
     assert.ok(s.logs.some((l) => l.message === 'shut down'));
   });
 
