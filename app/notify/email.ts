@@ -5,6 +5,7 @@
 import nodemailer from 'nodemailer';
 import type { Logger } from '../logger.js';
 import type { EmailConfig } from './config.js';
+import { createBackground } from './background.js';
 import type { InstanceEvent, Notifier } from './events.js';
 
 /** The parts of a nodemailer transport we use; tests may hand in another. */
@@ -71,7 +72,6 @@ export function createEmailNotifier(options: {
 }): Notifier {
   const { config, logger } = options;
   const transport = options.transport ?? createSmtpTransport(config);
-  const inFlight = new Set<Promise<void>>();
 
   async function deliver(event: InstanceEvent): Promise<void> {
     const { subject, text } = emailFor(event);
@@ -96,19 +96,9 @@ export function createEmailNotifier(options: {
     }
   }
 
+  const background = createBackground(logger, 'email notifier failed');
   return {
-    notify(event) {
-      // setImmediate: the send starts after the caller's response has gone out.
-      const delivery = new Promise<void>((resolve) => setImmediate(resolve))
-        .then(() => deliver(event))
-        .catch((error: unknown) => {
-          logger.error('email notifier failed', { error: error instanceof Error ? error.message : String(error) });
-        })
-        .finally(() => inFlight.delete(delivery));
-      inFlight.add(delivery);
-    },
-    async idle() {
-      while (inFlight.size > 0) await Promise.all([...inFlight]);
-    },
+    notify: (event) => background.run(() => deliver(event)),
+    idle: () => background.idle(),
   };
 }

@@ -10,6 +10,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import type { WebhookConfig } from './config.js';
+import { createBackground } from './background.js';
 import type { InstanceEvent, Notifier } from './events.js';
 
 export const SIGNATURE_HEADER = 'X-Ec2-Creator-Signature-256';
@@ -38,7 +39,6 @@ const shown = (url: URL): string => url.origin;
 
 export function createWebhookNotifier(options: { config: WebhookConfig; logger: Logger }): Notifier {
   const { config, logger } = options;
-  const inFlight = new Set<Promise<void>>();
 
   async function deliver(event: InstanceEvent, url: URL, body: string): Promise<void> {
     const delivery = randomUUID();
@@ -77,22 +77,12 @@ export function createWebhookNotifier(options: { config: WebhookConfig; logger: 
     }
   }
 
+  const background = createBackground(logger, 'webhook notifier failed');
   return {
     notify(event) {
       const body = webhookBody(event, config.format);
-      for (const url of config.urls) {
-        // setImmediate: the delivery starts after the caller's response has gone out.
-        const delivery = new Promise<void>((resolve) => setImmediate(resolve))
-          .then(() => deliver(event, url, body))
-          .catch((error: unknown) => {
-            logger.error('webhook notifier failed', { error: error instanceof Error ? error.message : String(error) });
-          })
-          .finally(() => inFlight.delete(delivery));
-        inFlight.add(delivery);
-      }
+      for (const url of config.urls) background.run(() => deliver(event, url, body));
     },
-    async idle() {
-      while (inFlight.size > 0) await Promise.all([...inFlight]);
-    },
+    idle: () => background.idle(),
   };
 }
