@@ -80,7 +80,9 @@ describe('the dashboard in Chromium', function () {
     const navigations: string[] = [];
     page.on('framenavigated', (frame) => navigations.push(frame.url()));
     await row('from-the-browser').getByRole('button', { name: 'Stop' }).click();
+    assert.equal(await row('from-the-browser').getByRole('button', { name: 'Terminate' }).isDisabled(), true, 'no second change while one runs');
     await row('from-the-browser').locator('td.state', { hasText: 'stopped' }).waitFor();
+    await row('from-the-browser').getByRole('button', { name: 'Start' }).and(page.locator(':enabled')).waitFor();
     assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
 
     await row('from-the-browser').getByRole('button', { name: 'Terminate' }).click();
@@ -115,6 +117,7 @@ describe('the dashboard in Chromium', function () {
     await signIn(VIEWER_TOKEN);
     await page.getByText('victor (viewer)').waitFor();
     await row('looked-at').waitFor();
+    await page.locator('#live', { hasText: 'live' }).waitFor(); // a viewer's session reads the event stream
     assert.equal(await page.locator('#create-form').isVisible(), false);
     assert.equal(await row('looked-at').getByRole('button', { name: /Start|Stop|Terminate/ }).count(), 0);
   });
