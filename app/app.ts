@@ -158,6 +158,8 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // Behind a TLS-terminating proxy named in TRUST_PROXY, req.secure and req.ip are what the proxy says.
+  app.set('trust proxy', deps.config.trustProxy);
 
   // Headers first (every answer carries them), then who is calling, may they,
   // and how often; all before the body is parsed, so strangers cannot make us read 16 kB bodies.

@@ -160,6 +160,11 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'Serve `/openapi.json` and `/docs` without a token (for reading only)',
   },
   {
+    variables: [{ name: 'TRUST_PROXY', value: 'false', example: 'loopback' }],
+    default: '`false`',
+    meaning: 'The proxies (load balancer) whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed: a number of hops, or addresses, CIDRs and `loopback`/`linklocal`/`uniquelocal`, comma-separated. Then the client address in logs and operations is the real one, and a session cookie gets `Secure` when the proxy received HTTPS. `true` is refused',
+  },
+  {
     variables: [{ name: 'SESSION_TTL_HOURS', value: '12' }],
     default: '`12`',
     meaning: 'How long a browser session lasts once an API token is exchanged for it (`POST /session`); 1 to 720',

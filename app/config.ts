@@ -65,6 +65,7 @@ export interface Config {
   rateLimitPerMinute: number;
   publicDocs: boolean;
   metricsPublic: boolean;
+  trustProxy: false | number | string[];
   /** How long a dashboard session (POST /session) lasts. */
   sessionTtlHours: number;
   http: SecurityConfig['http'];

@@ -3,6 +3,7 @@
  * per-token rate limit, whether the API docs are public and the HTTP server's timeouts for slow clients.
  * Called by loadConfig (app/config.ts); every bad value is a ConfigError naming its variable.
  */
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { booleanVariable, ConfigError, readVariable, wholeNumber, type Env } from '../env.js';
 import { generatedTokenFile, isLoopbackHost, parseTokenList, readTokenFile, type ApiToken } from './tokens.js';
@@ -37,6 +38,11 @@ export interface SecurityConfig {
   publicDocs: boolean;
   /** Whether GET /metrics answers without a token. */
   metricsPublic: boolean;
+  /**
+   * Proxies whose X-Forwarded-For/-Proto are believed (Express' `trust proxy`): false (none), a number of
+   * hops, or addresses, CIDRs and Express' names (loopback, linklocal, uniquelocal).
+   */
+  trustProxy: false | number | string[];
   http: HttpTimeouts;
 }
 
@@ -77,11 +83,34 @@ export function loadSecurityConfig(env: Env, options: { host: string; databasePa
   // Every endpoint but /health* needs a token unless the operator opens the docs on purpose.
   const publicDocs = booleanVariable(env, 'PUBLIC_DOCS', false);
   const metricsPublic = booleanVariable(env, 'METRICS_PUBLIC', false);
+  const trustProxy = trustProxyFrom(env);
   const headersTimeoutMs = wholeNumber(env, 'HTTP_HEADERS_TIMEOUT_MS', 15_000, 1_000, 600_000);
   const requestTimeoutMs = wholeNumber(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1_000, 3_600_000);
   const keepAliveTimeoutMs = wholeNumber(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1_000, 600_000);
   if (headersTimeoutMs > requestTimeoutMs) {
     throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', `must not exceed HTTP_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
   }
-  return { auth, maxInstances, rateLimitPerMinute, publicDocs, metricsPublic, http: { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs } };
+  return { auth, maxInstances, rateLimitPerMinute, publicDocs, metricsPublic, trustProxy, http: { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs } };
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * TRUST_PROXY: unset or `false` believes no proxy (a client could claim any address or HTTPS); a number of
+ * hops; or the proxies' addresses. `true` (believe anyone) is refused: it would let any client spoof both.
+ */
+function trustProxyFrom(env: Env): false | number | string[] {
+  const raw = readVariable(env, 'TRUST_PROXY');
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') throw new ConfigError('TRUST_PROXY', 'true would believe any client\'s X-Forwarded-* headers; name the proxies (addresses, CIDRs, loopback) or a number of hops');
+  if (/^[0-9]+$/.test(raw)) return wholeNumber(env, 'TRUST_PROXY', 0, 1, 10);
+  const entries = raw.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  for (const entry of entries) {
+    const [address, bits, extra] = entry.split('/');
+    const valid = PROXY_NAMES.has(entry)
+      || (extra === undefined && address !== undefined && isIP(address) !== 0 && (bits === undefined || /^[0-9]{1,3}$/.test(bits)));
+    if (!valid) throw new ConfigError('TRUST_PROXY', `${JSON.stringify(entry)} is not an address, a CIDR or one of loopback, linklocal, uniquelocal`);
+  }
+  if (entries.length === 0) throw new ConfigError('TRUST_PROXY', 'names no proxy');
+  return entries;
 }

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { parseTokenList } from '../../app/auth/tokens.js';
+import { ConfigError, loadConfig } from '../../app/config.js';
 import { arrangeRecordedInstance, createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
 import { createKeyPair } from '../support/ec2-reader.js';
 import { resetMoto } from '../support/global-fixture.js';
@@ -127,5 +128,50 @@ for (const kind of storeKinds()) describe(`dashboard sessions (${kind})`, () => 
     const viewerCookie = cookieOf(await signIn(VIEWER_TOKEN));
     const who = await request(h.app).get('/session').set('Cookie', viewerCookie).set('Authorization', bearer(OPERATOR_TOKEN));
     assert.deepEqual(who.body, { name: 'alice', role: 'operator', via: 'token', expires_at: null });
+  });
+});
+
+describe('dashboard sessions behind a TLS-terminating proxy', () => {
+  const harnesses: Harness[] = [];
+  afterEach(() => {
+    for (const made of harnesses.splice(0)) made.close();
+  });
+  const app = async (trustProxy: false | number | string[]) => {
+    const made = await createHarnessOn('sqlite', { auth: { mode: 'tokens', tokens }, config: { trustProxy } });
+    harnesses.push(made);
+    return made;
+  };
+  const viaProxy = (made: Harness) => request(made.app).post('/session')
+    .set('X-Forwarded-Proto', 'https').set('X-Forwarded-For', '203.0.113.9').send({ token: OPERATOR_TOKEN });
+
+  it('when TRUST_PROXY names the proxy and it received HTTPS, then the cookie is Secure and the client address is the real one', async () => {
+    const made = await app(['loopback']);
+    const response = await viaProxy(made);
+    assert.equal(response.status, 201);
+    assert.match(([] as string[]).concat(response.headers['set-cookie'] ?? []).join(), /; Secure/);
+    const cookie = cookieOf(response);
+    await request(made.app).post('/instances/sync').set('Cookie', cookie).set('Host', HOST)
+      .set('X-Ec2-Creator-Csrf', '1').set('Origin', `http://${HOST}`).set('X-Forwarded-For', '203.0.113.9');
+    const [op] = await made.records.operations.list({ limit: 1 });
+    assert.equal(op?.client_address, '203.0.113.9');
+  });
+
+  it('when no proxy is trusted, then a client claiming HTTPS gets no Secure flag and its claimed address is ignored', async () => {
+    const made = await app(false);
+    const response = await viaProxy(made);
+    assert.equal(response.status, 201);
+    assert.doesNotMatch(([] as string[]).concat(response.headers['set-cookie'] ?? []).join(), /; Secure/);
+    await request(made.app).post('/instances/sync').set('Cookie', cookieOf(response)).set('Host', HOST)
+      .set('X-Ec2-Creator-Csrf', '1').set('Origin', `http://${HOST}`).set('X-Forwarded-For', '203.0.113.9');
+    const [op] = await made.records.operations.list({ limit: 1 });
+    assert.match(op?.client_address ?? '', /127\.0\.0\.1/, 'the address the connection came from');
+  });
+
+  it('when TRUST_PROXY is true or not an address, then start-up is refused naming it', () => {
+    for (const value of ['true', 'proxy.example', '10.0.0.0/8/1']) {
+      assert.throws(() => loadConfig({ TRUST_PROXY: value }), (error: unknown) => error instanceof ConfigError && error.message.includes('TRUST_PROXY'));
+    }
+    assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8, loopback' }).trustProxy, ['10.0.0.0/8', 'loopback']);
+    assert.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2);
   });
 });
