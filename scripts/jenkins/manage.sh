@@ -7,7 +7,7 @@
 # ...) passes through. Exit codes: those of manage_server.sh (status: 0 running, 1 dead, 3 not running),
 # 2 for a bad ACTION.
 #
-# manage.sh --credential api-tokens|aws|smtp prints the id of the Jenkins credential the job binds for that
+# manage.sh --credential api-tokens|aws|smtp|webhook prints the id of the Jenkins credential the job binds for that
 # secret, or nothing when it binds none. Only start and restart (ACTION) get secrets: they alone start a
 # server. It is decided here, on the agent, because the settings that decide it live in the agent's
 # environment, where the Jenkinsfile cannot look:
@@ -16,6 +16,7 @@
 #               id and secret access key); "none" binds nothing, for an instance role or AWS_PROFILE
 #   smtp        ec2-creator-smtp (Secret text: SMTP_PASSWORD), when SMTP_USER is set; the server wants
 #               the password with a login, and only then
+#   webhook     ec2-creator-webhook (Secret text: WEBHOOK_SECRET), when WEBHOOK_URLS is set
 set -euo pipefail
 
 credential() {
@@ -27,8 +28,9 @@ credential() {
     [[ "${id}" != none ]] || id=''
     ;;
   smtp) [[ -z "${SMTP_USER:-}" ]] || id=ec2-creator-smtp ;;
+  webhook) [[ -z "${WEBHOOK_URLS:-}" ]] || id=ec2-creator-webhook ;;
   *)
-    echo "ERROR: --credential takes api-tokens, aws or smtp; got '${1:-}'" >&2
+    echo "ERROR: --credential takes api-tokens, aws, smtp or webhook; got '${1:-}'" >&2
     exit 2
     ;;
   esac

@@ -394,11 +394,11 @@ describe('Jenkins manage job script', function () {
 
   const manage = (args: string[], env: Record<string, string | undefined>) =>
     run('bash', [path.join(repoRoot, 'scripts', 'jenkins', 'manage.sh'), ...args], {
-      EC2_CREATOR_AWS_CREDENTIALS: undefined, SMTP_USER: undefined, ...env,
+      EC2_CREATOR_AWS_CREDENTIALS: undefined, SMTP_USER: undefined, WEBHOOK_URLS: undefined, ...env,
     });
   const bound = async (env: Record<string, string | undefined>) => {
     const ids: Record<string, string> = {};
-    for (const secret of ['api-tokens', 'aws', 'smtp']) {
+    for (const secret of ['api-tokens', 'aws', 'smtp', 'webhook']) {
       const asked = await manage(['--credential', secret], env);
       assert.equal(asked.exitCode, 0, asked.output);
       ids[secret] = asked.stdout.trim();
@@ -406,21 +406,21 @@ describe('Jenkins manage job script', function () {
     return ids;
   };
 
-  it('when the manage job starts the server, then it binds the API tokens, the AWS keys and, with an SMTP login, its password', async () => {
-    assert.deepEqual(await bound({ ACTION: 'start', SMTP_USER: 'mailer' }), {
-      'api-tokens': 'ec2-creator-api-tokens', aws: 'ec2-creator-aws', smtp: 'ec2-creator-smtp',
+  it('when the manage job starts the server, then it binds the API tokens, the AWS keys and, with an SMTP login or webhooks, their secrets', async () => {
+    assert.deepEqual(await bound({ ACTION: 'start', SMTP_USER: 'mailer', WEBHOOK_URLS: 'https://hooks.example.com/x' }), {
+      'api-tokens': 'ec2-creator-api-tokens', aws: 'ec2-creator-aws', smtp: 'ec2-creator-smtp', webhook: 'ec2-creator-webhook',
     });
     assert.deepEqual(await bound({ ACTION: 'restart', EC2_CREATOR_AWS_CREDENTIALS: 'aws-prod.keys' }), {
-      'api-tokens': 'ec2-creator-api-tokens', aws: 'aws-prod.keys', smtp: '',
+      'api-tokens': 'ec2-creator-api-tokens', aws: 'aws-prod.keys', smtp: '', webhook: '',
     });
     assert.deepEqual(await bound({ ACTION: 'start', EC2_CREATOR_AWS_CREDENTIALS: 'none' }), {
-      'api-tokens': 'ec2-creator-api-tokens', aws: '', smtp: '',
+      'api-tokens': 'ec2-creator-api-tokens', aws: '', smtp: '', webhook: '',
     });
   });
 
   it('when the manage job only looks at or stops the server, then it binds no secret', async () => {
     for (const ACTION of ['status', 'stop']) {
-      assert.deepEqual(await bound({ ACTION, SMTP_USER: 'mailer' }), { 'api-tokens': '', aws: '', smtp: '' });
+      assert.deepEqual(await bound({ ACTION, SMTP_USER: 'mailer', WEBHOOK_URLS: 'https://hooks.example.com/x' }), { 'api-tokens': '', aws: '', smtp: '', webhook: '' });
     }
   });
 
@@ -511,13 +511,13 @@ describe('Jenkins job definitions and their README', function () {
 
     for (const file of jenkinsfiles) assert.ok(readme.includes(`\`${file}\``), `Script Path ${file}`);
     const ids = new Set([...everything.matchAll(/credentialsId: '([^']+)'|return '(ec2-creator-[a-z-]+)'/g)].map((m) => m[1] ?? m[2]));
-    for (const secret of ['api-tokens', 'aws', 'smtp']) {
+    for (const secret of ['api-tokens', 'aws', 'smtp', 'webhook']) {
       const asked = await run('bash', [path.join(repoRoot, 'scripts', 'jenkins', 'manage.sh'), '--credential', secret], {
-        ACTION: 'start', SMTP_USER: 'mailer', EC2_CREATOR_AWS_CREDENTIALS: undefined,
+        ACTION: 'start', SMTP_USER: 'mailer', WEBHOOK_URLS: 'https://hooks.example.com/x', EC2_CREATOR_AWS_CREDENTIALS: undefined,
       });
       ids.add(asked.stdout.trim());
     }
-    assert.deepEqual([...ids].sort(), ['ec2-creator-api', 'ec2-creator-api-tokens', 'ec2-creator-aws', 'ec2-creator-smtp']);
+    assert.deepEqual([...ids].sort(), ['ec2-creator-api', 'ec2-creator-api-tokens', 'ec2-creator-aws', 'ec2-creator-smtp', 'ec2-creator-webhook']);
     for (const id of ids) assert.ok(readme.includes(`| \`${id}\` |`), `credential ${id} has a row`);
     for (const setting of new Set([...everything.matchAll(/\bEC2_CREATOR_[A-Z_]+\b/g)].map((m) => m[0]))) {
       assert.ok(readme.includes(`\`${setting}\``), `setting ${setting}`);
