@@ -449,16 +449,22 @@ describe('the PostgreSQL store\'s schema and faults', function () {
     try {
       const wanted = launch('kept');
       await store.instances.insertLaunch(wanted);
+      const reads = () => Promise.all(Array.from({ length: 6 }, () => store.instances.findByClientToken(wanted.clientToken)));
+      await reads(); // several pooled connections, idle
       const admin = new pg.Client(url);
       await admin.connect();
+      // The next reads go out at once, before the pool can have heard that its connections were ended.
+      let again: ReturnType<typeof reads>;
       try {
         const ended = await admin.query(
           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'dropped' AND pid <> pg_backend_pid()",
         );
+        again = reads();
         assert.ok(ended.rowCount && ended.rowCount > 0, 'the store held a connection to drop');
       } finally {
         await admin.end();
       }
+      assert.deepEqual((await again).map((row) => row?.name), Array(6).fill('kept'));
       assert.equal((await store.instances.findByClientToken(wanted.clientToken))?.name, 'kept');
       assert.deepEqual(await store.health(), { ok: true });
     } finally {

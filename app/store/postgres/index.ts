@@ -87,11 +87,19 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     });
   }
 
-  function guarded(repositories: Repositories): Repositories {
+  /**
+   * `retryDropped`: a statement of its own (not in a transaction) that was answered "terminating
+   * connection" (SQLSTATE 57P01/57P02) ran on a pooled connection the server had just ended, before the
+   * pool heard of it: the statement was not carried out, so it runs once more, on a fresh connection.
+   */
+  function guarded(repositories: Repositories, retryDropped = false): Repositories {
+    const dropped = (error: unknown): boolean => ['57P01', '57P02'].includes(String((error as { code?: unknown } | null)?.code));
     const wrap = <T extends object>(repository: T): T => {
       const wrapped: Record<string, unknown> = {};
       for (const [name, member] of Object.entries(repository as Record<string, (...a: unknown[]) => Promise<unknown>>)) {
-        wrapped[name] = (...args: unknown[]) => member(...args).catch((error: unknown) => Promise.reject(translate(error)));
+        wrapped[name] = (...args: unknown[]) => member(...args)
+          .catch((error: unknown) => (retryDropped && dropped(error) ? member(...args) : Promise.reject(error)))
+          .catch((error: unknown) => Promise.reject(translate(error)));
       }
       return wrapped as T;
     };
@@ -143,7 +151,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       });
   }
 
-  const shared = guarded(createPostgresRepositories(pool));
+  const shared = guarded(createPostgresRepositories(pool), true);
   /** Connections that hold a duty: outside the pool, since the lock lives and dies with its session. */
   const dutyHolders = new Set<pg.Client>();
   return {
