@@ -3,6 +3,7 @@
  * one that ran its operation (replicas take each other's queued work), so the record carries, besides the
  * code and message everybody reads, the particulars the answer needs: failing fields, the quota, the script.
  */
+import { SCRIPT_FAILURES } from '../ec2/errors.js';
 import type { OperationRow } from '../store/operations-repo.js';
 import {
   AppError, ConflictError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, PolicyError,
@@ -64,10 +65,7 @@ function particulars(error: AppError): FailureDetails | undefined {
   return undefined;
 }
 
-const SCRIPT_FAILURES: ReadonlySet<string> = new Set<ScriptFailure>([
-  'other', 'invalid-argument', 'not-found', 'conflict', 'throttled', 'credentials', 'wait-timeout',
-  'missing-dependency', 'timeout', 'bad-output', 'spawn', 'signal',
-]);
+const SCRIPT_FAILURE_CODES: ReadonlySet<string> = new Set(SCRIPT_FAILURES);
 
 const DOMAIN_KINDS: ReadonlySet<string> = new Set(['not-found', 'conflict']);
 
@@ -83,7 +81,7 @@ export function failureOf(row: OperationRow): Error {
   }
   const code = row.error_code ?? 'internal';
   // 'not-found' and 'conflict' name both a script's failure and the domain's own: the script tells them apart.
-  if (SCRIPT_FAILURES.has(code) && (details.script !== undefined || !DOMAIN_KINDS.has(code))) {
+  if (SCRIPT_FAILURE_CODES.has(code) && (details.script !== undefined || !DOMAIN_KINDS.has(code))) {
     return new ScriptError(code as ScriptFailure, details.script ?? 'unknown', details.message ?? message, {
       exitCode: details.exit_code ?? row.exit_code ?? undefined,
       signal: details.signal,

@@ -7,19 +7,11 @@ import { AppError } from '../errors.js';
  * 8 missing-dependency; `timeout` when our runner killed it; `bad-output` when stdout broke the contract;
  * `spawn` when it could not be started at all; `signal` when something else killed it.
  */
-export type ScriptFailure =
-  | 'other'
-  | 'invalid-argument'
-  | 'not-found'
-  | 'conflict'
-  | 'throttled'
-  | 'credentials'
-  | 'wait-timeout'
-  | 'missing-dependency'
-  | 'timeout'
-  | 'bad-output'
-  | 'spawn'
-  | 'signal';
+export const SCRIPT_FAILURES = [
+  'other', 'invalid-argument', 'not-found', 'conflict', 'throttled', 'credentials', 'wait-timeout',
+  'missing-dependency', 'timeout', 'bad-output', 'spawn', 'signal',
+] as const;
+export type ScriptFailure = (typeof SCRIPT_FAILURES)[number];
 
 export class ScriptError extends AppError {
   readonly kind = 'script';

@@ -30,6 +30,14 @@ const DASHBOARD = /^\/(?:ui\/[A-Za-z0-9._-]+)?$/;
 /** RFC 6750: `Bearer` SP b64token. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
+/** 401 with the bearer challenge; `invalid` when credentials were offered and refused (RFC 6750). */
+export function sendUnauthorized(req: Request, res: Response, detail: string, invalid: boolean): void {
+  sendProblem(req, res, {
+    status: 401, slug: 'unauthorized', title: 'Unauthorized', detail,
+    headers: { 'WWW-Authenticate': invalid ? `Bearer realm="${REALM}", error="invalid_token"` : `Bearer realm="${REALM}"` },
+  });
+}
+
 export function principalOf(res: Response): Principal | undefined {
   return res.locals.principal as Principal | undefined;
 }
@@ -94,17 +102,7 @@ export function authenticate(
     options.logger.info('authentication failed', {
       request_id: requestId(res), reason, method: req.method, path: req.path, client_address: req.ip,
     });
-    sendProblem(req, res, {
-      status: 401,
-      slug: 'unauthorized',
-      title: 'Unauthorized',
-      detail: reason === 'missing'
-        ? 'Send an API token as Authorization: Bearer <token>'
-        : 'The bearer token is not valid',
-      headers: {
-        'WWW-Authenticate': reason === 'missing' ? `Bearer realm="${REALM}"` : `Bearer realm="${REALM}", error="invalid_token"`,
-      },
-    });
+    sendUnauthorized(req, res, reason === 'missing' ? 'Send an API token as Authorization: Bearer <token>' : 'The bearer token is not valid', reason !== 'missing');
   };
 
   /** The browser's session cookie instead of a bearer token: valid, and not a forged changing request. */
@@ -112,11 +110,7 @@ export function authenticate(
     const principal = await options.sessions?.resolve(id);
     if (!principal) {
       res.clearCookie(SESSION_COOKIE, { path: '/' });
-      sendProblem(req, res, {
-        status: 401, slug: 'unauthorized', title: 'Unauthorized',
-        detail: 'The session has expired or was signed out; sign in again',
-        headers: { 'WWW-Authenticate': `Bearer realm="${REALM}", error="invalid_token"` },
-      });
+      sendUnauthorized(req, res, 'The session has expired or was signed out; sign in again', true);
       return false;
     }
     const risk = SAFE_METHODS.has(req.method) ? undefined : forgeryRisk(req);

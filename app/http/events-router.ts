@@ -3,7 +3,7 @@
  * `id:` (resume with the Last-Event-ID header or ?last_event_id=), `event:` its type and `data:` JSON. What
  * waits for a slow client is bounded (it reads on from the store instead); one that does not read is dropped.
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { UnavailableError } from '../domain/errors.js';
 import type { EventStream, StreamEvent, StreamReset } from '../domain/event-stream.js';
 import type { Logger } from '../logger.js';
@@ -19,11 +19,9 @@ export interface EventsRouterOptions {
   heartbeatS: number;
 }
 
-function frame(res: Response, name: string, id: number | undefined, data: unknown): boolean {
-  const lines = [`event: ${name}`];
-  if (id !== undefined) lines.push(`id: ${id}`);
-  lines.push(`data: ${JSON.stringify(data)}`, '', '');
-  return res.write(lines.join('\n'));
+/** One event as the stream writes it. */
+function frame(name: string, id: number | undefined, data: unknown): string {
+  return `event: ${name}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`;
 }
 
 export function eventsRouter(options: EventsRouterOptions): Router {
@@ -53,8 +51,8 @@ export function eventsRouter(options: EventsRouterOptions): Router {
         unsubscribe();
         logger.info('event stream closed', { request_id: requestId(res), why, clients: stream.clients });
       };
-      const send = (write: () => boolean) => {
-        if (!ended) write();
+      const send = (text: string) => {
+        if (!ended) res.write(text);
       };
       req.on('close', () => finish('client left'));
 
@@ -68,7 +66,7 @@ export function eventsRouter(options: EventsRouterOptions): Router {
       const subscription = await stream.subscribe(
         {
           filter: { instanceId: query.instance_id, types: query.types?.split(',') },
-          deliver: (event: StreamEvent) => send(() => frame(res, event.type, event.id, event)),
+          deliver: (event: StreamEvent) => send(frame(event.type, event.id, event)),
           backlog: () => res.writableLength,
           onDrain: (then) => res.once('drain', then),
           end: (why) => {
@@ -83,7 +81,7 @@ export function eventsRouter(options: EventsRouterOptions): Router {
           },
         },
         resumeFrom === undefined ? undefined : Number(resumeFrom),
-        (reset: StreamReset) => send(() => frame(res, 'stream.reset', reset.newest_event_id, reset)),
+        (reset: StreamReset) => send(frame('stream.reset', reset.newest_event_id, reset)),
       ).catch((error: unknown) => {
         logger.warn('event stream could not start', { request_id: requestId(res), error: error instanceof Error ? error.message : String(error) });
         finish('refused');
@@ -97,8 +95,8 @@ export function eventsRouter(options: EventsRouterOptions): Router {
       }
       unsubscribe = () => subscription.unsubscribe();
       // Tells a new client where it stands, so that it can resume from here even before any change.
-      send(() => frame(res, 'stream.ready', subscription.from, { last_event_id: subscription.from, clients: stream.clients }));
-      heartbeat = setInterval(() => send(() => res.write(': heartbeat\n\n')), options.heartbeatS * 1000);
+      send(frame('stream.ready', subscription.from, { last_event_id: subscription.from, clients: stream.clients }));
+      heartbeat = setInterval(() => send(': heartbeat\n\n'), options.heartbeatS * 1000);
       heartbeat.unref();
       logger.info('event stream opened', {
         request_id: requestId(res), from: subscription.from, instance_id: query.instance_id, types: query.types, clients: stream.clients,

@@ -9,9 +9,9 @@ import { ConflictError } from '../domain/errors.js';
 import type { Logger } from '../logger.js';
 import type { Session } from '../schemas/session.js';
 import { validateCreateSessionRequest } from '../schemas/validators.js';
-import { cookieValue, principalOf, REALM, SESSION_COOKIE } from './auth.js';
+import { cookieValue, principalOf, SESSION_COOKIE, sendUnauthorized } from './auth.js';
 import { requestId } from './context.js';
-import { methodNotAllowed, sendProblem } from './problems.js';
+import { methodNotAllowed } from './problems.js';
 import { check, requireJsonBody } from './validate.js';
 
 export function sessionRouter(options: { sessions: Sessions | undefined; ttlMs: number; logger: Logger }): Router {
@@ -31,10 +31,7 @@ export function sessionRouter(options: { sessions: Sessions | undefined; ttlMs: 
       const opened = await sessions.open(token);
       if (!opened) {
         logger.info('sign-in failed', { request_id: requestId(res), client_address: req.ip });
-        sendProblem(req, res, {
-          status: 401, slug: 'unauthorized', title: 'Unauthorized', detail: 'The token is not valid',
-          headers: { 'WWW-Authenticate': `Bearer realm="${REALM}", error="invalid_token"` },
-        });
+        sendUnauthorized(req, res, 'The token is not valid', true);
         return;
       }
       res.cookie(SESSION_COOKIE, opened.id, {

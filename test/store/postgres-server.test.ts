@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pgRows as rows, usePostgresServers } from '../support/postgres.js';
 import { UBUNTU_X86_AMI, allEc2Instances, ec2InstanceById } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
-import { captured, getJson, killGroup, markers, postJson, until } from '../support/lifecycle.js';
+import { captured, getJson, markers, postJson, until } from '../support/lifecycle.js';
 
 describe('the server on PostgreSQL', function () {
   this.timeout(180_000);
@@ -50,11 +50,7 @@ describe('the server on PostgreSQL', function () {
     await until('EC2 accepted the launch (the fake answered nothing yet)', () => markers(hold, 'done').length === 1);
     const [op] = await rows<{ id: string; status: string }>(pgs.url, "SELECT id, status FROM operations WHERE kind = 'create'");
     assert.equal(op?.status, 'running');
-    process.kill(first.pid, 'SIGKILL');
-    await first.exited;
-    const group = Number(markers(hold, 'done')[0]?.text);
-    pgs.killAfter(group);
-    killGroup(group);
+    await pgs.killWithScript(first, hold, 'done');
     assert.ok((await pending) instanceof Error, 'the client lost its connection');
 
     // The restart finds the dead server's registration on this machine with its process gone: its work is taken over at once.

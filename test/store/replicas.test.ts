@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pgRows as rows, usePostgresServers } from '../support/postgres.js';
 import { UBUNTU_X86_AMI, allEc2Instances } from '../support/ec2-reader.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
-import { captured, getJson, killGroup, markers, postJson, until } from '../support/lifecycle.js';
+import { captured, getJson, markers, postJson, until } from '../support/lifecycle.js';
 import type { ServerProcess } from '../support/server-process.js';
 import { openSse } from '../support/sse.js';
 
@@ -138,11 +138,7 @@ describe('several replicas on one PostgreSQL', function () {
     assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
     assert.equal(accepted.body.status, 'queued');
 
-    process.kill(a.pid, 'SIGKILL');
-    await a.exited;
-    const group = Number(markers(gate, 'entered')[0]?.text);
-    pgs.killAfter(group);
-    killGroup(group); // A's script, held before it called EC2, dies too: that launch never happened
+    await pgs.killWithScript(a, gate, 'entered'); // A's script, held before it called EC2: that launch never happened
     assert.ok((await held) instanceof Error, 'the synchronous client lost its connection');
 
     const b = await replica();
@@ -170,11 +166,7 @@ describe('several replicas on one PostgreSQL', function () {
     const pending = postJson(`${a.url}/instances`, launch('taken-over')).catch((error: unknown) => error);
     await until('EC2 accepted A\'s launch (the fake answered nothing yet)', () => markers(hold, 'done').length === 1);
     const [op] = await rows<{ id: string; owner: string }>(pgs.url, "SELECT id, owner FROM operations WHERE kind = 'create'");
-    process.kill(a.pid, 'SIGKILL');
-    await a.exited;
-    const group = Number(markers(hold, 'done')[0]?.text);
-    pgs.killAfter(group);
-    killGroup(group);
+    await pgs.killWithScript(a, hold, 'done');
     assert.ok((await pending) instanceof Error, 'A\'s client lost its connection');
 
     await until('B has taken over and reconciled A\'s launch', async () =>

@@ -39,8 +39,11 @@ export function usePostgresServers(name: string): {
   readonly url: string;
   readonly dir: string;
   start(env?: Record<string, string>): Promise<ServerProcess>;
-  /** Script process groups to kill after the test (a killed server's scripts outlive it). */
-  killAfter(group: number): void;
+  /**
+   * SIGKILLs `server`, then the script it was running (a script leads its own group and outlives its
+   * server): the group the fake aws wrote into the first `prefix` marker of `markerDir`. Returns that group.
+   */
+  killWithScript(server: ServerProcess, markerDir: string, prefix: string): Promise<number>;
 } {
   let postgres: PostgresServer | undefined;
   let databases = 0;
@@ -80,8 +83,13 @@ export function usePostgresServers(name: string): {
       servers.push(server);
       return server;
     },
-    killAfter(group) {
+    async killWithScript(server, markerDir, prefix) {
+      process.kill(server.pid, 'SIGKILL');
+      await server.exited;
+      const group = Number(markers(markerDir, prefix)[0]?.text);
       groups.push(group);
+      killGroup(group);
+      return group;
     },
   };
 }
