@@ -31,6 +31,11 @@ import { dashboardRouter } from './http/dashboard.js';
 import { createSessions } from './auth/sessions.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { launchPolicyRouter } from './http/launch-policy-router.js';
+import { createScheduler, type Scheduler } from './guardrails/scheduler.js';
+import { createUsageMeter, type UsageMeter } from './guardrails/usage-meter.js';
+import { createInstanceSettings, type InstanceSettings } from './guardrails/instance-settings.js';
+import { usageRouter } from './http/usage-router.js';
+import { silentNotifier } from './notify/events.js';
 
 export interface AppDeps {
   /** SQLite (app/store/async-sqlite.ts over openStore) or PostgreSQL (app/store/postgres). */
@@ -49,6 +54,8 @@ export interface AppDeps {
   auth?: AuthSetup;
   /** This server, as the operations it records name it (app/domain/replicas.ts). */
   owner?: string | undefined;
+  /** The time the guardrails go by: expiry, schedules, the free-tier meter (tests move it). */
+  clock?: (() => Date) | undefined;
   /** Rate limiter clock and window (tests shorten them). */
   rateLimit?: { now?: () => number; windowMs?: number };
 }
@@ -71,6 +78,10 @@ export interface Services {
   lifecycle: LifecycleService;
   events: EventStream;
   metrics: Metrics;
+  /** Expiries and off-hours schedules (server.ts runs it every SCHEDULER_INTERVAL_S; tests call tick). */
+  scheduler: Scheduler;
+  usage: UsageMeter;
+  settings: InstanceSettings;
 }
 
 /** What may wait in memory for one event-stream client; beyond it, it reads on from the store. */
@@ -131,6 +142,8 @@ export function createServices(deps: AppDeps): Services {
     notifier: deps.notifier,
     timeouts: config.timeouts,
     orphans: deps.orphans,
+    guardrails: config.guardrails,
+    clock: deps.clock,
   });
   const events = createEventStream({
     store,
@@ -151,7 +164,17 @@ export function createServices(deps: AppDeps): Services {
     },
     operationsByKindAndStatus: () => store.operations.countByKindAndStatus(),
   });
-  return { instances, operations, lifecycle, events, metrics };
+  const clock = deps.clock ?? (() => new Date());
+  const scheduler = createScheduler({
+    store, lifecycle, config: config.guardrails, clock, logger, notifier: deps.notifier ?? silentNotifier,
+    keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
+  });
+  const usage = createUsageMeter({ store, config: config.guardrails, clock });
+  const settings = createInstanceSettings({
+    instances: store.instances, ec2, config: config.guardrails, clock, logger,
+    keyFiles: { keyName: config.keyName, keyFile: config.keyFile }, describeTimeoutMs: config.timeouts.describe,
+  });
+  return { instances, operations, lifecycle, events, metrics, scheduler, usage, settings };
 }
 
 export function createApp(deps: AppDeps, services = createServices(deps)): Express {
@@ -205,7 +228,8 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   }));
   app.use(launchPolicyRouter(deps.config));
   app.use(openApiRouter(buildOpenApiDocument(packageVersion())));
-  app.use(instancesRouter(services.instances, services.lifecycle));
+  app.use(usageRouter(services.usage));
+  app.use(instancesRouter(services));
 
   app.use(notFoundHandler());
   app.use(errorHandler(deps.logger));

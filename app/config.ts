@@ -10,6 +10,7 @@ import { ConfigError, readVariable, wholeNumber, type Env } from './env.js';
 import { loadEmailConfig, loadWebhookConfig, type EmailConfig, type WebhookConfig } from './notify/config.js';
 import { loadSecurityConfig, type SecurityConfig } from './auth/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
+import { loadGuardrailsConfig, type GuardrailsConfig } from './guardrails/config.js';
 
 /** Read scripts (describes) running at once when MAX_CONCURRENT_READS is not set. */
 const DEFAULT_MAX_CONCURRENT_READS = 4;
@@ -69,6 +70,8 @@ export interface Config {
   /** How long a dashboard session (POST /session) lasts. */
   sessionTtlHours: number;
   http: SecurityConfig['http'];
+  /** Expiry, schedules, the free-tier meter and how open a security group may be. */
+  guardrails: GuardrailsConfig;
 }
 
 export interface ScriptTimeouts {
@@ -233,6 +236,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     logLevel: logLevel as LogLevel,
     email: loadEmailConfig(env),
     webhooks: loadWebhookConfig(env),
+    guardrails: loadGuardrailsConfig(env),
     ...loadSecurityConfig(env, { host, databasePath, cwd }),
   };
 }

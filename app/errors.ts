@@ -11,6 +11,7 @@ export type ErrorKind =
   | 'operation-in-flight'
   | 'launch-policy'
   | 'quota-exceeded'
+  | 'free-tier-exceeded'
   | 'idempotency-key-reused'
   | 'interrupted'
   | 'unavailable'

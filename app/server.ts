@@ -152,6 +152,16 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     member.asDuty('purge-events', () => services.events.purge(config.events.retentionHours)));
   purgeEvents();
   timers.push(setInterval(purgeEvents, 3_600_000));
+  // Expiries and schedules, on one server at a time; the first look follows start-up's reconciliation, so an
+  // action that came due while no server ran is judged on what EC2 says now, and carried out once.
+  const schedule = () => {
+    if (services.operations.draining) return;
+    background(logger, 'the scheduler failed', () => member.asDuty('scheduler', () => services.scheduler.tick()));
+  };
+  if (config.guardrails.schedulerIntervalS > 0) {
+    void recovery.then(schedule);
+    timers.push(setInterval(schedule, config.guardrails.schedulerIntervalS * 1000));
+  }
   for (const timer of timers) timer.unref();
 
   const open = started.store;

@@ -69,3 +69,18 @@ export class QuotaExceededError extends AppError {
     super(message);
   }
 }
+
+/** A figure the free-tier meter projects for the month, past its allowance. */
+export interface Overage {
+  field: 'instance_hours' | 'ebs_gb_months' | 'public_ipv4_hours';
+  projected: number;
+  allowance: number;
+}
+
+/** A create or start whose projection would pass a free-tier allowance, under FREE_TIER_GUARD=refuse. */
+export class FreeTierExceededError extends AppError {
+  readonly kind = 'free-tier-exceeded';
+  constructor(message: string, readonly overages: Overage[]) {
+    super(message);
+  }
+}

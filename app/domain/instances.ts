@@ -15,6 +15,8 @@ import { NotFoundError, ScriptError } from './errors.js';
 import { runContextOf, type OpContext } from './context.js';
 import { sshString, type KeyFiles } from './login-user.js';
 import { decodeCursor, pageOf } from './pagination.js';
+import type { Schedule } from './schedule.js';
+import { tagFilterOf, userTagsOf } from '../guardrails/tags.js';
 
 export interface InstancesServiceDeps {
   instances: InstancesStore;
@@ -72,10 +74,23 @@ export function toApiInstance(row: LaunchedRow, keyFiles?: KeyFiles): Instance {
     launch_time: row.launch_time,
     created_at: row.created_at,
     updated_at: row.updated_at,
+    owner: row.owner ?? null,
+    tags: parseJsonObject(row.tags) as Record<string, string>,
+    expires_at: row.expires_at ?? null,
+    on_expiry: row.on_expiry ?? null,
+    schedule: row.schedule ? (parseJsonObject(row.schedule) as unknown as Schedule) : null,
   };
 }
 
+/** A JSON object column; an event recorded before the column existed has none. */
+function parseJsonObject(text: string | null | undefined): Record<string, unknown> {
+  if (!text) return {};
+  const value: unknown = JSON.parse(text);
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
 export function snapshotOf(instance: Ec2Instance): Ec2Snapshot {
+  const tags = (instance as { tags?: Record<string, string> | undefined }).tags;
   return {
     instanceId: instance.id,
     name: instance.name,
@@ -86,6 +101,8 @@ export function snapshotOf(instance: Ec2Instance): Ec2Snapshot {
     keyName: instance.key_name,
     securityGroupId: instance.security_group_ids[0] ?? null,
     launchTime: normaliseTime(instance.launch_time),
+    tags: tags === undefined ? null : JSON.stringify(userTagsOf(tags)),
+    owner: tags?.Owner ?? null,
   };
 }
 
@@ -221,6 +238,8 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       const rows = await instances.list({
         state: query.state,
         name: query.name,
+        owner: query.owner,
+        tags: (query.tag === undefined ? [] : Array.isArray(query.tag) ? query.tag : [query.tag]).map(tagFilterOf),
         includeTerminated: query.include_terminated ?? false,
         beforeRowId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
         limit: limit + 1,

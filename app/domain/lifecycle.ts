@@ -26,10 +26,17 @@ import {
   idempotencyScope, type OperationHandle, type OperationsEngine, type StoredResponse, type Submission,
 } from './operations.js';
 import { checkImageFits, checkInstanceQuota, checkLaunchRequest, type LaunchPolicy } from './policy.js';
+import { expiryFrom, expiryProblems, scheduleProblems, type Schedule } from './schedule.js';
+import type { GuardrailsConfig } from '../guardrails/config.js';
+import { managedGroupName, managedGroupRules, type ManagedGroupRules } from '../guardrails/network.js';
+import { checkUserTags, userTagsOf } from '../guardrails/tags.js';
+import { ValidationError } from './errors.js';
 import type { Reconciler, SyncCounts } from './reconcile.js';
 
 export interface MutationOptions<T> {
   idempotency?: { key: string; fingerprint: string } | undefined;
+  /** Written on the operation when it is recorded (e.g. the free tier's warning). */
+  note?: string | undefined;
   remember?: { success(value: T): StoredResponse; failure(error: unknown): StoredResponse | undefined } | undefined;
 }
 
@@ -80,6 +87,51 @@ export interface LifecycleDeps {
   timeouts: ScriptTimeouts;
   /** Finds and settles scripts a dead server left running (start-up); without it none are looked for. */
   orphans?: OrphanScripts | undefined;
+  /** Expiry, schedules and how open a security group may be. */
+  guardrails: GuardrailsConfig;
+  /** The time (tests move it). */
+  clock?: (() => Date) | undefined;
+}
+
+/**
+ * A launch request with its guardrails settled when it is accepted: the expiry as a time, the schedule and
+ * the action at expiry as they will be recorded (defaults applied). This is what the operation records and
+ * what runs, on whichever replica.
+ */
+export type SettledLaunchRequest = Omit<CreateInstanceRequest, 'expires_at' | 'ttl_hours' | 'on_expiry' | 'schedule'> & {
+  expires_at: string | null;
+  on_expiry: 'stop' | 'terminate' | null;
+  schedule: Schedule | null;
+};
+
+/** The request's guardrails, checked and settled: 400 for malformed values, 422 for what policy refuses. */
+export function settleLaunchRequest(request: CreateInstanceRequest, guardrails: GuardrailsConfig, now: Date): SettledLaunchRequest {
+  checkUserTags(request.tags);
+  managedGroupRules(request, guardrails);
+  if (request.expires_at !== undefined && request.ttl_hours !== undefined) {
+    throw new ValidationError('The request body is invalid', [{ field: 'ttl_hours', message: 'give either expires_at or ttl_hours, not both' }]);
+  }
+  const schedule = request.schedule === undefined ? guardrails.defaultSchedule : (request.schedule as Schedule | null);
+  if (request.schedule) {
+    const problems = scheduleProblems(request.schedule as Schedule);
+    if (problems.length > 0) throw new ValidationError('The schedule is invalid', problems);
+  }
+  const expiry = expiryFrom(request, { defaultTtlHours: guardrails.defaultTtlHours }, now);
+  if (expiry !== null && (request.expires_at !== undefined || request.ttl_hours !== undefined)) {
+    const problems = expiryProblems(expiry, now, guardrails.maxTtlHours);
+    if (problems.length > 0) {
+      throw new PolicyError('The expiry is outside the launch policy', problems.map((p) => ({
+        ...p, field: request.ttl_hours !== undefined ? 'ttl_hours' : p.field,
+      })));
+    }
+  }
+  const { ttl_hours: _ttl, ...rest } = request;
+  return {
+    ...rest,
+    expires_at: expiry === null ? null : expiry.toISOString(),
+    on_expiry: expiry === null ? null : (request.on_expiry ?? guardrails.defaultOnExpiry),
+    schedule,
+  };
 }
 
 /**
@@ -130,6 +182,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   const { instances, operations } = store;
   const notifier = deps.notifier ?? silentNotifier;
   const present = (row: LaunchedRow): Instance => toApiInstance(row, deps.keyFiles);
+  const clock = deps.clock ?? (() => new Date());
   let currentSync: Promise<{ operationId: string; done: Promise<SyncCounts> }> | undefined;
 
   /** Announces a recorded change and hands the instance back, so call sites stay one expression. */
@@ -165,8 +218,9 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    * Validates and admits the launch, then runs it as an operation: resolve the image and security group,
    * record the intent, launch, record the result.
    */
-  async function create(request: CreateInstanceRequest, ctx: OpContext, options: MutationOptions<Instance> = {}): Promise<Submission<Instance>> {
-    checkLaunchRequest(policy, request); // 422 before anything is recorded
+  async function create(asked: CreateInstanceRequest, ctx: OpContext, options: MutationOptions<Instance> = {}): Promise<Submission<Instance>> {
+    checkLaunchRequest(policy, asked); // 422 before anything is recorded
+    const request = settleLaunchRequest(asked, deps.guardrails, clock());
     const clientToken = clientTokenFor(ctx, options.idempotency);
     return engine.submit({
       kind: 'create',
@@ -179,7 +233,10 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       remember: options.remember,
       result: (instance) => instance,
       request,
-      run: (op) => launch(request, clientToken, scriptsOf(ctx, op.id), op),
+      run: async (op) => {
+        if (options.note) await op.note(options.note);
+        return launch(request, clientToken, scriptsOf(ctx, op.id), op);
+      },
     });
   }
 
@@ -188,7 +245,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     const ctx = scriptsOf({ requestId: row.request_id ?? undefined, actor: row.actor ?? undefined, clientAddress: row.client_address ?? undefined }, row.id);
     if (row.kind === 'create') {
       if (row.request === null || row.client_token === null) throw new Error(`operation ${row.id} does not record its launch request`);
-      return launch(JSON.parse(row.request) as CreateInstanceRequest, row.client_token, ctx, op);
+      return launch(JSON.parse(row.request) as SettledLaunchRequest, row.client_token, ctx, op);
     }
     if (row.kind === 'sync' || row.instance_id === null) throw new Error(`operation ${row.id} cannot be run from its record`);
     return runChange(row.kind, row.instance_id, ctx);
@@ -225,13 +282,13 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   }
 
   /** The launch the create operation `op` runs. */
-  async function launch(request: CreateInstanceRequest, clientToken: string, ctx: OpContext, op: OperationHandle): Promise<Instance> {
+  async function launch(request: SettledLaunchRequest, clientToken: string, ctx: OpContext, op: OperationHandle): Promise<Instance> {
     const earlier = await instances.findByClientToken(clientToken);
     const answered = earlier ? await earlierAttempt(earlier, clientToken, ctx, op) : undefined;
     if (answered) return answered;
     await store.transaction((tx) => recheckQuota(tx, clientToken));
     const { image, securityGroupId } = await resolveImageAndGroup(request, ctx);
-    await recordIntent(request, clientToken, { retry: earlier !== undefined, loginUser: loginUserFor(image), securityGroupId });
+    await recordIntent(request, clientToken, { retry: earlier !== undefined, loginUser: loginUserFor(image), securityGroupId, owner: ctx.actor ?? null });
     try {
       const launched = await runLaunch(request, clientToken, { image, securityGroupId }, ctx);
       return await recordLaunched(clientToken, launched, ctx, op);
@@ -264,7 +321,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
 
   /** The AMI, which must exist and fit the instance type, and the security group when one is asked for. */
   async function resolveImageAndGroup(
-    request: CreateInstanceRequest,
+    request: SettledLaunchRequest,
     ctx: OpContext,
   ): Promise<{ image: Ec2Image; securityGroupId: string | null }> {
     let image: Ec2Image;
@@ -277,17 +334,46 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       throw error;
     }
     checkImageFits(image, request.instance_type);
-    const securityGroupId = request.create_security_group
-      ? (await ec2.ensureSecurityGroup({}, run(ctx, 'create'))).id
-      : null;
-    return { image, securityGroupId };
+    const rules = managedGroupRules(request, deps.guardrails);
+    if (rules) return { image, securityGroupId: await managedGroup(rules, ctx) };
+    if (request.security_group_ids) {
+      await checkExistingGroups(request.security_group_ids, ctx);
+      return { image, securityGroupId: request.security_group_ids[0] ?? null };
+    }
+    return { image, securityGroupId: null };
+  }
+
+  /** The managed group for these rules, converged to exactly them. */
+  async function managedGroup(rules: ManagedGroupRules, ctx: OpContext): Promise<string> {
+    const name = managedGroupName(rules, (text) => createHash('sha256').update(text).digest('hex'));
+    return (await ec2.ensureSecurityGroup({ name, sshCidrs: rules.sshCidrs, webCidrs: rules.webCidrs }, run(ctx, 'create'))).id;
+  }
+
+  /** Existing groups must exist, in the VPC the instance launches into (the region's default VPC). */
+  async function checkExistingGroups(ids: readonly string[], ctx: OpContext): Promise<void> {
+    let found: Awaited<ReturnType<Ec2['describeSecurityGroups']>>;
+    try {
+      found = await ec2.describeSecurityGroups([...ids], run(ctx, 'describe'));
+    } catch (error) {
+      if (error instanceof ScriptError && error.failure === 'not-found') {
+        throw new PolicyError('A security group does not exist', [{ field: 'security_group_ids', message: error.message }]);
+      }
+      throw error;
+    }
+    const elsewhere = found.groups.filter((group) => group.vpc_id !== found.default_vpc_id);
+    if (elsewhere.length > 0) {
+      throw new PolicyError('A security group is in another VPC', elsewhere.map((group) => ({
+        field: 'security_group_ids',
+        message: `${group.id} is in ${group.vpc_id ?? 'no VPC'}, but the instance launches into the default VPC ${found.default_vpc_id ?? '(none)'}`,
+      })));
+    }
   }
 
   /** Intent first: if we die from here on, the row and its client token let reconciliation find the instance. */
   async function recordIntent(
-    request: CreateInstanceRequest,
+    request: SettledLaunchRequest,
     clientToken: string,
-    intent: { retry: boolean; loginUser: string; securityGroupId: string | null },
+    intent: { retry: boolean; loginUser: string; securityGroupId: string | null; owner: string | null },
   ): Promise<void> {
     await store.transaction(async (tx) => {
       await recheckQuota(tx, clientToken); // checked and written in one transaction
@@ -304,13 +390,19 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
         keyName: deps.keyName,
         securityGroupId: intent.securityGroupId,
         loginUser: intent.loginUser,
+        owner: intent.owner,
+        tags: JSON.stringify(userTagsOf(request.tags ?? {})), // sorted, as sync records them
+        expiresAt: request.expires_at,
+        onExpiry: request.on_expiry,
+        schedule: request.schedule === null ? null : JSON.stringify(request.schedule),
+        scheduleSince: clock().toISOString(),
       });
     });
   }
 
   /** The script need not read the image again: its root device is what the new volume is sized on. */
   function runLaunch(
-    request: CreateInstanceRequest,
+    request: SettledLaunchRequest,
     clientToken: string,
     resolved: { image: Ec2Image; securityGroupId: string | null },
     ctx: OpContext,
@@ -323,8 +415,12 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
         storageGb: request.storage_gb,
         keyName: deps.keyName,
         clientToken,
-        securityGroupId: resolved.securityGroupId ?? undefined,
+        securityGroupIds: request.security_group_ids ? [...request.security_group_ids]
+          : resolved.securityGroupId ? [resolved.securityGroupId] : undefined,
         rootDevice: resolved.image.root_device_name,
+        tags: request.tags,
+        owner: ctx.actor,
+        expiresAt: request.expires_at,
       },
       run(ctx, 'create'),
     );
@@ -402,7 +498,10 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       idempotency: options.idempotency,
       remember: options.remember,
       result: (instance) => instance,
-      run: (op) => runChange(kind, instanceId, scriptsOf(ctx, op.id)),
+      run: async (op) => {
+        if (options.note) await op.note(options.note);
+        return runChange(kind, instanceId, scriptsOf(ctx, op.id));
+      },
     });
   }
 

@@ -3,18 +3,27 @@
  * service (changes), shape the response.
  */
 import { Router } from 'express';
-import type { InstancesService } from '../domain/instances.js';
-import type { LifecycleService } from '../domain/lifecycle.js';
+import type { Response } from 'express';
+import type { Services } from '../app.js';
 import {
-  validateCreateInstanceRequest, validateInstanceIdParams, validateListInstancesQuery,
+  validateCreateInstanceRequest, validateInstanceIdParams, validateListInstancesQuery, validateUpdateInstanceRequest,
 } from '../schemas/validators.js';
 import { opContext } from './context.js';
 import { answer, idempotencyFrom, prefersAsync, rememberFor } from './operations.js';
 import { methodNotAllowed } from './problems.js';
 import { check, requireJsonBody } from './validate.js';
 
-/** Reads go to the instances service directly; changes run as operations of the lifecycle service. */
-export function instancesRouter(service: InstancesService, lifecycle: LifecycleService): Router {
+/** RFC 9111's Warning header (code 299, "miscellaneous persistent warning"), quoted text. */
+function warn(res: Response, warning: string | undefined): void {
+  if (warning) res.setHeader('Warning', `299 ec2-creator "${warning.replace(/["\\]/g, '')}"`);
+}
+
+/**
+ * Reads go to the instances service directly; changes run as operations of the lifecycle service, after
+ * the free-tier guard; PATCH changes the guardrails (expiry, schedule).
+ */
+export function instancesRouter(services: Pick<Services, 'instances' | 'lifecycle' | 'usage' | 'settings'>): Router {
+  const { instances: service, lifecycle, usage, settings } = services;
   const router = Router();
   const idOf = (params: unknown): string => check(validateInstanceIdParams, { ...(params as object) }, 'instance id').id;
 
@@ -26,9 +35,12 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
     })
     .post(requireJsonBody(), async (req, res) => {
       const body = check(validateCreateInstanceRequest, req.body, 'request body');
+      const { warning } = await usage.admit({ instanceType: body.instance_type, storageGb: body.storage_gb });
+      warn(res, warning);
       const submission = await lifecycle.create(body, opContext(res), {
         idempotency: idempotencyFrom(req, body),
         remember: rememberFor(req, res, 'create'),
+        note: warning,
       });
       await answer(req, res, submission, 'create');
     })
@@ -54,6 +66,11 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
     .get(async (req, res) => {
       res.json(await service.get(idOf(req.params), opContext(res)));
     })
+    .patch(requireJsonBody(), async (req, res) => {
+      const id = idOf(req.params);
+      const body = check(validateUpdateInstanceRequest, req.body, 'request body');
+      res.json(await settings.update(id, body, opContext(res)));
+    })
     .delete(async (req, res) => {
       const id = idOf(req.params);
       const submission = await lifecycle.destroy(id, opContext(res), {
@@ -62,15 +79,19 @@ export function instancesRouter(service: InstancesService, lifecycle: LifecycleS
       });
       await answer(req, res, submission, 'terminate');
     })
-    .all(methodNotAllowed('GET, DELETE'));
+    .all(methodNotAllowed('GET, PATCH, DELETE'));
 
   for (const kind of ['start', 'stop'] as const) {
     router
       .route(`/instances/:id/${kind}`)
       .post(async (req, res) => {
-        const submission = await lifecycle[kind](idOf(req.params), opContext(res), {
+        const id = idOf(req.params);
+        const { warning } = kind === 'start' ? await usage.admitStart(id) : {};
+        warn(res, warning);
+        const submission = await lifecycle[kind](id, opContext(res), {
           idempotency: idempotencyFrom(req),
           remember: rememberFor(req, res, kind),
+          note: warning,
         });
         await answer(req, res, submission, kind);
       })

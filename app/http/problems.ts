@@ -5,7 +5,7 @@
  */
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import {
-  AppError, OperationInFlightError, PolicyError, QuotaExceededError, ScriptError,
+  AppError, FreeTierExceededError, OperationInFlightError, PolicyError, QuotaExceededError, ScriptError,
   StorageUnavailableError, UnavailableError, ValidationError, type ErrorKind, type FieldError, type ScriptFailure,
 } from '../domain/errors.js';
 import type { Logger } from '../logger.js';
@@ -97,6 +97,7 @@ const PROBLEMS: Record<Exclude<ErrorKind, 'script'>, { status: number; title: st
   'operation-in-flight': { status: 409, title: 'Another operation is in flight' },
   'quota-exceeded': { status: 409, title: 'Quota exceeded' },
   'launch-policy': { status: 422, title: 'Refused by the launch policy' },
+  'free-tier-exceeded': { status: 422, title: 'The free tier would be exceeded' },
   'idempotency-key-reused': { status: 422, title: 'Idempotency-Key reused with a different request' },
   interrupted: { status: 503, title: 'Interrupted by a shutdown' },
   unavailable: { status: 503, title: 'Service unavailable' },
@@ -110,6 +111,7 @@ const INTERRUPTED_RETRY_AFTER_SECONDS = 5;
 function specifics(error: AppError): Partial<Pick<ProblemSpec, 'errors' | 'headers' | 'extensions' | 'title'>> {
   if (error instanceof ValidationError || error instanceof PolicyError) return { errors: error.errors };
   if (error instanceof QuotaExceededError) return { title: `Quota ${error.quota} exceeded` };
+  if (error instanceof FreeTierExceededError) return { extensions: { overages: error.overages } };
   if (error instanceof OperationInFlightError) {
     return { headers: { Location: `/operations/${error.operationId}` }, extensions: { operation_id: error.operationId } };
   }

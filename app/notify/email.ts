@@ -34,7 +34,14 @@ const VERBS: Record<InstanceEvent['type'], string> = {
   started: 'started',
   stopped: 'stopped',
   terminated: 'terminated',
+  expiring: 'about to expire',
 };
+
+/** What the scheduler will do at expiry, for the warning. */
+function expiryLine(instance: InstanceEvent['instance']): string {
+  const action = instance.on_expiry === 'terminate' ? 'terminated' : 'stopped';
+  return `It will be ${action} at ${instance.expires_at ?? '-'}. To keep it longer: PATCH /instances/${instance.id} with a later expires_at, or expires_at null.`;
+}
 
 export function emailFor(event: InstanceEvent): { subject: string; text: string } {
   const { instance } = event;
@@ -50,11 +57,15 @@ export function emailFor(event: InstanceEvent): { subject: string; text: string 
     ['Private IP', instance.private_ip],
     ['SSH', instance.ssh_string === '' ? null : instance.ssh_string],
     ['Key pair', instance.key_name],
+    ['Owner', instance.owner ?? null],
+    ['Expires at', instance.expires_at ?? null],
     ['Recorded at', event.at],
     ['Request id', event.requestId ?? null],
   ];
   const text = [
-    `Instance ${instance.name} (${instance.id}) was ${VERBS[event.type]}.`,
+    event.type === 'expiring'
+      ? `Instance ${instance.name} (${instance.id}) is ${VERBS[event.type]}. ${expiryLine(instance)}`
+      : `Instance ${instance.name} (${instance.id}) was ${VERBS[event.type]}.`,
     '',
     ...lines.map(([label, value]) => `${`${label}:`.padEnd(13)}${value ?? '-'}`),
     '',

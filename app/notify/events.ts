@@ -5,7 +5,8 @@
  */
 import type { Instance } from '../schemas/instance.js';
 
-export const INSTANCE_EVENT_TYPES = ['created', 'started', 'stopped', 'terminated'] as const;
+/** `expiring`: the warning ahead of an instance's expiry (EXPIRY_WARNING_MINUTES before it). */
+export const INSTANCE_EVENT_TYPES = ['created', 'started', 'stopped', 'terminated', 'expiring'] as const;
 export type InstanceEventType = (typeof INSTANCE_EVENT_TYPES)[number];
 
 export interface InstanceEvent {

@@ -12,6 +12,9 @@ export const INSTANCE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9 ._:/@+=-]{0,127}$';
 /** EC2 key pair names as the scripts accept them (no ':' or '/', which the CLI could read as a URL). */
 export const KEY_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9 ._@+=-]{0,254}$';
 
+/** EC2's characters for tag keys and values: letters, digits, spaces (any script) and _ . : / = + - @. */
+export const TAG_TEXT_PATTERN = '^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$';
+
 export const INSTANCE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated'] as const;
 /** The largest EBS root volume EC2 accepts (GiB); the launch policy caps it much lower. */
 export const EBS_MAX_GB = 16384;

@@ -5,7 +5,7 @@ import { instanceSchema } from './instance.js';
 import { operationSchema } from './operation.js';
 
 export const EVENT_TYPE_NAMES = [
-  'instance.created', 'instance.state_changed', 'instance.terminated',
+  'instance.created', 'instance.state_changed', 'instance.terminated', 'instance.updated', 'instance.expiring',
   'operation.queued', 'operation.started', 'operation.succeeded', 'operation.failed', 'operation.interrupted',
 ] as const;
 

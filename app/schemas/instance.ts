@@ -1,5 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { AMI_ID_PATTERN, INSTANCE_ID_PATTERN, INSTANCE_STATES } from './common.js';
+import { scheduleSchema } from './requests.js';
 
 const nullableString = { type: ['string', 'null'] } as const;
 
@@ -11,6 +12,7 @@ export const instanceSchema = {
   required: [
     'id', 'name', 'state', 'public_ip', 'private_ip', 'ssh_string', 'ami', 'instance_type', 'storage_gb',
     'key_name', 'security_group_id', 'backend_used', 'launch_time', 'created_at', 'updated_at',
+    'owner', 'tags', 'expires_at', 'on_expiry', 'schedule',
   ],
   properties: {
     id: { type: 'string', pattern: INSTANCE_ID_PATTERN, examples: ['i-0abcd1234ef567890'] },
@@ -31,6 +33,18 @@ export const instanceSchema = {
     launch_time: { type: ['string', 'null'], format: 'date-time' },
     created_at: { type: 'string', format: 'date-time' },
     updated_at: { type: 'string', format: 'date-time' },
+    owner: { ...nullableString, description: 'The API token that launched it (its Owner tag); null when unknown.' },
+    tags: {
+      type: 'object',
+      additionalProperties: { type: 'string' },
+      description: "The user's tags (the service's own tags, such as Name and Owner, are not among them).",
+    },
+    expires_at: {
+      type: ['string', 'null'], format: 'date-time',
+      description: 'When the scheduler stops or terminates it (on_expiry); null: never.',
+    },
+    on_expiry: { type: ['string', 'null'], enum: ['stop', 'terminate', null] },
+    schedule: { ...scheduleSchema, type: ['object', 'null'], description: 'Its off-hours schedule, or null.' },
   },
 } as const;
 export type Instance = FromSchema<typeof instanceSchema>;

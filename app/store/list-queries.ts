@@ -7,6 +7,9 @@
 export interface ListFilter {
   state?: string | undefined;
   name?: string | undefined;
+  owner?: string | undefined;
+  /** Every one must match: the key present, with the value when one is given. */
+  tags?: readonly { key: string; value?: string | undefined }[] | undefined;
   includeTerminated: boolean;
   /** Only rows older than this row (the cursor). */
   beforeRowId?: number | undefined;
@@ -28,8 +31,14 @@ export interface Query {
   params: Record<string, string | number>;
 }
 
+/** How each dialect reads one key of the tags column (a JSON object as text); the key is a parameter. */
+const TAG_VALUE: Record<'sqlite' | 'postgres', (key: string) => string> = {
+  sqlite: (key) => `json_extract(tags, '$."' || ${key} || '"')`,
+  postgres: (key) => `(tags::jsonb ->> ${key})`,
+};
+
 /** Instances with an EC2 id, newest first. */
-export function instancesQuery(filter: ListFilter): Query {
+export function instancesQuery(filter: ListFilter, dialect: 'sqlite' | 'postgres' = 'sqlite'): Query {
   const where = ['instance_id IS NOT NULL'];
   const params: Record<string, string | number> = { limit: filter.limit };
   if (filter.state !== undefined) {
@@ -42,6 +51,19 @@ export function instancesQuery(filter: ListFilter): Query {
     where.push('name = @name');
     params.name = filter.name;
   }
+  if (filter.owner !== undefined) {
+    where.push('owner = @owner');
+    params.owner = filter.owner;
+  }
+  (filter.tags ?? []).forEach((tag, i) => {
+    params[`tagKey${i}`] = tag.key;
+    if (tag.value === undefined) {
+      where.push(`${TAG_VALUE[dialect](`@tagKey${i}`)} IS NOT NULL`);
+    } else {
+      where.push(`${TAG_VALUE[dialect](`@tagKey${i}`)} = @tagValue${i}`);
+      params[`tagValue${i}`] = tag.value;
+    }
+  });
   if (filter.beforeRowId !== undefined) {
     where.push('row_id < @beforeRowId');
     params.beforeRowId = filter.beforeRowId;

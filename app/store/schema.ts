@@ -139,6 +139,13 @@ export function migrations(dialect: Dialect): readonly string[] {
        expires_at TEXT NOT NULL
      );
      CREATE INDEX sessions_by_expiry ON sessions (expires_at);`,
+    // 10: cost guardrails. Who launched an instance and the user's tags; when it expires and what happens
+    // then; its off-hours schedule; and what the scheduler has already done about each, so that an action
+    // missed while no server ran happens once, never twice. Plus every state change with its time, kept
+    // forever like the records, for the free-tier meter: written by triggers like the events, so no change
+    // goes unmetered whoever records it. Instances recorded before this version get an estimated history
+    // from their launch time. SQLite's event triggers name the instance's columns, so they are made again.
+    guardrailsMigration(dialect),
   ];
 }
 
@@ -149,7 +156,8 @@ export const EVENTS_CHANNEL = 'ec2_creator_events';
 /** Any constant all replicas agree on: writers of events take turns on it until they commit. */
 const EVENTS_LOCK = 0x0ec2c5e7;
 
-const INSTANCE_COLUMNS = [
+/** The instance's columns as of version 8 (the triggers of that migration name these, and must keep doing so). */
+const INSTANCE_COLUMNS_V8 = [
   'row_id', 'instance_id', 'client_token', 'launch_status', 'name', 'state', 'public_ip', 'private_ip', 'ami',
   'instance_type', 'storage_gb', 'key_name', 'security_group_id', 'login_user', 'launch_time', 'last_error',
   'created_at', 'updated_at',
@@ -175,21 +183,10 @@ function eventsMigration(dialect: Dialect): string {
   if (dialect === 'sqlite') {
     // SQLite names the columns it keeps: a migration that adds a column to either table recreates these.
     const json = (columns: string[]) => `json_object(${columns.map((c) => `'${c}', NEW.${c}`).join(', ')})`;
-    const instance = json(INSTANCE_COLUMNS);
+    const instance = json(INSTANCE_COLUMNS_V8);
     const operation = json(OPERATION_COLUMNS);
     return `${table}
-     CREATE TRIGGER events_instance_imported AFTER INSERT ON instances WHEN NEW.instance_id IS NOT NULL
-     BEGIN
-       INSERT INTO events (type, instance_id, data, created_at) VALUES ('instance.created', NEW.instance_id, ${instance}, ${d.now});
-     END;
-     CREATE TRIGGER events_instance_changed AFTER UPDATE OF instance_id, state ON instances
-       WHEN NEW.instance_id IS NOT NULL AND (OLD.instance_id IS NULL OR OLD.state <> NEW.state)
-     BEGIN
-       INSERT INTO events (type, instance_id, old_state, data, created_at)
-       VALUES (CASE WHEN OLD.instance_id IS NULL THEN 'instance.created'
-                    WHEN NEW.state = 'terminated' THEN 'instance.terminated' ELSE 'instance.state_changed' END,
-               NEW.instance_id, CASE WHEN OLD.instance_id IS NULL THEN NULL ELSE OLD.state END, ${instance}, ${d.now});
-     END;
+     ${sqliteInstanceEventTriggers(instance, d.now)}
      CREATE TRIGGER events_operation_recorded AFTER INSERT ON operations
      BEGIN
        INSERT INTO events (type, instance_id, operation_id, data, created_at)
@@ -232,6 +229,120 @@ function eventsMigration(dialect: Dialect): string {
        RETURN NULL;
      END $$;
      CREATE TRIGGER events_operation AFTER INSERT OR UPDATE ON operations FOR EACH ROW EXECUTE FUNCTION ec2c_operation_event();`;
+}
+
+/** The SQLite triggers that record an instance's creation and state changes as events, the row as `json`. */
+function sqliteInstanceEventTriggers(json: string, now: string): string {
+  return `CREATE TRIGGER events_instance_imported AFTER INSERT ON instances WHEN NEW.instance_id IS NOT NULL
+     BEGIN
+       INSERT INTO events (type, instance_id, data, created_at) VALUES ('instance.created', NEW.instance_id, ${json}, ${now});
+     END;
+     CREATE TRIGGER events_instance_changed AFTER UPDATE OF instance_id, state ON instances
+       WHEN NEW.instance_id IS NOT NULL AND (OLD.instance_id IS NULL OR OLD.state <> NEW.state)
+     BEGIN
+       INSERT INTO events (type, instance_id, old_state, data, created_at)
+       VALUES (CASE WHEN OLD.instance_id IS NULL THEN 'instance.created'
+                    WHEN NEW.state = 'terminated' THEN 'instance.terminated' ELSE 'instance.state_changed' END,
+               NEW.instance_id, CASE WHEN OLD.instance_id IS NULL THEN NULL ELSE OLD.state END, ${json}, ${now});
+     END;`;
+}
+
+const GUARDRAIL_COLUMNS = [
+  'owner', 'tags', 'expires_at', 'on_expiry', 'expiry_warned_at', 'expiry_done_at', 'schedule', 'schedule_done_at',
+];
+
+function guardrailsMigration(dialect: Dialect): string {
+  const d = WORDS[dialect];
+  const columns = `ALTER TABLE instances ADD COLUMN owner TEXT;
+     ALTER TABLE instances ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+     ALTER TABLE instances ADD COLUMN expires_at TEXT;
+     ALTER TABLE instances ADD COLUMN on_expiry TEXT CHECK (on_expiry IN ('stop', 'terminate'));
+     ALTER TABLE instances ADD COLUMN expiry_warned_at TEXT;
+     ALTER TABLE instances ADD COLUMN expiry_done_at TEXT;
+     ALTER TABLE instances ADD COLUMN schedule TEXT;
+     ALTER TABLE instances ADD COLUMN schedule_done_at TEXT;
+     CREATE INDEX instances_expiring ON instances (expires_at) WHERE expires_at IS NOT NULL AND expiry_done_at IS NULL;
+     CREATE TABLE instance_history (
+       row_id        ${d.identity},
+       instance_id   TEXT NOT NULL,
+       name          TEXT NOT NULL,
+       instance_type TEXT NOT NULL,
+       storage_gb    INTEGER,
+       state         TEXT NOT NULL,
+       public_ip     INTEGER NOT NULL,
+       at            TEXT NOT NULL,
+       estimated     INTEGER NOT NULL
+     );
+     CREATE INDEX instance_history_by_instance ON instance_history (instance_id, at);
+     CREATE INDEX instance_history_by_time ON instance_history (at);
+     INSERT INTO instance_history (instance_id, name, instance_type, storage_gb, state, public_ip, at, estimated)
+       SELECT instance_id, name, instance_type, storage_gb, 'running', CASE WHEN public_ip IS NULL AND state = 'running' THEN 0 ELSE 1 END,
+              COALESCE(launch_time, created_at), 1
+         FROM instances WHERE instance_id IS NOT NULL;
+     INSERT INTO instance_history (instance_id, name, instance_type, storage_gb, state, public_ip, at, estimated)
+       SELECT instance_id, name, instance_type, storage_gb, state, CASE WHEN public_ip IS NULL THEN 0 ELSE 1 END, updated_at, 1
+         FROM instances WHERE instance_id IS NOT NULL AND state <> 'running' AND updated_at > COALESCE(launch_time, created_at);`;
+  const historyValues = (at: string, estimated: number) =>
+    `NEW.instance_id, NEW.name, NEW.instance_type, NEW.storage_gb, NEW.state,
+              CASE WHEN NEW.public_ip IS NULL THEN 0 ELSE 1 END, ${at}, ${estimated}`;
+  const historyColumns = 'instance_id, name, instance_type, storage_gb, state, public_ip, at, estimated';
+  // What the meter counts changes: the state, whether a public address is held, the type and the volume's size.
+  const changed = (old: string, neu: string) => `${old}.state <> ${neu}.state
+           OR (${old}.public_ip IS NULL) <> (${neu}.public_ip IS NULL) OR ${old}.instance_type <> ${neu}.instance_type
+           OR COALESCE(${old}.storage_gb, -1) <> COALESCE(${neu}.storage_gb, -1)`;
+  // A warning going out, or the guardrails or tags changing (PATCH, or tags changed in EC2 found by a read).
+  const guardrailsChanged = `(NEW.expiry_warned_at IS NOT NULL AND OLD.expiry_warned_at IS NULL)
+           OR OLD.expires_at IS DISTINCT FROM NEW.expires_at OR OLD.on_expiry IS DISTINCT FROM NEW.on_expiry
+           OR OLD.schedule IS DISTINCT FROM NEW.schedule OR OLD.tags IS DISTINCT FROM NEW.tags`;
+  const guardrailEventType = `CASE WHEN NEW.expiry_warned_at IS NOT NULL AND OLD.expiry_warned_at IS NULL
+                                   THEN 'instance.expiring' ELSE 'instance.updated' END`;
+  if (dialect === 'sqlite') {
+    const json = (names: string[]) => `json_object(${names.map((c) => `'${c}', NEW.${c}`).join(', ')})`;
+    return `${columns}
+     DROP TRIGGER events_instance_imported;
+     DROP TRIGGER events_instance_changed;
+     ${sqliteInstanceEventTriggers(json([...INSTANCE_COLUMNS_V8, ...GUARDRAIL_COLUMNS]), d.now)}
+     CREATE TRIGGER history_instance_imported AFTER INSERT ON instances WHEN NEW.instance_id IS NOT NULL
+     BEGIN
+       INSERT INTO instance_history (${historyColumns}) VALUES (${historyValues(`COALESCE(NEW.launch_time, ${d.now})`, 1)});
+     END;
+     CREATE TRIGGER history_instance_changed AFTER UPDATE OF instance_id, state, public_ip, instance_type, storage_gb ON instances
+       WHEN NEW.instance_id IS NOT NULL AND (OLD.instance_id IS NULL OR ${changed('OLD', 'NEW')})
+     BEGIN
+       INSERT INTO instance_history (${historyColumns}) VALUES (${historyValues(d.now, 0)});
+     END;
+     CREATE TRIGGER events_instance_guardrails AFTER UPDATE OF expires_at, on_expiry, schedule, tags, expiry_warned_at ON instances
+       WHEN NEW.instance_id IS NOT NULL AND OLD.instance_id IS NOT NULL AND OLD.state = NEW.state AND (${guardrailsChanged})
+     BEGIN
+       INSERT INTO events (type, instance_id, data, created_at)
+       VALUES (${guardrailEventType}, NEW.instance_id, ${json([...INSTANCE_COLUMNS_V8, ...GUARDRAIL_COLUMNS])}, ${d.now});
+     END;`;
+  }
+  return `${columns}
+     CREATE FUNCTION ec2c_instance_history() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF NEW.instance_id IS NULL THEN RETURN NULL; END IF;
+       IF TG_OP = 'INSERT' THEN
+         INSERT INTO instance_history (${historyColumns}) VALUES (${historyValues(`COALESCE(NEW.launch_time, ${d.now})`, 1)});
+       ELSIF OLD.instance_id IS NULL OR ${changed('OLD', 'NEW')} THEN
+         INSERT INTO instance_history (${historyColumns}) VALUES (${historyValues(d.now, 0)});
+       END IF;
+       RETURN NULL;
+     END $$;
+     CREATE TRIGGER history_instance AFTER INSERT OR UPDATE ON instances FOR EACH ROW EXECUTE FUNCTION ec2c_instance_history();
+     CREATE OR REPLACE FUNCTION ec2c_instance_event() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF NEW.instance_id IS NULL THEN RETURN NULL; END IF;
+       IF TG_OP = 'INSERT' OR OLD.instance_id IS NULL THEN
+         PERFORM ec2c_record_event('instance.created', NEW.instance_id, NULL, NULL, row_to_json(NEW)::text);
+       ELSIF OLD.state <> NEW.state THEN
+         PERFORM ec2c_record_event(CASE WHEN NEW.state = 'terminated' THEN 'instance.terminated' ELSE 'instance.state_changed' END,
+                                   NEW.instance_id, NULL, OLD.state, row_to_json(NEW)::text);
+       ELSIF ${guardrailsChanged} THEN
+         PERFORM ec2c_record_event(${guardrailEventType}, NEW.instance_id, NULL, NULL, row_to_json(NEW)::text);
+       END IF;
+       RETURN NULL;
+     END $$;`;
 }
 
 export const SCHEMA_VERSION = migrations('sqlite').length;

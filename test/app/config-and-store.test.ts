@@ -102,6 +102,13 @@ describe('SQLite store', () => {
     // As a build of schema version 4 left it: no unique index, a server that died between two operations.
     db.exec(`DROP TRIGGER events_instance_imported;
              DROP TRIGGER events_instance_changed;
+             DROP TRIGGER history_instance_imported;
+             DROP TRIGGER history_instance_changed;
+             DROP TRIGGER events_instance_guardrails;
+             DROP TABLE instance_history;
+             DROP INDEX instances_expiring;
+             ${['owner', 'tags', 'expires_at', 'on_expiry', 'expiry_warned_at', 'expiry_done_at', 'schedule', 'schedule_done_at']
+               .map((column) => `ALTER TABLE instances DROP COLUMN ${column};`).join('\n')}
              DROP TRIGGER events_operation_recorded;
              DROP TRIGGER events_operation_changed;
              DROP TABLE events;

@@ -17,6 +17,7 @@ function event(type: InstanceEvent['type'] = 'created'): InstanceEvent {
       ssh_string: 'ssh -i ~/.ssh/my_ec2_keypair.pem ubuntu@54.1.2.3', ami: 'ami-1e749f67', instance_type: 't3.micro',
       storage_gb: 8, key_name: 'my_ec2_keypair', security_group_id: null, backend_used: 'awscli',
       launch_time: '2026-11-22T09:59:00.000Z', created_at: '2026-11-22T09:59:00.000Z', updated_at: '2026-11-22T10:00:00.000Z',
+      owner: 'ops', tags: {}, expires_at: null, on_expiry: null, schedule: null,
     },
   };
 }

@@ -53,6 +53,8 @@ export interface HarnessOptions {
   auth?: AppDeps['auth'];
   /** Rate limiter clock/window. */
   rateLimit?: AppDeps['rateLimit'];
+  /** The guardrails' time (expiry, schedules, the free-tier meter). */
+  clock?: () => Date;
 }
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -169,7 +171,7 @@ function buildHarness(options: HarnessOptions, database: HarnessDatabase): Harne
   };
   const deps: AppDeps = {
     store: records, runner, logger, config, notifier: options.notifierFor?.(logger) ?? options.notifier,
-    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit,
+    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit, clock: options.clock,
   };
   const services = createServices(deps); // tests look at the engine too
   const app = createApp(deps, services);

@@ -7,7 +7,9 @@ import type pg from 'pg';
 import { IN_FLIGHT_INDEX } from '../schema.js';
 import { InstanceBusyError } from '../errors.js';
 import { instancesQuery, operationsQuery } from '../list-queries.js';
-import type { InstanceRow, LaunchedRow } from '../instances-repo.js';
+import {
+  FROM_EC2_SQL, GUARDRAIL_SQL, IMPORT_SQL, INSERT_LAUNCH_SQL, launchParams, snapshotParams, type HistoryRow, type InstanceRow, type LaunchedRow,
+} from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
 import type { EventsStore, SessionsStore, IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
 import type { ReplicaRow } from '../replicas-repo.js';
@@ -68,24 +70,15 @@ export function createPostgresRepositories(db: Queryable): Repositories {
 
   const instances: InstancesStore = {
     async insertLaunch(launch) {
-      await run(
-        `INSERT INTO instances (client_token, launch_status, name, state, ami, instance_type, storage_gb, key_name,
-                                security_group_id, login_user, created_at, updated_at)
-         VALUES (@clientToken, 'launching', @name, 'pending', @ami, @instanceType, @storageGb, @keyName,
-                 @securityGroupId, @loginUser, @now, @now)`,
-        { ...launch, now: now() },
-      );
+      await run(INSERT_LAUNCH_SQL, launchParams(launch, now()));
       return (await instanceByToken(launch.clientToken)) as InstanceRow;
     },
     async completeLaunch(clientToken, snapshot) {
       await run(
-        `UPDATE instances SET instance_id = @instanceId, launch_status = 'launched', last_error = NULL,
-                name = COALESCE(@name, name), state = @state, public_ip = @publicIp, private_ip = @privateIp,
-                storage_gb = COALESCE(@storageGb::integer, storage_gb), key_name = COALESCE(@keyName, key_name),
-                security_group_id = COALESCE(@securityGroupId, security_group_id),
-                launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+        `UPDATE instances SET instance_id = @instanceId, launch_status = 'launched', last_error = NULL, state = @state,
+                storage_gb = COALESCE(@storageGb::integer, storage_gb), ${FROM_EC2_SQL}
           WHERE client_token = @clientToken`,
-        { ...snapshot, clientToken, now: now() },
+        { ...snapshotParams(snapshot, now()), clientToken },
       );
       return mustFindInstance(snapshot.instanceId);
     },
@@ -115,13 +108,10 @@ export function createPostgresRepositories(db: Queryable): Repositories {
       ),
     async refresh(snapshot) {
       await run(
-        `UPDATE instances SET name = COALESCE(@name, name),
-                state = CASE WHEN state = 'terminated' THEN state ELSE @state END, public_ip = @publicIp,
-                private_ip = @privateIp, storage_gb = COALESCE(@storageGb::integer, storage_gb),
-                key_name = COALESCE(@keyName, key_name), security_group_id = COALESCE(@securityGroupId, security_group_id),
-                launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+        `UPDATE instances SET state = CASE WHEN state = 'terminated' THEN state ELSE @state END,
+                storage_gb = COALESCE(@storageGb::integer, storage_gb), ${FROM_EC2_SQL}
           WHERE instance_id = @instanceId`,
-        { ...snapshot, now: now() },
+        snapshotParams(snapshot, now()),
       );
       return mustFindInstance(snapshot.instanceId);
     },
@@ -135,7 +125,7 @@ export function createPostgresRepositories(db: Queryable): Repositories {
       return mustFindInstance(instanceId);
     },
     list(filter) {
-      const { sql, params } = instancesQuery(filter);
+      const { sql, params } = instancesQuery(filter, 'postgres');
       return rows<LaunchedRow>(sql, params);
     },
     async setState(instanceId, state) {
@@ -154,18 +144,20 @@ export function createPostgresRepositories(db: Queryable): Repositories {
       return (await instanceByToken(clientToken)) as InstanceRow;
     },
     async importInstance(row, snapshot) {
-      await run(
-        `INSERT INTO instances (instance_id, client_token, launch_status, name, state, public_ip, private_ip, ami,
-                                instance_type, storage_gb, key_name, security_group_id, login_user, launch_time,
-                                last_error, created_at, updated_at)
-         VALUES (@instanceId, @clientToken, 'launched', COALESCE(@name, @instanceId), @state, @publicIp, @privateIp, @ami,
-                 @instanceType, @storageGb, @keyName, @securityGroupId, @loginUser, @launchTime, @lastError, @now, @now)`,
-        { ...row, ...snapshot, now: now() },
-      );
+      await run(IMPORT_SQL, { ...row, ...snapshotParams(snapshot, now()) });
       return mustFindInstance(snapshot.instanceId);
     },
     live: () =>
       rows<LaunchedRow>(`SELECT * FROM instances WHERE instance_id IS NOT NULL AND state <> 'terminated' ORDER BY row_id`),
+    async setGuardrails(instanceId, set) {
+      await run(GUARDRAIL_SQL.set, { ...set, instanceId, now: now() });
+      return mustFindInstance(instanceId);
+    },
+    guarded: () => rows<LaunchedRow>(GUARDRAIL_SQL.guarded),
+    markExpiryWarned: async (instanceId, expiresAt) => (await run(GUARDRAIL_SQL.warned, { instanceId, expiresAt, now: now() })) === 1,
+    markExpiryDone: async (instanceId, expiresAt) => (await run(GUARDRAIL_SQL.expired, { instanceId, expiresAt, now: now() })) === 1,
+    claimScheduledEvent: async (instanceId, at) => (await run(GUARDRAIL_SQL.claimScheduled, { instanceId, at })) === 1,
+    history: (from, to) => rows<HistoryRow>(GUARDRAIL_SQL.history, { from, to }),
   };
 
   const operationById = (id: string) => first<OperationRow>('SELECT * FROM operations WHERE id = @id', { id });
