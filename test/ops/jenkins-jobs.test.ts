@@ -155,6 +155,40 @@ describe('Jenkins job scripts against the running service', function () {
     });
   }
 
+  // Needs the API to accept `tags` and `ttl_hours` in POST /instances.
+  it('when the create job is given TAGS and TTL_HOURS, then the instance carries the tags in EC2 and expires TTL_HOURS after its launch', async () => {
+    const sent = Math.floor(Date.now() / 1000) * 1000;
+    const create = await runPipeline('create', {
+      credentials,
+      params: {
+        INSTANCE_NAME: 'ci tagged', AMI_ID: UBUNTU_X86_AMI, INSTANCE_TYPE: 't3.micro', STORAGE_GB: '8', CREATE_SECURITY_GROUP: 'false',
+        TAGS: 'team=web\ncost-center = 4711, équipe=café', TTL_HOURS: '24',
+      },
+    });
+    const answered = Date.now();
+    assert.equal(create.exitCode, 0, create.output);
+    const created = create.result('instance-create');
+    try {
+      assert.deepEqual(created.tags, { team: 'web', 'cost-center': '4711', équipe: 'café' });
+      const tagLine = create.stages[1]!.stdout.split('\n').find((line) => /^\s*tags:/.test(line)) ?? '';
+      for (const pair of ['team=web', 'cost-center=4711', 'équipe=café']) assert.ok(tagLine.includes(pair), `${pair} in "${tagLine}"`);
+      assert.ok(create.stages[1]!.stdout.includes(`expires:        ${created.expires_at}`), create.stages[1]!.stdout);
+      const hours24 = 24 * 3_600_000;
+      const expires = Date.parse(created.expires_at);
+      assert.ok(expires >= sent + hours24 && expires <= answered + hours24, `expires_at ${created.expires_at}`);
+
+      const tags = Object.fromEntries((await ec2InstanceById(created.id)).Tags.map((tag: any) => [tag.Key, tag.Value]));
+      assert.equal(tags.team, 'web');
+      assert.equal(tags['cost-center'], '4711');
+      assert.equal(tags['équipe'], 'café');
+      assert.equal(tags.Name, 'ci tagged');
+      // The tag may hold whole seconds where the answer holds milliseconds.
+      assert.ok(Math.abs(Date.parse(tags['ec2-creator:expires-at']) - expires) < 1000, `tag ${tags['ec2-creator:expires-at']}`);
+    } finally {
+      await runJob('destroy_instance.sh', { ...api, INSTANCE_ID: created.id, CONFIRM_DESTROY: 'true' });
+    }
+  });
+
   it('when the create job runs before it has parameters (its first build), then the policy stage writes the server\'s types for the choice list and creates nothing', async () => {
     const before = (await allEc2Instances()).length;
     const policy = await runJob('launch_policy.sh', credentials);
@@ -213,7 +247,8 @@ describe('Jenkins job scripts: parameters, credentials and transport', function 
   after(removeJobWorkspaces);
 
   const valid = { INSTANCE_NAME: 'web-1', AMI_ID: 'ami-1e749f67', INSTANCE_TYPE: 't3.micro', STORAGE_GB: '8' };
-  const badParameters: Array<{ script: Parameters<typeof runJob>[0]; env: Record<string, string>; message: RegExp }> = [
+  const elevenTags = Array.from({ length: 11 }, (_, i) => `k${i}=v`).join(',');
+  const badParameters: Array<{ script: Parameters<typeof runJob>[0]; env: Record<string, string>; message: RegExp; shown?: string }> = [
     { script: 'create_instance.sh', env: { ...valid, INSTANCE_NAME: '' }, message: /INSTANCE_NAME is required/ },
     { script: 'create_instance.sh', env: { ...valid, INSTANCE_NAME: '-rf' }, message: /INSTANCE_NAME '-rf'/ },
     { script: 'create_instance.sh', env: { ...valid, INSTANCE_NAME: 'a"b' }, message: /INSTANCE_NAME/ },
@@ -223,6 +258,23 @@ describe('Jenkins job scripts: parameters, credentials and transport', function 
     { script: 'create_instance.sh', env: { ...valid, STORAGE_GB: '0' }, message: /STORAGE_GB '0'/ },
     { script: 'create_instance.sh', env: { ...valid, STORAGE_GB: '99999' }, message: /between 1 and 16384/ },
     { script: 'create_instance.sh', env: { ...valid, CREATE_SECURITY_GROUP: 'yes' }, message: /CREATE_SECURITY_GROUP must be true or false/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'team=web\nName=other' }, message: /TAGS: the key "Name" is reserved: give the name as INSTANCE_NAME/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'Owner=me' }, message: /TAGS: the key "Owner" is reserved/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'managedby=me' }, message: /TAGS: the key "managedby" is reserved/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'AWS:cloudformation:stack-name=x' }, message: /TAGS: the key "AWS:cloudformation:stack-name" is reserved: keys starting aws: belong to AWS/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'ec2-creator:expires-at=2030-01-01T00:00:00Z' }, message: /TAGS: the key "ec2-creator:expires-at" is reserved: .*TTL_HOURS/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: elevenTags }, message: /TAGS: 11 tags are given; at most 10 are allowed/, shown: '11 tags' },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'team=web, owner' }, message: /TAGS: "owner" is not KEY=VALUE/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: ' =web' }, message: /TAGS: the key "" must not be empty/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'team=web\nteam=ops' }, message: /TAGS: the key "team" is given 2 times/ },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: `${'k'.repeat(129)}=v` }, message: /TAGS: the key "k+" is 129 characters long; at most 128/, shown: 'a key of 129 characters' },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: `team=${'v'.repeat(257)}` }, message: /TAGS: the value of "team" is 257 characters long; at most 256/, shown: 'a value of 257 characters' },
+    { script: 'create_instance.sh', env: { ...valid, TAGS: 'team=a;b' }, message: /TAGS: the value "a;b" of "team" may hold only letters, digits, spaces and _ \. : \/ = \+ - @/ },
+    { script: 'create_instance.sh', env: { ...valid, TTL_HOURS: '0' }, message: /TTL_HOURS '0' must be a whole number of hours between 1 and 8760/ },
+    { script: 'create_instance.sh', env: { ...valid, TTL_HOURS: '8761' }, message: /TTL_HOURS '8761'/ },
+    { script: 'create_instance.sh', env: { ...valid, TTL_HOURS: '1.5' }, message: /TTL_HOURS '1\.5'/ },
+    { script: 'create_instance.sh', env: { ...valid, TTL_HOURS: '-1' }, message: /TTL_HOURS '-1'/ },
+    { script: 'create_instance.sh', env: { ...valid, TTL_HOURS: 'one day' }, message: /TTL_HOURS 'one day'/ },
     { script: 'list_instances.sh', env: { STATE: 'sleeping' }, message: /STATE 'sleeping' must be one of/ },
     { script: 'start_instance.sh', env: {}, message: /INSTANCE_ID is required/ },
     { script: 'stop_instance.sh', env: { INSTANCE_ID: 'i-123; rm -rf /' }, message: /is not an EC2 instance id/ },
@@ -231,8 +283,8 @@ describe('Jenkins job scripts: parameters, credentials and transport', function 
     { script: 'destroy_check.sh', env: { INSTANCE_ID: 'i-0123456789abcdef0' }, message: /CONFIRM_DESTROY is not true/ },
     { script: 'destroy_check.sh', env: { CONFIRM_DESTROY: 'true' }, message: /INSTANCE_ID is required/ },
   ];
-  for (const { script, env, message } of badParameters) {
-    it(`when ${script} gets ${JSON.stringify(env)}, then it exits 2 with a clear message and sends nothing`, async () => {
+  for (const { script, env, message, shown } of badParameters) {
+    it(`when ${script} gets ${shown ?? JSON.stringify(env)}, then it exits 2 with a clear message and sends nothing`, async () => {
       const job = await runJob(script, { API_URL: recorder.url, ...env });
       assert.equal(job.exitCode, 2, job.output);
       assert.match(job.stderr, message);
@@ -265,6 +317,81 @@ describe('Jenkins job scripts: parameters, credentials and transport', function 
     });
     assert.equal(job.result('instance-create').id, 'i-0123456789abcdef0');
   });
+
+  const created = { id: 'i-0123456789abcdef0', name: 'web-1', state: 'running', instance_type: 't3.micro' };
+
+  it('when TAGS and TTL_HOURS are given, then the body carries the tags as an object and ttl_hours as a number', async () => {
+    recorder.answer = { status: 201, contentType: 'application/json', body: JSON.stringify(created) };
+    // Lines and commas mixed, CRLF as a browser on Windows sends them, blanks around keys and values, a
+    // value holding '=', an empty value and keys/values at their limits in characters (not bytes).
+    const longKey = 'ü'.repeat(128);
+    const longValue = 'é'.repeat(256);
+    const job = await runJob('create_instance.sh', {
+      API_URL: recorder.url, ...valid,
+      TAGS: `team=web, cost-center = 4711\r\nquery=a=b+c\nnote=\n équipe=café du matin @9:30/2\n${longKey}=${longValue}\n`,
+      TTL_HOURS: ' 24 ',
+    });
+    assert.equal(job.exitCode, 0, job.output);
+    assert.equal(recorder.requests.length, 1);
+    assert.deepEqual(JSON.parse(recorder.requests[0]!.body), {
+      name: 'web-1', ami: 'ami-1e749f67', instance_type: 't3.micro', storage_gb: 8, create_security_group: false,
+      tags: { team: 'web', 'cost-center': '4711', query: 'a=b+c', note: '', équipe: 'café du matin @9:30/2', [longKey]: longValue },
+      ttl_hours: 24,
+    });
+    assert.match(job.stdout, /Tags: team=web, cost-center=4711, query=a=b\+c, note=, équipe=café du matin @9:30\/2, ü+=é+/);
+    assert.match(job.stdout, /Time to live: 24 hours/);
+  });
+
+  it('when TAGS holds ten pairs and TTL_HOURS is 8760, then both are sent as given', async () => {
+    recorder.answer = { status: 201, contentType: 'application/json', body: JSON.stringify(created) };
+    const ten = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, `v${i}`]));
+    const job = await runJob('create_instance.sh', {
+      API_URL: recorder.url, ...valid,
+      TAGS: Object.entries(ten).map(([key, value]) => `${key}=${value}`).join(','), TTL_HOURS: '8760',
+    });
+    assert.equal(job.exitCode, 0, job.output);
+    const body = JSON.parse(recorder.requests[0]!.body);
+    assert.deepEqual(body.tags, ten);
+    assert.equal(body.ttl_hours, 8760);
+  });
+
+  it('when TAGS and TTL_HOURS are blank, then the body has neither field and the server\'s default expiry applies', async () => {
+    recorder.answer = { status: 201, contentType: 'application/json', body: JSON.stringify(created) };
+    const job = await runJob('create_instance.sh', { API_URL: recorder.url, ...valid, TAGS: ' \r\n , \n', TTL_HOURS: '  ' });
+    assert.equal(job.exitCode, 0, job.output);
+    assert.deepEqual(JSON.parse(recorder.requests[0]!.body), {
+      name: 'web-1', ami: 'ami-1e749f67', instance_type: 't3.micro', storage_gb: 8, create_security_group: false,
+    });
+    assert.doesNotMatch(job.stdout, /Tags:/);
+    assert.match(job.stdout, /Time to live: the server's default/);
+  });
+
+  const injections = [
+    (canary: string) => `team=$(touch ${canary})`,
+    (canary: string) => `$(touch ${canary})=web`,
+    (canary: string) => `team=\`touch ${canary}\``,
+    (canary: string) => `team=web; touch ${canary}`,
+    (canary: string) => `team=web' ; touch ${canary} ; '`,
+    (canary: string) => `team=web\ntouch ${canary}`,
+  ];
+  for (const injection of injections) {
+    it(`when TAGS holds shell code (${JSON.stringify(injection('CANARY'))}), then it is refused as text, never run, and nothing is sent`, async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'ec2-creator-canary-'));
+      const canary = path.join(dir, 'canary');
+      try {
+        const tags = injection(canary);
+        const job = await runJob('create_instance.sh', { API_URL: recorder.url, ...valid, TAGS: tags });
+        assert.equal(job.exitCode, 2, job.output);
+        assert.match(job.stderr, /TAGS: /);
+        assert.match(job.stderr, /no request was sent/);
+        assert.ok(job.stderr.includes(`touch ${canary}`), `the code is quoted as text:\n${job.stderr}`);
+        assert.equal(recorder.requests.length, 0);
+        assert.ok(!existsSync(canary), 'the canary file was not created');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   it('when no token is bound, then no Authorization header is sent', async () => {
     recorder.answer = { status: 200, contentType: 'application/json', body: '{"instances":[],"next_cursor":null}' };
@@ -479,6 +606,17 @@ describe('Jenkins job definitions and their README', function () {
     assert.deepEqual(stageScripts('destroy'), ['destroy_check.sh', 'destroy_instance.sh']);
     const shared = read(library);
     for (const post of [POST_ALWAYS, POST_FAILURE]) assert.ok(shared.includes(`bash scripts/jenkins/${post}`), `${library} runs ${post}`);
+  });
+
+  it('when the create job declares its parameters, then they are the ones create_instance.sh reads, each in the README\'s table', () => {
+    const declared = [...read('jenkins/aws_cli_jobs/Jenkinsfile.create').matchAll(/\b(string|text|choice|booleanParam)\(name: '([A-Z_]+)'/g)]
+      .map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(declared, [
+      'string INSTANCE_NAME', 'string AMI_ID', 'choice INSTANCE_TYPE', 'string STORAGE_GB', 'booleanParam CREATE_SECURITY_GROUP',
+      'text TAGS', 'string TTL_HOURS',
+    ]);
+    const row = read('jenkins/README.md').split('\n').find((line) => line.includes('`jenkins/aws_cli_jobs/Jenkinsfile.create`')) ?? '';
+    for (const name of declared.map((d) => d.split(' ')[1])) assert.ok(row.includes(`\`${name}\``), `README names ${name}`);
   });
 
   it('when a destroy waits for approval, then it waits on no agent and only the approvers Jenkins is told of may answer', () => {

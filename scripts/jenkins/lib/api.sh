@@ -215,7 +215,9 @@ print_instance() {
     "  public ip:      \(.public_ip | v)",
     "  private ip:     \(.private_ip | v)",
     "  security group: \(.security_group_id | v)",
-    "  ssh:            \(.ssh_string | v)"'
+    "  ssh:            \(.ssh_string | v)",
+    "  tags:           \(.tags // {} | to_entries | map("\(.key)=\(.value)") | join(", ") | v)",
+    "  expires:        \(.expires_at | v)"'
 }
 
 # change_state_job ACTION: the whole of the "start" and "stop" jobs, which differ only in the action.
