@@ -5,6 +5,8 @@
 
 # shellcheck source=lib/common.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/tags.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/tags.sh"
 
 usage() {
   cat <<EOF
@@ -20,8 +22,18 @@ Arguments:
   SECURITY_GROUP_ID  optional, e.g. sg-0abcdef1234567890
 
 Options (each also as --option=value):
-  --name NAME, --ami AMI, --instance-type TYPE, --storage-gb N, --security-group-id SG
+  --name NAME, --ami AMI, --instance-type TYPE, --storage-gb N
                        the arguments above, by name
+  --security-group-id SG
+                       a security group (repeatable, at most 5 in all with SECURITY_GROUP_ID; a
+                       group given twice is used once)
+  --tag KEY=VALUE      a tag on the instance and its root volume (repeatable, at most 10; split at
+                       the first '='). KEY 1-128, VALUE 0-256 characters: letters, digits, spaces
+                       and _ . : / = + - @. Reserved keys are refused: Name, Owner, ManagedBy, and
+                       any starting aws: or ec2-creator:
+  --owner NAME         tag Owner=NAME on the instance and its root volume (1-256 tag characters)
+  --expires-at TIME    tag ec2-creator:expires-at=TIME on the instance; TIME is ISO 8601 UTC, e.g.
+                       2026-11-24T10:00:00Z or 2026-11-24T10:00:00.000Z
   --key-name NAME      key pair for SSH (default: \$KEY_NAME, else my_ec2_keypair)
   --client-token TOKEN idempotency token, 1-64 of A-Z a-z 0-9 . _ : -; the same token never
                        launches a second instance on AWS (default: a fresh one is generated)
@@ -43,7 +55,7 @@ EOF
 
 readonly -a VALUE_OPTIONS=(
   --name --ami --instance-type --storage-gb --security-group-id --key-name --client-token --root-device
-  --wait-timeout --poll-interval
+  --wait-timeout --poll-interval --tag --owner --expires-at
 )
 readonly -a FLAG_OPTIONS=(--no-precheck --wait)
 
@@ -54,7 +66,10 @@ take_option() {
   --ami) ami="$2" ;;
   --instance-type) instance_type="$2" ;;
   --storage-gb) storage_gb="$2" ;;
-  --security-group-id) security_group_id="$2" ;;
+  --security-group-id) security_group_ids+=("$2") ;;
+  --tag) tag_words+=("$2") ;;
+  --owner) owner="$2"; owner_given=true ;;
+  --expires-at) expires_at="$2" ;;
   --key-name) key_name="$2" ;;
   --client-token) client_token="$2" ;;
   --root-device) root_device="$2" ;;
@@ -65,10 +80,29 @@ take_option() {
   esac
 }
 
+# validate_user_tags: check main's tag_words (see --tag) and set USER_TAGS to KEY VALUE pairs.
+validate_user_tags() {
+  USER_TAGS=()
+  ((${#tag_words[@]} <= MAX_USER_TAGS)) ||
+    usage_error "at most ${MAX_USER_TAGS} --tag options are allowed, got ${#tag_words[@]}"
+  local word
+  local -A seen=()
+  for word in "${tag_words[@]}"; do
+    split_tag "${word}" --tag
+    validate_tag_key "${TAG_KEY}"
+    refuse_key_for_create "${TAG_KEY}"
+    validate_tag_value "${TAG_KEY}" "${TAG_VALUE}"
+    [[ -z "${seen["${TAG_KEY}"]+set}" ]] || usage_error "the tag key ${TAG_KEY} was given more than once"
+    seen["${TAG_KEY}"]=1
+    USER_TAGS+=("${TAG_KEY}" "${TAG_VALUE}")
+  done
+}
+
 main() {
   local name='' ami='' instance_type='' storage_gb='' security_group_id=''
   local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false
-  local root_device='' precheck=true
+  local root_device='' precheck=true owner='' owner_given=false expires_at=''
+  local -a security_group_ids=() tag_words=()
   parse_options "$@"
   local -a positional=("${POSITIONAL_ARGUMENTS[@]}")
 
@@ -97,7 +131,24 @@ main() {
   validate_instance_type "${instance_type}"
   validate_integer STORAGE_GB "${storage_gb}" 1 "${max_storage_gb}"
   storage_gb=$((10#${storage_gb}))
-  [[ -z "${security_group_id}" ]] || validate_security_group_id "${security_group_id}"
+  [[ -z "${security_group_id}" ]] || security_group_ids+=("${security_group_id}")
+  local -a groups=()
+  local group
+  for group in "${security_group_ids[@]}"; do
+    validate_security_group_id "${group}"
+    if [[ " ${groups[*]} " == *" ${group} "* ]]; then
+      err "security group ${group} was given more than once; using it once"
+      continue
+    fi
+    groups+=("${group}")
+  done
+  ((${#groups[@]} <= 5)) || usage_error "at most 5 security groups may be given, got ${#groups[@]}"
+  validate_user_tags
+  if [[ "${owner_given}" == true ]]; then
+    validate_tag_text 'the owner' "${owner}" 1 256
+    [[ ! "${owner}" =~ ^[[:space:]]+$ ]] || usage_error 'the owner must not be blank'
+  fi
+  [[ -z "${expires_at}" ]] || validate_expires_at "${expires_at}"
   validate_key_name "${key_name}"
   [[ -z "${root_device}" ]] || validate_device_name "${root_device}"
   if [[ -z "${client_token}" ]]; then
@@ -126,20 +177,25 @@ main() {
   local block_devices tags
   block_devices="$(jq -cn --arg device "${root_device}" --argjson size "${storage_gb}" \
     '[{DeviceName: $device, Ebs: {VolumeSize: $size, VolumeType: "gp3", DeleteOnTermination: true}}]')"
-  tags="$(jq -cn --arg name "${name}" --arg token "${client_token}" \
-    --arg managed_key "${MANAGED_TAG_KEY}" --arg managed_value "${MANAGED_TAG_VALUE}" \
-    --arg token_key "${CLIENT_TOKEN_TAG_KEY}" '
-    [{Key: "Name", Value: $name}, {Key: $managed_key, Value: $managed_value}] as $common
-    | [{ResourceType: "instance", Tags: ($common + [{Key: $token_key, Value: $token}])},
-       {ResourceType: "volume", Tags: $common}]')"
+  # The volume carries the owner and the user tags too: it is billed apart from the instance.
+  local -a common_tags=(Name "${name}" "${MANAGED_TAG_KEY}" "${MANAGED_TAG_VALUE}")
+  [[ "${owner_given}" != true ]] || common_tags+=("${OWNER_TAG_KEY}" "${owner}")
+  common_tags+=("${USER_TAGS[@]}")
+  local -a instance_only=("${CLIENT_TOKEN_TAG_KEY}" "${client_token}")
+  [[ -z "${expires_at}" ]] || instance_only+=("${EXPIRES_AT_TAG_KEY}" "${expires_at}")
+  tags="$(jq -cn --argjson common "$(tags_json "${common_tags[@]}")" \
+    --argjson instance_only "$(tags_json "${instance_only[@]}")" '
+    [{ResourceType: "instance", Tags: ($common + $instance_only)}, {ResourceType: "volume", Tags: $common}]')"
 
   local -a launch=(
     --image-id="${ami}" --instance-type="${instance_type}" --count=1
     --key-name="${key_name}" --client-token="${client_token}"
     --block-device-mappings="${block_devices}" --tag-specifications="${tags}"
   )
-  if [[ -n "${security_group_id}" ]]; then
-    launch+=(--security-group-ids="${security_group_id}")
+  if ((${#groups[@]} > 0)); then
+    # A list option takes its values as separate words (--opt=a b would leave b to the CLI as a
+    # stray argument); each id was checked above to be sg- and hex digits, so none reads as an option.
+    launch+=(--security-group-ids "${groups[@]}")
   fi
   err "launching ${instance_type} from ${ami} with a ${storage_gb} GiB root volume (client token ${client_token})"
   local launched instance_id

@@ -5,11 +5,11 @@
  */
 import { redactText } from '../redact.js';
 import type {
-  Ec2Image, Ec2Instance, Ec2InstanceListing, Ec2KeyPair, Ec2SecurityGroup, UnreadableInstance,
+  Ec2Image, Ec2Instance, Ec2InstanceListing, Ec2KeyPair, Ec2SecurityGroup, Ec2SecurityGroups, UnreadableInstance,
 } from '../schemas/script-outputs.js';
 import {
   describeAjvErrors, validateEc2Image, validateEc2Instance, validateEc2InstanceBatch, validateEc2InstanceList,
-  validateEc2KeyPair, validateEc2SecurityGroup,
+  validateEc2KeyPair, validateEc2SecurityGroup, validateEc2SecurityGroups,
 } from '../schemas/validators.js';
 import { coalesce } from './coalesce.js';
 import { ScriptError } from './errors.js';
@@ -23,6 +23,14 @@ export interface CreateInstanceInput {
   keyName: string;
   clientToken: string;
   securityGroupId?: string | undefined;
+  /** More groups (with securityGroupId, at most 5 in all; one given twice is used once). */
+  securityGroupIds?: readonly string[] | undefined;
+  /** User tags on the instance and its root volume (at most 10; reserved keys are refused by the script). */
+  tags?: Readonly<Record<string, string>> | undefined;
+  /** Tagged Owner on the instance and its root volume. */
+  owner?: string | null | undefined;
+  /** ISO 8601 UTC time, tagged ec2-creator:expires-at on the instance. */
+  expiresAt?: string | null | undefined;
   /** The image's root device, when the caller has read the image: the script then does not read it again. */
   rootDevice?: string | null | undefined;
   /** The key pair is known to exist: the script then does not check it first. */
@@ -52,11 +60,53 @@ export function waitTimeoutSeconds(runnerTimeoutMs: number): number {
 export async function createInstance(runner: ScriptRunner, input: CreateInstanceInput, ctx: RunContext = {}): Promise<Ec2Instance> {
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
   const args = [`--key-name=${input.keyName}`, `--client-token=${input.clientToken}`, '--wait', `--wait-timeout=${wait}`];
-  if (input.securityGroupId) args.push(`--security-group-id=${input.securityGroupId}`);
+  for (const group of securityGroupsOf(input)) args.push(`--security-group-id=${group}`);
+  for (const [key, value] of Object.entries(input.tags ?? {})) args.push(`--tag=${key}=${value}`);
+  if (input.owner) args.push(`--owner=${input.owner}`);
+  if (input.expiresAt) args.push(`--expires-at=${input.expiresAt}`);
   if (input.rootDevice) args.push(`--root-device=${input.rootDevice}`);
   if (input.keyChecked) args.push('--no-precheck');
   args.push('--', input.name, input.ami, input.instanceType, String(input.storageGb));
   return runner.run('create_instance.sh', args, validateEc2Instance, { clientInput: true, ...ctx });
+}
+
+/** securityGroupId and securityGroupIds together, each once, in order. */
+function securityGroupsOf(input: CreateInstanceInput): string[] {
+  const all = [...(input.securityGroupId ? [input.securityGroupId] : []), ...(input.securityGroupIds ?? [])];
+  return [...new Set(all)];
+}
+
+export interface TagChanges {
+  /** Tags to set (key → value). Name, ManagedBy, the client-token tag and aws:* keys are refused (exit 2). */
+  set?: Readonly<Record<string, string>> | undefined;
+  /** Keys to remove; a key the instance lacks is no error. */
+  remove?: readonly string[] | undefined;
+}
+
+/**
+ * Sets and removes tags on a managed instance (not found: 3, not managed: 4) and returns the instance with
+ * its tags as changed. The root volume's size is not read: the service keeps it on record.
+ */
+export async function tagInstance(
+  runner: ScriptRunner,
+  instanceId: string,
+  changes: TagChanges,
+  ctx: RunContext = {},
+): Promise<Ec2Instance> {
+  const args = ['--no-storage'];
+  for (const [key, value] of Object.entries(changes.set ?? {})) args.push(`--set=${key}=${value}`);
+  for (const key of changes.remove ?? []) args.push(`--remove=${key}`);
+  args.push('--', instanceId);
+  return runner.run('tag_instance.sh', args, validateEc2Instance, { clientInput: true, ...ctx });
+}
+
+/** The groups (1 to 5, in order) with their VPC and managed flag, and the region's default VPC; a missing one is 3. */
+export async function describeSecurityGroups(
+  runner: ScriptRunner,
+  groupIds: readonly string[],
+  ctx: RunContext = {},
+): Promise<Ec2SecurityGroups> {
+  return runner.run('describe_security_groups.sh', ['--', ...groupIds], validateEc2SecurityGroups, { clientInput: true, ...ctx });
 }
 
 export interface DescribeOptions {
@@ -156,14 +206,32 @@ export async function changeInstances(
   return outcomes;
 }
 
+export interface EnsureSecurityGroupOptions {
+  name?: string | undefined;
+  /** Allowed on SSH and on the web ports alike. */
+  cidr?: string | undefined;
+  /** Allowed on port 22 (IPv4 or IPv6 blocks). */
+  sshCidrs?: readonly string[] | undefined;
+  /** Allowed on ports 80 and 443. */
+  webCidrs?: readonly string[] | undefined;
+  vpcId?: string | undefined;
+}
+
+/**
+ * Gets or creates the group and converges it to exactly the rules asked for (other inbound rules revoked).
+ * With no CIDR at all the script opens all three ports to 0.0.0.0/0; a kind of port that no CIDR names
+ * stays closed. A same-name group not tagged as managed is refused (exit 4, conflict) and left unchanged.
+ */
 export async function ensureSecurityGroup(
   runner: ScriptRunner,
-  options: { name?: string; cidr?: string; vpcId?: string } = {},
+  options: EnsureSecurityGroupOptions = {},
   ctx: RunContext = {},
 ): Promise<Ec2SecurityGroup> {
   const args: string[] = [];
   if (options.name) args.push(`--name=${options.name}`);
   if (options.cidr) args.push(`--cidr=${options.cidr}`);
+  for (const cidr of options.sshCidrs ?? []) args.push(`--ssh-cidr=${cidr}`);
+  for (const cidr of options.webCidrs ?? []) args.push(`--web-cidr=${cidr}`);
   if (options.vpcId) args.push(`--vpc-id=${options.vpcId}`);
   return runner.run('ensure_security_group.sh', args, validateEc2SecurityGroup, ctx);
 }
@@ -190,7 +258,9 @@ export interface Ec2 {
   startInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
   stopInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
   destroyInstance(instanceId: string, ctx?: RunContext): Promise<Ec2Instance>;
-  ensureSecurityGroup(options?: { name?: string; cidr?: string; vpcId?: string }, ctx?: RunContext): Promise<Ec2SecurityGroup>;
+  ensureSecurityGroup(options?: EnsureSecurityGroupOptions, ctx?: RunContext): Promise<Ec2SecurityGroup>;
+  tagInstance(instanceId: string, changes: TagChanges, ctx?: RunContext): Promise<Ec2Instance>;
+  describeSecurityGroups(groupIds: readonly string[], ctx?: RunContext): Promise<Ec2SecurityGroups>;
   ensureKeyPair(name: string, options?: { create?: boolean; privateKeyFile?: string }, ctx?: RunContext): Promise<Ec2KeyPair>;
 }
 
@@ -258,6 +328,8 @@ export function createEc2(runner: ScriptRunner, options: Ec2Options = {}): Ec2 {
     stopInstance: stop,
     destroyInstance: destroy,
     ensureSecurityGroup: (options, ctx) => ensureSecurityGroup(runner, options, ctx),
+    tagInstance: (id, changes, ctx) => tagInstance(runner, id, changes, ctx),
+    describeSecurityGroups: (ids, ctx) => describeSecurityGroups(runner, ids, ctx),
     ensureKeyPair: (name, options, ctx) => ensureKeyPair(runner, name, options, ctx),
   };
 }

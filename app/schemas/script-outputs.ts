@@ -52,6 +52,16 @@ export const ec2InstanceSchema = {
     launch_time: { type: 'string', minLength: 1, maxLength: 64, pattern: PRINTABLE },
     client_token: printableOrNull,
     managed: { type: 'boolean' },
+    /**
+     * Every EC2 tag of the instance, key → value, bounded as EC2 bounds them (50 tags, keys of 128 and values
+     * of 256 characters). Optional: scripts that predate it, and test fixtures, print documents without it.
+     */
+    tags: {
+      type: 'object',
+      maxProperties: 50,
+      additionalProperties: { type: 'string', maxLength: 256 },
+      propertyNames: { type: 'string', maxLength: 128 },
+    },
   },
 } as const;
 export type Ec2Instance = FromSchema<typeof ec2InstanceSchema>;
@@ -140,6 +150,9 @@ export const imageOutputSchema = {
 } as const;
 export type Ec2Image = FromSchema<typeof imageOutputSchema>;
 
+/** An IPv4 (203.0.113.0/24) or IPv6 (2001:db8::/32) block, as the script spells it. */
+const CIDR_PATTERN = '^([0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9a-f:]{2,39}/[0-9]{1,3})$';
+
 export const securityGroupOutputSchema = {
   title: 'ScriptSecurityGroup',
   type: 'object',
@@ -154,12 +167,43 @@ export const securityGroupOutputSchema = {
       items: {
         type: 'object',
         required: ['protocol', 'port', 'cidr'],
-        properties: { protocol: { type: 'string' }, port: { type: ['integer', 'null'] }, cidr: { type: 'string' } },
+        properties: {
+          protocol: { type: 'string' },
+          port: { type: ['integer', 'null'] },
+          cidr: { type: 'string', maxLength: 43, pattern: CIDR_PATTERN },
+        },
+      },
+    },
+    /** Inbound rules the run revoked because they were not asked for (absent from older scripts). */
+    revoked: { type: 'integer', minimum: 0 },
+  },
+} as const;
+export type Ec2SecurityGroup = FromSchema<typeof securityGroupOutputSchema>;
+
+/** describe_security_groups.sh: the groups asked for, in order, and the region's default VPC. */
+export const securityGroupsOutputSchema = {
+  title: 'ScriptSecurityGroups',
+  type: 'object',
+  required: ['default_vpc_id', 'groups'],
+  properties: {
+    default_vpc_id: { type: ['string', 'null'], pattern: '^vpc-[0-9a-f]+$' },
+    groups: {
+      type: 'array',
+      maxItems: 5,
+      items: {
+        type: 'object',
+        required: ['id', 'name', 'vpc_id', 'managed'],
+        properties: {
+          id: { type: 'string', pattern: SECURITY_GROUP_ID_PATTERN },
+          name: { type: 'string', maxLength: 255, pattern: PRINTABLE },
+          vpc_id: { type: ['string', 'null'], pattern: '^vpc-[0-9a-f]+$' },
+          managed: { type: 'boolean' },
+        },
       },
     },
   },
 } as const;
-export type Ec2SecurityGroup = FromSchema<typeof securityGroupOutputSchema>;
+export type Ec2SecurityGroups = FromSchema<typeof securityGroupsOutputSchema>;
 
 export const keyPairOutputSchema = {
   title: 'ScriptKeyPair',

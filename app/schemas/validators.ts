@@ -5,8 +5,8 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import {
-  createInstanceRequestSchema, instanceIdParamsSchema, listInstancesQuerySchema,
-  type CreateInstanceRequest, type InstanceIdParams, type ListInstancesQuery,
+  createInstanceRequestSchema, instanceIdParamsSchema, listInstancesQuerySchema, updateInstanceRequestSchema, usageQuerySchema,
+  type CreateInstanceRequest, type InstanceIdParams, type ListInstancesQuery, type UpdateInstanceRequest, type UsageQuery,
 } from './requests.js';
 import { eventsQuerySchema, type EventsQuery } from './events.js';
 import { createSessionRequestSchema, type CreateSessionRequest } from './session.js';
@@ -15,9 +15,9 @@ import {
 } from './operation.js';
 import {
   ec2InstanceSchema, imageOutputSchema, instanceBatchOutputSchema, instanceListOutputSchema, keyPairOutputSchema, scriptErrorOutputSchema,
-  securityGroupOutputSchema,
+  securityGroupOutputSchema, securityGroupsOutputSchema,
   type Ec2Image, type Ec2Instance, type Ec2InstanceBatch, type Ec2InstanceList, type Ec2KeyPair, type Ec2SecurityGroup,
-  type ScriptErrorOutput,
+  type Ec2SecurityGroups, type ScriptErrorOutput,
 } from './script-outputs.js';
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default at type level.
@@ -33,6 +33,9 @@ export type { ErrorObject, ValidateFunction };
 
 export const validateCreateInstanceRequest: ValidateFunction<CreateInstanceRequest> =
   strictAjv.compile<CreateInstanceRequest>(createInstanceRequestSchema);
+export const validateUpdateInstanceRequest: ValidateFunction<UpdateInstanceRequest> =
+  strictAjv.compile<UpdateInstanceRequest>(updateInstanceRequestSchema);
+export const validateUsageQuery: ValidateFunction<UsageQuery> = queryAjv.compile<UsageQuery>(usageQuerySchema);
 export const validateInstanceIdParams: ValidateFunction<InstanceIdParams> =
   strictAjv.compile<InstanceIdParams>(instanceIdParamsSchema);
 export const validateListInstancesQuery: ValidateFunction<ListInstancesQuery> =
@@ -53,6 +56,8 @@ export const validateEc2InstanceBatch: ValidateFunction<Ec2InstanceBatch> =
 export const validateEc2Image: ValidateFunction<Ec2Image> = strictAjv.compile<Ec2Image>(imageOutputSchema);
 export const validateEc2SecurityGroup: ValidateFunction<Ec2SecurityGroup> =
   strictAjv.compile<Ec2SecurityGroup>(securityGroupOutputSchema);
+export const validateEc2SecurityGroups: ValidateFunction<Ec2SecurityGroups> =
+  strictAjv.compile<Ec2SecurityGroups>(securityGroupsOutputSchema);
 export const validateEc2KeyPair: ValidateFunction<Ec2KeyPair> = strictAjv.compile<Ec2KeyPair>(keyPairOutputSchema);
 
 /** ajv errors → `[{field, message}]` with JSON-pointer-ish field names ("/storage_gb", "/" for the root). */

@@ -27,6 +27,8 @@ readonly EXIT_SOME_FAILED=9
 readonly MANAGED_TAG_KEY='ManagedBy'
 readonly MANAGED_TAG_VALUE='ec2-creator'
 readonly CLIENT_TOKEN_TAG_KEY='ec2-creator:client-token'
+readonly OWNER_TAG_KEY='Owner'
+readonly EXPIRES_AT_TAG_KEY='ec2-creator:expires-at'
 
 SCRIPT_NAME="$(basename -- "$0")"
 readonly SCRIPT_NAME
@@ -170,14 +172,112 @@ validate_integer() {
   ((value >= min && value <= max)) || usage_error "${what} must be from ${min} to ${max}, got ${value}"
 }
 
-validate_cidr() {
-  local cidr="$1" octet
+# canonicalize_cidr CIDR: check an IPv4 (a.b.c.d/0-32) or IPv6 (/0-128) block and set CANONICAL_CIDR
+# to the one spelling EC2 reports it in (IPv6 lower case, zeros compressed as RFC 5952 says), so
+# that a rule asked for compares equal to the rule the group holds. A block with host bits set is
+# refused rather than silently widened or narrowed: it would mean a different set of addresses.
+canonicalize_cidr() {
+  local cidr="$1"
+  if [[ "${cidr}" == *:* ]]; then
+    canonicalize_ipv6_cidr "${cidr}"
+  else
+    canonicalize_ipv4_cidr "${cidr}"
+  fi
+}
+
+canonicalize_ipv4_cidr() {
+  local cidr="$1" octet address=0 prefix host_mask
   [[ "${cidr}" =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] ||
-    usage_error "invalid CIDR '${cidr}': expected an IPv4 block such as 203.0.113.0/24"
-  for octet in "${BASH_REMATCH[@]:1:4}"; do
+    usage_error "invalid CIDR '${cidr}': expected an IPv4 block such as 203.0.113.0/24 or an IPv6 block such as 2001:db8::/32"
+  prefix=$((10#${BASH_REMATCH[5]}))
+  local -a octets=("${BASH_REMATCH[@]:1:4}")
+  for octet in "${octets[@]}"; do
     ((10#${octet} <= 255)) || usage_error "invalid CIDR '${cidr}': ${octet} is not an octet"
+    address=$(((address << 8) | 10#${octet}))
   done
-  ((10#${BASH_REMATCH[5]} <= 32)) || usage_error "invalid CIDR '${cidr}': the prefix is over 32"
+  ((prefix <= 32)) || usage_error "invalid CIDR '${cidr}': the prefix is over 32"
+  host_mask=$(((1 << (32 - prefix)) - 1))
+  if (((address & host_mask) != 0)); then
+    local network=$((address & ~host_mask & 0xffffffff))
+    usage_error "invalid CIDR '${cidr}': host bits are set; the block is $((network >> 24)).$(((network >> 16) & 255)).$(((network >> 8) & 255)).$((network & 255))/${prefix}"
+  fi
+  CANONICAL_CIDR="$((10#${octets[0]})).$((10#${octets[1]})).$((10#${octets[2]})).$((10#${octets[3]}))/${prefix}"
+}
+
+canonicalize_ipv6_cidr() {
+  local cidr="$1" lower address prefix head tail group
+  local -a groups=() head_groups=() tail_groups=()
+  lower="${cidr,,}"
+  [[ "${lower}" =~ ^([0-9a-f:]{2,39})/([0-9]{1,3})$ ]] ||
+    usage_error "invalid CIDR '${cidr}': expected an IPv6 block such as 2001:db8::/32 (hexadecimal groups, no embedded IPv4)"
+  address="${BASH_REMATCH[1]}"
+  prefix=$((10#${BASH_REMATCH[2]}))
+  ((prefix <= 128)) || usage_error "invalid CIDR '${cidr}': the prefix is over 128"
+  # A lone ':' at either end is an empty group that splitting would not show.
+  [[ ! "${address}" =~ ^:[^:]|[^:]:$ ]] || usage_error "invalid CIDR '${cidr}': an empty group at either end"
+  if [[ "${address}" == *::* ]]; then
+    head="${address%%::*}"
+    tail="${address#*::}"
+    [[ "${tail}" != *::* ]] || usage_error "invalid CIDR '${cidr}': '::' may appear only once"
+    [[ -z "${head}" ]] || IFS=: read -r -a head_groups <<<"${head}"
+    [[ -z "${tail}" ]] || IFS=: read -r -a tail_groups <<<"${tail}"
+    ((${#head_groups[@]} + ${#tail_groups[@]} <= 7)) ||
+      usage_error "invalid CIDR '${cidr}': too many groups around '::'"
+    groups=("${head_groups[@]}")
+    local fill=$((8 - ${#head_groups[@]} - ${#tail_groups[@]}))
+    while ((fill-- > 0)); do groups+=(0); done
+    groups+=("${tail_groups[@]}")
+  else
+    IFS=: read -r -a groups <<<"${address}"
+  fi
+  ((${#groups[@]} == 8)) || usage_error "invalid CIDR '${cidr}': an IPv6 address has 8 groups"
+  local -a values=()
+  for group in "${groups[@]}"; do
+    [[ "${group}" =~ ^[0-9a-f]{1,4}$ ]] ||
+      usage_error "invalid CIDR '${cidr}': each group is 1 to 4 hexadecimal digits"
+    values+=($((16#${group})))
+  done
+
+  local i start host_bits
+  for i in "${!values[@]}"; do
+    start=$((i * 16))
+    ((prefix < start + 16)) || continue
+    if ((prefix <= start)); then
+      host_bits=${values[i]}
+    else
+      host_bits=$((values[i] & (0xffff >> (prefix - start))))
+    fi
+    ((host_bits == 0)) || usage_error "invalid CIDR '${cidr}': host bits are set below the /${prefix} prefix"
+  done
+
+  # RFC 5952: the longest run of two or more zero groups (the first of equal ones) becomes '::'.
+  local best_start=-1 best_length=1 run_start=-1
+  for i in 0 1 2 3 4 5 6 7 8; do
+    if ((i < 8 && values[i] == 0)); then
+      ((run_start >= 0)) || run_start=${i}
+    elif ((run_start >= 0)); then
+      if ((i - run_start > best_length)); then
+        best_start=${run_start}
+        best_length=$((i - run_start))
+      fi
+      run_start=-1
+    fi
+  done
+  local text='' separator=''
+  for i in "${!values[@]}"; do
+    if ((best_start >= 0 && i >= best_start && i < best_start + best_length)); then
+      ((i != best_start)) || { text+='::'; separator=''; }
+      continue
+    fi
+    text+="${separator}$(printf '%x' "${values[i]}")"
+    separator=':'
+  done
+  CANONICAL_CIDR="${text}/${prefix}"
+}
+
+# validate_cidr CIDR: an IPv4 or IPv6 block, in its canonical spelling or not (see canonicalize_cidr).
+validate_cidr() {
+  canonicalize_cidr "$1"
 }
 
 readonly INSTANCE_STATES='pending running stopping stopped shutting-down terminated'
@@ -315,6 +415,20 @@ aws_ec2() {
   printf '%s\n' "${output}"
 }
 
+# json_strings VALUE...: a JSON array of the values, in order. Each goes in as the value of --arg:
+# jq reads a word after --args that starts with - as an option of its own, so text from a caller
+# (a tag key such as -n) must never be passed that way.
+json_strings() {
+  local -a named=()
+  local value index=0
+  for value in "$@"; do
+    named+=(--arg "v${index}" "${value}")
+    index=$((index + 1))
+  done
+  # shellcheck disable=SC2016 # jq program: $n and $ARGS are jq's
+  jq -cn "${named[@]}" --argjson n "$#" '[range(0; $n) as $i | $ARGS.named["v\($i)"]]'
+}
+
 # json_filter NAME VALUE...: the CLI's --filters JSON, built by jq.
 json_filter() {
   local name="$1"
@@ -348,7 +462,8 @@ readonly INSTANCE_JQ='
       security_group_ids: [(.SecurityGroups // [])[] | .GroupId],
       launch_time: .LaunchTime,
       client_token: ((.ClientToken | blank_to_null) // (tag("ec2-creator:client-token") | blank_to_null)),
-      managed: (tag("ManagedBy") == "ec2-creator")
+      managed: (tag("ManagedBy") == "ec2-creator"),
+      tags: ((.Tags // []) | map({(.Key): (.Value // "")}) | add // {})
     };
 '
 

@@ -4,7 +4,7 @@
  * it acts; a caller that knows the answers (the service keeps records) says so and saves the calls. The
  * fake aws passes every call through to the real CLI and records its operation.
  */
-import { DescribeSecurityGroupsCommand, StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { AuthorizeSecurityGroupIngressCommand, DescribeSecurityGroupsCommand, StopInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import assert from 'node:assert/strict';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
@@ -155,6 +155,16 @@ describe('the AWS calls each script makes', () => {
     });
   });
 
+  describe('tag_instance.sh', () => {
+    it('when the caller knows the size, then it reads the instance once, sets and removes tags, and reads nothing back', async () => {
+      const { id } = await launchManaged('counted-tags');
+      const result = await run('tag_instance.sh', ['--no-storage', '--set=Owner=erin', '--remove=team', id]);
+      assert.equal(result.exitCode, 0, result.stderr);
+      assert.deepEqual(calls.operations(), ['describe-instances', 'create-tags', 'delete-tags']);
+      assert.equal(result.json().tags.Owner, 'erin');
+    });
+  });
+
   describe('ensure_security_group.sh', () => {
     it('when the group is new, then it finds the default VPC, creates the group and adds the rules without reading them back', async () => {
       const result = await run('ensure_security_group.sh', ['--name=counted', '--cidr=203.0.113.9/32']);
@@ -169,6 +179,20 @@ describe('the AWS calls each script makes', () => {
       assert.equal(again.exitCode, 0, again.stderr);
       assert.deepEqual(calls.operations(), ['describe-vpcs', 'describe-security-groups']);
       assert.deepEqual(again.json().rules, result.json().rules);
+    });
+
+    it('when a managed group holds one rule too many, then it revokes it with one call and reads nothing back', async () => {
+      const first = await run('ensure_security_group.sh', ['--name=trimmed', '--ssh-cidr=203.0.113.9/32']);
+      assert.equal(first.exitCode, 0, first.stderr);
+      await ec2Client().send(new AuthorizeSecurityGroupIngressCommand({
+        GroupId: first.json().id, IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, CidrIp: '0.0.0.0/0',
+      }));
+      calls.clear();
+
+      const again = await run('ensure_security_group.sh', ['--name=trimmed', '--ssh-cidr=203.0.113.9/32']);
+      assert.equal(again.exitCode, 0, again.stderr);
+      assert.deepEqual(calls.operations(), ['describe-vpcs', 'describe-security-groups', 'revoke-security-group-ingress']);
+      assert.equal(again.json().revoked, 1);
     });
   });
 });

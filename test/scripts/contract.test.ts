@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execaSync } from 'execa';
-import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resetMoto } from '../support/global-fixture.js';
@@ -8,7 +8,7 @@ import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair } from '../support/ec2-r
 import { SCRIPT_DEFAULT_KEY_NAME, runScript, scriptsDir } from '../support/scripts.js';
 
 const SCRIPTS = readdirSync(scriptsDir).filter((file) => file.endsWith('.sh')).sort();
-const TAKES_INSTANCE_ID = ['describe_instance.sh', 'destroy_instance.sh', 'start_instance.sh', 'stop_instance.sh'];
+const TAKES_INSTANCE_ID = ['describe_instance.sh', 'destroy_instance.sh', 'start_instance.sh', 'stop_instance.sh', 'tag_instance.sh'];
 // A closed loopback port: any AWS call would fail with exit 5, so another code proves none was made.
 const NO_AWS = { AWS_ENDPOINT_URL: 'http://127.0.0.1:9' };
 
@@ -24,11 +24,13 @@ function pathWith(tools: string[]): { dir: string; PATH: string } {
 const BASICS = ['bash', 'dirname', 'basename', 'mktemp', 'timeout', 'sed', 'tail', 'cat', 'rm', 'sleep', 'grep'];
 
 describe('every script', () => {
-  it('ships nine scripts, each executable', () => {
+  it('ships eleven scripts, each executable', () => {
     assert.deepEqual(SCRIPTS, [
-      'create_instance.sh', 'describe_image.sh', 'describe_instance.sh', 'destroy_instance.sh',
+      'create_instance.sh', 'describe_image.sh', 'describe_instance.sh', 'describe_security_groups.sh', 'destroy_instance.sh',
       'ensure_key_pair.sh', 'ensure_security_group.sh', 'list_instances.sh', 'start_instance.sh', 'stop_instance.sh',
+      'tag_instance.sh',
     ]);
+    for (const script of SCRIPTS) accessSync(path.join(scriptsDir, script), constants.X_OK);
   });
 
   for (const script of SCRIPTS) {

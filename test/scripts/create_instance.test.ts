@@ -9,8 +9,10 @@ import { SCRIPT_DEFAULT_KEY_NAME, runScript, tagsOf } from '../support/scripts.j
 
 const INSTANCE_FIELDS = [
   'ami', 'client_token', 'id', 'instance_type', 'key_name', 'launch_time', 'managed', 'name',
-  'private_ip', 'public_ip', 'security_group_ids', 'state', 'storage_gb',
+  'private_ip', 'public_ip', 'security_group_ids', 'state', 'storage_gb', 'tags',
 ].sort();
+// A closed loopback port: any AWS call would fail with exit 5, so exit 2 proves none was made.
+const NO_AWS = { AWS_ENDPOINT_URL: 'http://127.0.0.1:9' };
 
 async function volumesOf(instanceId: string): Promise<any[]> {
   const described = await ec2Client().send(new DescribeVolumesCommand({
@@ -43,6 +45,7 @@ describe('create_instance.sh', () => {
     assert.deepEqual(tagsOf(instance), {
       Name: 'web 1', ManagedBy: 'ec2-creator', 'ec2-creator:client-token': printed.client_token,
     });
+    assert.deepEqual(printed.tags, tagsOf(instance), 'the document carries every tag of the instance');
     const volumes = await volumesOf(printed.id);
     assert.equal(volumes.length, 1, 'the root volume is resized, no second disk is added');
     assert.equal(volumes[0].Size, 12);
@@ -179,6 +182,40 @@ describe('create_instance.sh against hostile input', () => {
     assert.equal(existsSync(canary()), false, 'no command in a name was executed');
   });
 
+  const hostileTagText = () => [...names().filter((text) => text !== ''), 'ok\n', 'ok\n; rm -rf / #', 'a=b', 'x\u2028y', 'ü\u0007'];
+
+  it('when tag keys and values carry injection attempts, then each is refused with exit 2 or stored literally on instance and volume', async () => {
+    const stored: Array<{ id: string; key: string; value: string }> = [];
+    for (const text of hostileTagText()) {
+      // A key holds no '=' (the option splits at the first one): what follows it is part of the value.
+      const key = text.includes('=') ? text.slice(0, text.indexOf('=')) : text;
+      const cases = [
+        { args: [`--tag=${text}=v`], key, value: text.includes('=') ? `${text.slice(text.indexOf('=') + 1)}=v` : 'v' },
+        { args: ['--tag', `k=${text}`], key: 'k', value: text },
+        { args: [`--owner=${text}`], key: 'Owner', value: text },
+      ];
+      for (const attempt of cases) {
+        const result = await runScript('create_instance.sh', [...attempt.args, '--', 'tagged', UBUNTU_X86_AMI, 't3.micro', '8']);
+        assert.ok([0, 2].includes(result.exitCode), `${JSON.stringify(attempt.args)} exited ${result.exitCode}: ${result.stderr}`);
+        if (result.exitCode === 0) stored.push({ id: result.json().id, key: attempt.key, value: attempt.value });
+        else assert.equal(result.json().error.code, 'InvalidArgument');
+      }
+    }
+    for (const { id, key, value } of stored) {
+      const instance = await ec2InstanceById(id);
+      const tags = tagsOf(instance);
+      assert.equal(tags[key], value, `${JSON.stringify(key)} is stored exactly as given`);
+      assert.deepEqual(Object.keys(tags).sort(), ['ManagedBy', 'Name', 'ec2-creator:client-token', key].sort());
+      assert.equal(tags.ManagedBy, 'ec2-creator');
+      const [volume] = await volumesOf(id);
+      assert.equal(tagsOf(volume)[key], value);
+    }
+    const instances = await allEc2Instances();
+    assert.equal(instances.length, stored.length, 'a refused attempt launched nothing');
+    assert.ok(stored.length > 0, 'some texts are legal tag text and must go through');
+    assert.equal(existsSync(canary()), false, 'no command in a tag was executed');
+  });
+
   it('when another argument carries an option or a URL, then it exits 2 before any AWS call', async () => {
     const hostile: [string, string[]][] = [
       ['AMI', ['web', '--endpoint-url=http://127.0.0.1:1', 't3.micro', '8']],
@@ -201,4 +238,94 @@ describe('create_instance.sh against hostile input', () => {
     }
     assert.deepEqual(await allEc2Instances(), []);
   });
+});
+
+describe('create_instance.sh cost tags and security groups', () => {
+  beforeEach(async () => {
+    await resetMoto();
+    await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
+  });
+
+  it('when given tags, an owner and an expiry, then the instance carries all of them and its volume the tags and owner', async () => {
+    const result = await runScript('create_instance.sh', [
+      '--tag', 'team=web platform', '--tag=cost-center=cc=42', '--tag', 'コスト=Ünïcode 漢字', '--tag=empty=',
+      '--owner=alice@example.com', '--expires-at=2026-11-24T10:00:00.000Z', '--', 'tagged', UBUNTU_X86_AMI, 't3.micro', '8',
+    ]);
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    const printed = result.json();
+    const userTags = { team: 'web platform', 'cost-center': 'cc=42', コスト: 'Ünïcode 漢字', empty: '' };
+    const instance = await ec2InstanceById(printed.id);
+    assert.deepEqual(tagsOf(instance), {
+      Name: 'tagged', ManagedBy: 'ec2-creator', 'ec2-creator:client-token': printed.client_token,
+      Owner: 'alice@example.com', 'ec2-creator:expires-at': '2026-11-24T10:00:00.000Z', ...userTags,
+    });
+    assert.deepEqual(printed.tags, tagsOf(instance));
+    const [volume] = await volumesOf(printed.id);
+    assert.deepEqual(tagsOf(volume), { Name: 'tagged', ManagedBy: 'ec2-creator', Owner: 'alice@example.com', ...userTags },
+      'the volume is billed apart: it carries the owner and the user tags, not the expiry or the token');
+  });
+
+  it('when a tag is at the limits EC2 allows (ten tags, a 128-character key, a 256-character value), then it is accepted', async () => {
+    const tags = Array.from({ length: 9 }, (_, i) => `--tag=k${i}=v${i}`);
+    const result = await runScript('create_instance.sh', [
+      ...tags, `--tag=${'k'.repeat(128)}=${'v'.repeat(256)}`, '--expires-at=2028-02-29T23:59:59Z', 'limits', UBUNTU_X86_AMI, 't3.micro', '8',
+    ]);
+    assert.equal(result.exitCode, 0, result.stderr);
+    const tagsInEc2 = tagsOf(await ec2InstanceById(result.json().id));
+    assert.equal(tagsInEc2['k'.repeat(128)], 'v'.repeat(256));
+    assert.equal(tagsInEc2.k8, 'v8');
+    assert.equal(tagsInEc2['ec2-creator:expires-at'], '2028-02-29T23:59:59Z');
+  });
+
+  it('when several security groups are given, one of them twice, then the instance is in each of them once', async () => {
+    const first = await ec2Client().send(new CreateSecurityGroupCommand({ GroupName: 'one', Description: 'one' }));
+    const second = await ec2Client().send(new CreateSecurityGroupCommand({ GroupName: 'two', Description: 'two' }));
+    const result = await runScript('create_instance.sh', [
+      `--security-group-id=${first.GroupId}`, '--security-group-id', second.GroupId as string,
+      `--security-group-id=${first.GroupId}`, 'grouped', UBUNTU_X86_AMI, 't3.micro', '8',
+    ]);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stderr, /given more than once/);
+    const inEc2 = (await ec2InstanceById(result.json().id)).SecurityGroups.map((g: any) => g.GroupId).sort();
+    assert.deepEqual(inEc2, [first.GroupId, second.GroupId].sort());
+    assert.deepEqual([...result.json().security_group_ids].sort(), inEc2);
+  });
+
+  const refused: [string, string[], RegExp][] = [
+    ['the Name key', ['--tag=Name=x'], /Name is reserved/],
+    ['the Owner key', ['--tag=Owner=x'], /Owner is reserved: use --owner/],
+    ['the ManagedBy key', ['--tag=ManagedBy=someone-else'], /ManagedBy is reserved/],
+    ['an ec2-creator: key', ['--tag=ec2-creator:expires-at=2030-01-01T00:00:00Z'], /reserved/],
+    ['an ec2-creator: key in other case', ['--tag=EC2-Creator:client-token=x'], /reserved/],
+    ['an aws: key', ['--tag=aws:cloudformation:stack-name=x'], /aws: belong to AWS/],
+    ['an AWS: key in upper case', ['--tag=AWS:Foo=x'], /aws: belong to AWS/],
+    ['a key given twice', ['--tag=team=a', '--tag=team=b'], /more than once/],
+    ['eleven tags', Array.from({ length: 11 }, (_, i) => `--tag=k${i}=v`), /at most 10/],
+    ['a tag without =', ['--tag=team'], /KEY=VALUE/],
+    ['an empty key', ['--tag==v'], /must not be empty/],
+    ['a 129-character key', [`--tag=${'k'.repeat(129)}=v`], /129 characters long/],
+    ['a 257-character value', [`--tag=k=${'v'.repeat(257)}`], /257 characters long/],
+    ['a value with a comma', ['--tag=k=a,b'], /may hold only/],
+    ['an empty owner', ['--owner='], /owner must not be empty/],
+    ['a blank owner', ['--owner=   '], /owner must not be blank/],
+    ['an owner with a semicolon', ['--owner=a;b'], /owner may hold only/],
+    ['an expiry with a time zone offset', ['--expires-at=2026-11-24T10:00:00+01:00'], /ISO 8601 UTC/],
+    ['an expiry without a time', ['--expires-at=2026-11-24'], /ISO 8601 UTC/],
+    ['an expiry on 30 February', ['--expires-at=2026-02-30T10:00:00Z'], /no such date/],
+    ['an expiry at hour 24', ['--expires-at=2026-11-24T24:00:00Z'], /no such date/],
+    ['an expiry in words', ['--expires-at=tomorrow'], /ISO 8601 UTC/],
+    ['six security groups', ['sg-00000001', 'sg-00000002', 'sg-00000003', 'sg-00000004', 'sg-00000005', 'sg-00000006']
+      .map((id) => `--security-group-id=${id}`), /at most 5 security groups/],
+    ['a malformed second group', ['--security-group-id=sg-12345678', '--security-group-id=default'], /invalid security group id/],
+  ];
+  for (const [what, options, message] of refused) {
+    it(`when given ${what}, then it exits 2 before any AWS call and launches nothing`, async () => {
+      const result = await runScript('create_instance.sh', [...options, '--', 'web', UBUNTU_X86_AMI, 't3.micro', '8'], { env: NO_AWS });
+      assert.equal(result.exitCode, 2, result.stderr);
+      assert.equal(result.json().error.code, 'InvalidArgument');
+      assert.match(result.stderr, message);
+      assert.deepEqual(await allEc2Instances(), []);
+    });
+  }
 });

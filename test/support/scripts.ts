@@ -75,10 +75,20 @@ export interface ManagedLaunch {
  */
 export async function launchManaged(
   name = 'web',
-  options: { keyName?: string; clientToken?: string; imageId?: string } = {},
+  options: {
+    keyName?: string; clientToken?: string; imageId?: string;
+    /** More tags on instance and volume, as --tag and --owner (Owner) put them. */
+    tags?: Record<string, string>;
+    /** The ec2-creator:expires-at tag on the instance, as --expires-at puts it. */
+    expiresAt?: string;
+  } = {},
 ): Promise<ManagedLaunch> {
   const clientToken = options.clientToken ?? randomUUID();
-  const common = [{ Key: 'Name', Value: name }, { Key: 'ManagedBy', Value: 'ec2-creator' }];
+  const common = [
+    { Key: 'Name', Value: name }, { Key: 'ManagedBy', Value: 'ec2-creator' },
+    ...Object.entries(options.tags ?? {}).map(([Key, Value]) => ({ Key, Value })),
+  ];
+  const expiry = options.expiresAt ? [{ Key: 'ec2-creator:expires-at', Value: options.expiresAt }] : [];
   const launched = await ec2Client().send(new RunInstancesCommand({
     ImageId: options.imageId ?? UBUNTU_X86_AMI,
     InstanceType: 't3.micro',
@@ -87,7 +97,7 @@ export async function launchManaged(
     KeyName: options.keyName ?? SCRIPT_DEFAULT_KEY_NAME,
     ClientToken: clientToken,
     TagSpecifications: [
-      { ResourceType: 'instance', Tags: [...common, { Key: 'ec2-creator:client-token', Value: clientToken }] },
+      { ResourceType: 'instance', Tags: [...common, { Key: 'ec2-creator:client-token', Value: clientToken }, ...expiry] },
       { ResourceType: 'volume', Tags: common },
     ],
   }));
