@@ -2,7 +2,7 @@
  * What every configuration variable means, in one place: `npm run docs:config` (scripts/docs-config.ts)
  * writes README.md's configuration table and `.env.example` from it, and `npm run docs:config -- --check`
  * (run in CI) fails when either has drifted. test/ops/config-docs.test.ts holds it to what app/config.ts,
- * app/notify/config.ts, app/auth/config.ts and app/env.ts really read. Data only: nothing here is used at
+ * app/notify/config.ts, app/auth/config.ts, app/guardrails/config.ts and app/env.ts really read. Data only: nothing here is used at
  * run time.
  */
 
@@ -178,6 +178,65 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     variables: [{ name: 'MAX_INSTANCES', value: '5' }],
     default: '`5`',
     meaning: 'Live managed instances at once (launches in flight included); beyond it 409',
+  },
+  {
+    variables: [{ name: 'DEFAULT_TTL_HOURS', value: '0' }],
+    default: '`0`',
+    meaning: 'Hours a new instance lives when its request names no `expires_at` or `ttl_hours`; `0`: no expiry',
+  },
+  {
+    variables: [{ name: 'MAX_TTL_HOURS', value: '720' }],
+    default: '`720`',
+    meaning: 'The furthest expiry a create or `PATCH` may ask for, in hours from now (beyond it 422); `0`: no limit',
+  },
+  {
+    variables: [{ name: 'DEFAULT_ON_EXPIRY', value: 'stop' }],
+    default: '`stop`',
+    meaning: 'What the scheduler does at expiry when the request does not say: `stop` or `terminate`',
+  },
+  {
+    variables: [{ name: 'EXPIRY_WARNING_MINUTES', value: '60' }],
+    default: '`60`',
+    meaning: 'How long before an expiry the warning goes out (email, webhooks, `instance.expiring` on `GET /events`); `0`: none',
+  },
+  {
+    variables: [{ name: 'SCHEDULER_INTERVAL_S', value: '30' }],
+    default: '`30`',
+    meaning: 'How often the scheduler looks for due expiries and scheduled stops and starts (one replica at a time); `0`: never',
+  },
+  {
+    variables: [{ name: 'DEFAULT_SCHEDULE', value: '', example: '{"stop_at":"19:00","start_at":"08:00","days":"mon-fri","timezone":"Europe/Berlin"}' }],
+    default: 'none',
+    meaning: 'The off-hours schedule (JSON, as `schedule` on create) a new instance gets unless its request says `schedule: null`',
+  },
+  {
+    variables: [
+      { name: 'FREE_TIER_INSTANCE_HOURS', value: '750' },
+      { name: 'FREE_TIER_EBS_GB_MONTHS', value: '30' },
+      { name: 'FREE_TIER_PUBLIC_IPV4_HOURS', value: '750' },
+    ],
+    default: '`750`, `30`, `750`',
+    meaning: "The month's free allowances `GET /usage` measures against: instance hours (of `FREE_TIER_INSTANCE_TYPES`), EBS GB-months, public IPv4 address hours",
+  },
+  {
+    variables: [{ name: 'FREE_TIER_INSTANCE_TYPES', value: 't2.micro,t3.micro' }],
+    default: '`t2.micro,t3.micro`',
+    meaning: 'The instance types whose hours the free tier covers (others are shown, not counted against it)',
+  },
+  {
+    variables: [{ name: 'FREE_TIER_GUARD', value: 'warn' }],
+    default: '`warn`',
+    meaning: "A create or start whose projection would pass an allowance: `refuse` answers 422 with the numbers; `warn` goes ahead with a `Warning` header and a note on the operation; `off` does not look",
+  },
+  {
+    variables: [{ name: 'SECURITY_GROUP_CIDR', value: '', example: '203.0.113.7/32' }],
+    default: 'none',
+    meaning: 'Where SSH into the managed security group comes from when a create with `create_security_group` gives no `ssh_cidr` (then it must)',
+  },
+  {
+    variables: [{ name: 'ALLOW_OPEN_SECURITY_GROUP', value: 'false' }],
+    default: '`false`',
+    meaning: 'Allow opening the managed security group to the whole internet (`0.0.0.0/0` or `::/0`); otherwise such a create gets 422',
   },
   {
     variables: [{ name: 'RATE_LIMIT_PER_MINUTE', value: '60' }],

@@ -177,6 +177,8 @@ async function main(): Promise<void> {
       DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? databaseUrl,
       // Loopback only, and a browser cannot send a bearer token to load Swagger UI: open the docs here.
       PUBLIC_DOCS: process.env.PUBLIC_DOCS ?? 'true',
+      // The emulator's instances are reachable from nowhere: a managed group lets SSH in from this machine only.
+      SECURITY_GROUP_CIDR: process.env.SECURITY_GROUP_CIDR ?? '127.0.0.1/32',
     });
 
     // Without a SQLite folder the generated token would land in the checkout's ./data, and each replica

@@ -8,14 +8,14 @@ import swaggerUi from 'swagger-ui-express';
 import { problemSchema } from '../schemas/instance.js';
 import { eventPaths, eventSchemas } from './openapi/events.js';
 import { healthPaths, healthSchemas, metricsPaths } from './openapi/health.js';
-import { instancePaths, instanceSchemas } from './openapi/instances.js';
+import { instancePaths, instanceSchemas, usagePaths } from './openapi/instances.js';
 import { launchPolicyPaths, launchPolicySchemas } from './openapi/launch-policy.js';
 import { operationPaths, operationSchemas } from './openapi/operations.js';
 import { applySecurity, securitySchemes } from './openapi/security.js';
 import { sessionPaths, sessionSchemas } from './openapi/session.js';
 
 export function buildOpenApiDocument(version: string): Record<string, unknown> {
-  const paths = { ...healthPaths, ...instancePaths, ...launchPolicyPaths, ...operationPaths, ...eventPaths, ...metricsPaths, ...sessionPaths };
+  const paths = { ...healthPaths, ...instancePaths, ...usagePaths, ...launchPolicyPaths, ...operationPaths, ...eventPaths, ...metricsPaths, ...sessionPaths };
   applySecurity(paths);
   return {
     openapi: '3.1.0',

@@ -79,7 +79,8 @@ function renderInstances() {
     } else {
       ssh.textContent = '—';
     }
-    tr.append(ssh, cell(age(instance.launch_time ?? instance.created_at)));
+    tr.append(ssh, cell(instance.owner), cell(instance.expires_at ? `${instance.on_expiry} at ${new Date(instance.expires_at).toLocaleString()}` : null),
+      cell(age(instance.launch_time ?? instance.created_at)));
     if (isOperator()) {
       const actions = document.createElement('td');
       const busy = state.busy.has(instance.id);
@@ -172,7 +173,9 @@ function listen() {
     state.instances.set(data.instance.id, data.instance);
     renderInstances();
   };
-  for (const type of ['instance.created', 'instance.state_changed', 'instance.terminated']) stream.addEventListener(type, instanceEvent);
+  for (const type of ['instance.created', 'instance.state_changed', 'instance.terminated', 'instance.updated', 'instance.expiring']) {
+    stream.addEventListener(type, instanceEvent);
+  }
   for (const type of ['operation.queued', 'operation.started', 'operation.succeeded', 'operation.failed', 'operation.interrupted']) {
     stream.addEventListener(type, (event) => {
       applyOperation(JSON.parse(event.data).operation);

@@ -149,7 +149,8 @@ for (const kind of storeKinds()) describe(`bad input is refused before any scrip
     const response = await request(h.app).put('/instances');
     expectProblem(response, 405);
     assert.equal(response.headers.allow, 'GET, POST');
-    expectProblem(await request(h.app).patch('/instances/i-0123456789abcdef0'), 405);
+    expectProblem(await request(h.app).put('/instances/i-0123456789abcdef0'), 405);
+    expectProblem(await request(h.app).patch('/instances/i-0123456789abcdef0/start'), 405);
     await assertNothingHappened();
   });
 

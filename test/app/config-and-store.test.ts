@@ -181,6 +181,8 @@ describe('OpenAPI document and docs', () => {
       'GET /operations listOperations',
       'GET /operations/{id} getOperation',
       'GET /session getSession',
+      'GET /usage getUsage',
+      'PATCH /instances/{id} updateInstance',
       'POST /instances createInstance',
       'POST /instances/sync syncInstances',
       'POST /instances/{id}/start startInstance',

@@ -16,8 +16,8 @@ import { arrangeRecordedInstance, createHarnessOn, expectProblem, storeKinds, ty
 
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const INSTANCE_FIELDS = [
-  'ami', 'backend_used', 'created_at', 'id', 'instance_type', 'key_name', 'launch_time', 'name', 'private_ip',
-  'public_ip', 'security_group_id', 'ssh_string', 'state', 'storage_gb', 'updated_at',
+  'ami', 'backend_used', 'created_at', 'expires_at', 'id', 'instance_type', 'key_name', 'launch_time', 'name', 'on_expiry',
+  'owner', 'private_ip', 'public_ip', 'schedule', 'security_group_id', 'ssh_string', 'state', 'storage_gb', 'tags', 'updated_at',
 ];
 
 /** Creates through POST /instances: for the tests whose subject is the create. */
@@ -121,9 +121,10 @@ for (const kind of storeKinds()) describe(`instances API against moto (${kind})`
   });
 
   it('when create_security_group is true, then the group exists in EC2 and the instance is in it', async () => {
-    const body = await launch(h, { create_security_group: true });
+    const body = await launch(h, { create_security_group: true, ssh_cidr: '203.0.113.7/32' });
 
-    const groups = await ec2Client().send(new DescribeSecurityGroupsCommand({ GroupNames: ['ec2-creator-ssh-web'] }));
+    const groups = await ec2Client().send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'tag:ManagedBy', Values: ['ec2-creator'] }] }));
+    assert.equal(groups.SecurityGroups?.length, 1);
     const groupId = groups.SecurityGroups?.[0]?.GroupId;
     assert.equal(body.security_group_id, groupId);
     assert.equal((await recordOf(body.id))?.security_group_id, groupId);

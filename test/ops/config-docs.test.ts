@@ -18,7 +18,7 @@ import { ENV_EXAMPLE, README, renderEnvExample, staleFiles } from '../../scripts
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const GENERATOR = path.join(repoRoot, 'scripts', 'docs-config.ts');
 /** Every module that reads configuration variables (loadConfig and what it calls). */
-const CONFIG_SOURCES = ['app/config.ts', 'app/notify/config.ts', 'app/auth/config.ts', 'app/env.ts'];
+const CONFIG_SOURCES = ['app/config.ts', 'app/notify/config.ts', 'app/auth/config.ts', 'app/guardrails/config.ts', 'app/env.ts'];
 const VARIABLE_NAME = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$/;
 
 const documented = new Set(CONFIG_DOCS.flatMap((row) => row.variables.map((variable) => variable.name)));

@@ -1,7 +1,10 @@
 /** Instances: list, create, get, start, stop, terminate and sync. */
 import { instanceListSchema, instanceSchema } from '../../schemas/instance.js';
 import { syncResultSchema } from '../../schemas/operation.js';
-import { createInstanceRequestSchema, instanceIdParamsSchema, listInstancesQuerySchema } from '../../schemas/requests.js';
+import {
+  createInstanceRequestSchema, instanceIdParamsSchema, listInstancesQuerySchema, updateInstanceRequestSchema, usageQuerySchema,
+} from '../../schemas/requests.js';
+import { usageReportSchema } from '../../schemas/usage.js';
 import { accepted, change, ec2Failures, json, preferHeader, problem, queryParameters, ref, type Doc } from './shared.js';
 
 const idParameter = {
@@ -41,7 +44,10 @@ export const instancePaths: Doc = {
       responses: {
         '201': {
           ...json('Launched; the state is what EC2 reported once the launch settled (running)', 'Instance'),
-          headers: { Location: { schema: { type: 'string' }, description: '/instances/{id}' } },
+          headers: {
+            Location: { schema: { type: 'string' }, description: '/instances/{id}' },
+            Warning: { schema: { type: 'string' }, description: 'With FREE_TIER_GUARD=warn: the free-tier allowance the month would pass' },
+          },
         },
         '409': problem('the quota of MAX_INSTANCES live instances is reached (type urn:ec2-creator:problem:quota-exceeded)'),
         '413': problem('Body larger than 16 kB'),
@@ -61,6 +67,21 @@ export const instancePaths: Doc = {
         '200': json('The instance; terminated when EC2 no longer knows it', 'Instance'),
         '400': problem('Malformed instance id'),
         '404': problem('No such instance is recorded'),
+        ...ec2Failures,
+      },
+    },
+    patch: {
+      operationId: 'updateInstance',
+      summary: "Change or clear an instance's expiry, its action at expiry and its off-hours schedule",
+      description: 'A new expiry is also written to the EC2 tag ec2-creator:expires-at (removed when cleared).',
+      parameters: [idParameter],
+      requestBody: { required: true, content: { 'application/json': { schema: ref('UpdateInstanceRequest') } } },
+      responses: {
+        '200': json('The instance with its new settings', 'Instance'),
+        '400': problem('Invalid body (e.g. an unknown time zone)'),
+        '404': problem('No such instance is recorded'),
+        '409': problem('The instance is terminated'),
+        '422': problem('The expiry is in the past or beyond MAX_TTL_HOURS'),
         ...ec2Failures,
       },
     },
@@ -93,7 +114,21 @@ export const instancePaths: Doc = {
   },
 };
 
+export const usagePaths: Doc = {
+  '/usage': {
+    get: {
+      operationId: 'getUsage',
+      summary: "The month's free-tier use: instance hours, EBS GB-months and public IPv4 hours against their allowances",
+      description: 'From the recorded history of every state change; projected to the end of the month at the current running set.',
+      parameters: queryParameters(usageQuerySchema),
+      responses: { '200': json('The month so far', 'UsageReport'), '400': problem('A malformed month, or one that has not begun') },
+    },
+  },
+};
+
 export const instanceSchemas: Doc = {
+  UpdateInstanceRequest: updateInstanceRequestSchema,
+  UsageReport: usageReportSchema,
   Instance: instanceSchema,
   InstanceList: instanceListSchema,
   CreateInstanceRequest: createInstanceRequestSchema,
