@@ -273,6 +273,8 @@ $('create-form').addEventListener('submit', async (event) => {
     instance_type: $('create-type').value,
     storage_gb: Number($('create-storage').value),
     ...($('create-sg').checked ? { create_security_group: true } : {}),
+    ...($('create-sg').checked && $('create-ssh-cidr').value.trim() ? { ssh_cidr: $('create-ssh-cidr').value.trim() } : {}),
+    ...($('create-ttl').value ? { ttl_hours: Number($('create-ttl').value) } : {}),
   };
   const result = await api('POST', '/instances', body, { Prefer: 'respond-async' });
   if (result.ok) {

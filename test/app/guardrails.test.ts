@@ -13,7 +13,7 @@ import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
 import { createHarnessOn, expectProblem, storeKinds, testConfig, type Harness, type HarnessOptions } from '../support/app-harness.js';
-import { tagsOf } from '../support/scripts.js';
+import { launchManaged, tagsOf } from '../support/scripts.js';
 import type { InstanceEvent, Notifier } from '../../app/notify/events.js';
 import type { Config } from '../../app/config.js';
 
@@ -70,6 +70,12 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
     return h;
   }
 
+  // What the stores do differently (tag filters, the history and event triggers, the scheduler's
+  // compare-and-set writes) runs on both; checks made before anything is stored, and the EC2 side, on one.
+  const onSqlite = (title: string, test: () => Promise<void>): void => {
+    if (kind === 'sqlite') it(title, test);
+  };
+
   beforeEach(async () => {
     await resetMoto();
     await createKeyPair();
@@ -99,7 +105,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.equal(row?.owner, 'alice');
     });
 
-    it('when a tag key is reserved, then 400 names it and nothing is launched', async () => {
+    onSqlite('when a tag key is reserved, then 400 names it and nothing is launched', async () => {
       const h = await harness();
       for (const key of ['Owner', 'Name', 'ManagedBy', 'ec2-creator:expires-at', 'aws:cloudformation:stack-name', 'AWS:x']) {
         const response = await request(h.app).post('/instances').send({ ...BASE, tags: { [key]: 'x' } });
@@ -125,7 +131,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.deepEqual(await names('tag=team:nobody'), []);
     });
 
-    it('when someone tags an instance in EC2, then a read records the new user tags', async () => {
+    onSqlite('when someone tags an instance in EC2, then a read records the new user tags', async () => {
       const h = await harness();
       const made = (await create(h, { tags: { team: 'web' } })).body;
       const { CreateTagsCommand } = await import('@aws-sdk/client-ec2');
@@ -133,6 +139,16 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       const read = await request(h.app).get(`/instances/${made.id}`);
       assert.deepEqual(read.body.tags, { team: 'data' });
       assert.equal(read.body.owner, made.owner);
+    });
+
+    it('when sync imports a managed instance made elsewhere, then its Owner and user tags are recorded and filterable', async () => {
+      const h = await harness();
+      const { id } = await launchManaged('made-by-hand', { tags: { Owner: 'bob', team: 'data' } });
+      const synced = await request(h.app).post('/instances/sync');
+      assert.equal(synced.status, 200, JSON.stringify(synced.body));
+      const found = (await request(h.app).get('/instances?tag=team:data')).body.instances;
+      assert.deepEqual(found.map((i: any) => [i.id, i.owner, i.tags]), [[id, 'bob', { team: 'data' }]]);
+      assert.deepEqual((await request(h.app).get('/instances?owner=bob')).body.instances.map((i: any) => i.id), [id]);
     });
   });
 
@@ -174,7 +190,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.deepEqual((await h.services.scheduler.tick()).started, [], 'a start by hand after expiry is not undone');
     });
 
-    it('when on_expiry is terminate, then the instance is terminated at expiry', async () => {
+    onSqlite('when on_expiry is terminate, then the instance is terminated at expiry', async () => {
       const clock = movableClock(new Date());
       const h = await harness({ clock: clock.now });
       const made = (await create(h, { ttl_hours: 1, on_expiry: 'terminate' })).body;
@@ -185,7 +201,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.equal((await request(h.app).get(`/instances/${made.id}`)).body.state, 'terminated');
     });
 
-    it('when an expiry is asked beyond MAX_TTL_HOURS or in the past, or together with ttl_hours, then it is refused and nothing launched', async () => {
+    onSqlite('when an expiry is asked beyond MAX_TTL_HOURS or in the past, or together with ttl_hours, then it is refused and nothing launched', async () => {
       const h = await harness({ config: guardrails({ maxTtlHours: 24 }) });
       expectProblem(await request(h.app).post('/instances').send({ ...BASE, ttl_hours: 25 }), 422);
       expectProblem(await request(h.app).post('/instances').send({ ...BASE, expires_at: '2020-01-01T00:00:00Z' }), 422);
@@ -194,7 +210,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.equal((await allEc2Instances()).length, 0);
     });
 
-    it('when DEFAULT_TTL_HOURS is set, then a create without an expiry gets it, with DEFAULT_ON_EXPIRY', async () => {
+    onSqlite('when DEFAULT_TTL_HOURS is set, then a create without an expiry gets it, with DEFAULT_ON_EXPIRY', async () => {
       const clock = movableClock(new Date());
       const h = await harness({ clock: clock.now, config: guardrails({ defaultTtlHours: 8, defaultOnExpiry: 'terminate' }) });
       const made = (await create(h, {})).body;
@@ -261,7 +277,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
   });
 
   describe('off-hours schedules', () => {
-    it('when a Berlin schedule crosses the change to summer time, then it stops at 19:00 and starts at 08:00 local time on either side', async () => {
+    onSqlite('when a Berlin schedule crosses the change to summer time, then it stops at 19:00 and starts at 08:00 local time on either side', async () => {
       // Friday 2026-03-27 is CET (UTC+1); Monday 2026-03-30 is CEST (UTC+2).
       const clock = movableClock(new Date('2026-03-27T12:00:00Z'));
       const h = await harness({ clock: clock.now, config: guardrails({ maxTtlHours: 0 }) });
@@ -304,7 +320,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.deepEqual((await h.services.scheduler.tick()).started.map((s) => s.action), ['start']);
     });
 
-    it('when DEFAULT_SCHEDULE is set, then a create gets it unless it says schedule: null', async () => {
+    onSqlite('when DEFAULT_SCHEDULE is set, then a create gets it unless it says schedule: null', async () => {
       const schedule = { stop_at: '20:00', days: 'daily', timezone: 'UTC' };
       const h = await harness({ config: guardrails({ defaultSchedule: schedule }) });
       assert.deepEqual((await create(h, { name: 'default' })).body.schedule, schedule);
@@ -340,7 +356,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       expectProblem(await request(h.app).get('/usage?month=2999-01'), 400);
     });
 
-    it('when FREE_TIER_GUARD=refuse and a create would pass an allowance, then 422 gives the numbers and nothing is launched', async () => {
+    onSqlite('when FREE_TIER_GUARD=refuse and a create would pass an allowance, then 422 gives the numbers and nothing is launched', async () => {
       const h = await harness({ config: guardrails({ freeTier: { ...testConfig().guardrails.freeTier, instanceHours: 1, guard: 'refuse' } }) });
       const problem = expectProblem(await request(h.app).post('/instances').send(BASE), 422);
       assert.equal(problem.overages[0].field, 'instance_hours');
@@ -349,7 +365,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.equal((await allEc2Instances()).length, 0);
     });
 
-    it('when FREE_TIER_GUARD=warn and a create would pass an allowance, then it is created with a Warning header and a note on its operation', async () => {
+    onSqlite('when FREE_TIER_GUARD=warn and a create would pass an allowance, then it is created with a Warning header and a note on its operation', async () => {
       const h = await harness({ config: guardrails({ freeTier: { ...testConfig().guardrails.freeTier, ebsGbMonths: 1, guard: 'warn' } }) });
       const response = await create(h, { storage_gb: 30 });
       assert.match(response.headers.warning, /^299 ec2-creator ".*EBS GB-months would reach/);
@@ -359,7 +375,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
   });
 
   describe('security groups', () => {
-    it('when the managed group would be open to the internet, then 422 says how to narrow it and nothing is created', async () => {
+    onSqlite('when the managed group would be open to the internet, then 422 says how to narrow it and nothing is created', async () => {
       const h = await harness();
       const problem = expectProblem(await request(h.app).post('/instances').send({ ...BASE, create_security_group: true, ssh_cidr: '0.0.0.0/0' }), 422);
       assert.match(JSON.stringify(problem.errors), /narrow it/);
@@ -371,7 +387,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.ok(groups.every((g) => !g.GroupName?.startsWith('ec2-creator-')), 'no group was made');
     });
 
-    it('when ssh_cidr and web_cidr are given, then the instance is in a managed group with exactly those rules', async () => {
+    onSqlite('when ssh_cidr and web_cidr are given, then the instance is in a managed group with exactly those rules', async () => {
       const h = await harness();
       const made = (await create(h, { create_security_group: true, ssh_cidr: '203.0.113.7/32', web_cidr: '2001:db8::/32' })).body;
       const [group] = (await ec2Client().send(new DescribeSecurityGroupsCommand({ GroupIds: [made.security_group_id] }))).SecurityGroups ?? [];
@@ -385,7 +401,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.deepEqual(instance.SecurityGroups.map((g: any) => g.GroupId), [made.security_group_id]);
     });
 
-    it('when ALLOW_OPEN_SECURITY_GROUP is true or SECURITY_GROUP_CIDR is set, then the create goes ahead with it', async () => {
+    onSqlite('when ALLOW_OPEN_SECURITY_GROUP is true or SECURITY_GROUP_CIDR is set, then the create goes ahead with it', async () => {
       const h = await harness({ config: guardrails({ securityGroupCidr: '198.51.100.0/24' }) });
       const made = (await create(h, { create_security_group: true })).body;
       const [group] = (await ec2Client().send(new DescribeSecurityGroupsCommand({ GroupIds: [made.security_group_id] }))).SecurityGroups ?? [];
@@ -394,7 +410,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       await create(open, { name: 'open', create_security_group: true, ssh_cidr: '0.0.0.0/0' });
     });
 
-    it('when security_group_ids names existing groups, then it launches into them; a missing group or one in another VPC is refused', async () => {
+    onSqlite('when security_group_ids names existing groups, then it launches into them; a missing group or one in another VPC is refused', async () => {
       const h = await harness();
       const mine = await ec2Client().send(new CreateSecurityGroupCommand({ GroupName: 'team-ssh', Description: 'team' }));
       const made = (await create(h, { security_group_ids: [mine.GroupId] })).body;
