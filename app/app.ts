@@ -125,6 +125,8 @@ export function createServices(deps: AppDeps): Services {
       new Set((await store.operations.unfinished()).flatMap((op) => (op.instance_id === null ? [] : [op.instance_id]))),
     changes,
   });
+  const clock = deps.clock ?? (() => new Date());
+  const usage = createUsageMeter({ store, config: config.guardrails, clock });
   const lifecycle = createLifecycleService({
     engine: operations,
     store,
@@ -143,7 +145,8 @@ export function createServices(deps: AppDeps): Services {
     timeouts: config.timeouts,
     orphans: deps.orphans,
     guardrails: config.guardrails,
-    clock: deps.clock,
+    clock,
+    freeTier: usage,
   });
   const events = createEventStream({
     store,
@@ -164,12 +167,10 @@ export function createServices(deps: AppDeps): Services {
     },
     operationsByKindAndStatus: () => store.operations.countByKindAndStatus(),
   });
-  const clock = deps.clock ?? (() => new Date());
   const scheduler = createScheduler({
     store, lifecycle, config: config.guardrails, clock, logger, notifier: deps.notifier ?? silentNotifier,
     keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
   });
-  const usage = createUsageMeter({ store, config: config.guardrails, clock });
   const settings = createInstanceSettings({
     instances: store.instances, ec2, config: config.guardrails, clock, logger,
     keyFiles: { keyName: config.keyName, keyFile: config.keyFile }, describeTimeoutMs: config.timeouts.describe,

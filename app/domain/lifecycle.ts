@@ -35,8 +35,8 @@ import type { Reconciler, SyncCounts } from './reconcile.js';
 
 export interface MutationOptions<T> {
   idempotency?: { key: string; fingerprint: string } | undefined;
-  /** Written on the operation when it is recorded (e.g. the free tier's warning). */
-  note?: string | undefined;
+  /** Told the free tier's warning, when a create or start goes ahead past an allowance (FREE_TIER_GUARD=warn). */
+  onWarning?: ((warning: string) => void) | undefined;
   remember?: { success(value: T): StoredResponse; failure(error: unknown): StoredResponse | undefined } | undefined;
 }
 
@@ -91,6 +91,15 @@ export interface LifecycleDeps {
   guardrails: GuardrailsConfig;
   /** The time (tests move it). */
   clock?: (() => Date) | undefined;
+  /** The free-tier guard every create and start passes (none: no guard). */
+  freeTier?: FreeTierGuard | undefined;
+}
+
+/** What the free-tier meter says of one more running instance: go ahead, go ahead with a warning, or refuse (throws). */
+export interface FreeTierGuard {
+  /** Reads through `via`: the transaction admitting the operation. */
+  admit(instance: { instanceType: string; storageGb: number }, via: Transaction): Promise<{ warning?: string | undefined }>;
+  admitStart(instanceId: string, via: Transaction): Promise<{ warning?: string | undefined }>;
 }
 
 /**
@@ -183,6 +192,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   const notifier = deps.notifier ?? silentNotifier;
   const present = (row: LaunchedRow): Instance => toApiInstance(row, deps.keyFiles);
   const clock = deps.clock ?? (() => new Date());
+  const { freeTier } = deps;
   let currentSync: Promise<{ operationId: string; done: Promise<SyncCounts> }> | undefined;
 
   /** Announces a recorded change and hands the instance back, so call sites stay one expression. */
@@ -220,22 +230,33 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    */
   async function create(asked: CreateInstanceRequest, ctx: OpContext, options: MutationOptions<Instance> = {}): Promise<Submission<Instance>> {
     checkLaunchRequest(policy, asked); // 422 before anything is recorded
-    const request = settleLaunchRequest(asked, deps.guardrails, clock());
     const clientToken = clientTokenFor(ctx, options.idempotency);
+    // Settled and judged once the engine knows this is no replay of an Idempotency-Key: a retry is answered
+    // as the first attempt was, even after its expiry or with its own instance now counted in the free tier.
+    let settled: SettledLaunchRequest | undefined;
+    const settle = (): SettledLaunchRequest => (settled ??= settleLaunchRequest(asked, deps.guardrails, clock()));
+    let warning: string | undefined;
     return engine.submit({
       kind: 'create',
       clientToken,
       ctx,
       // The quota counts a launch from the moment it is accepted, queued or running: creates sent together
       // never exceed it, and an asynchronous one is refused here, before its 202, rather than failing later.
-      admit: (tx) => admitLaunch(tx, clientToken),
+      admit: async (tx) => {
+        settle();
+        await admitLaunch(tx, clientToken);
+        warning = (await freeTier?.admit({ instanceType: asked.instance_type, storageGb: asked.storage_gb }, tx))?.warning;
+        if (warning) options.onWarning?.(warning);
+      },
       idempotency: options.idempotency,
       remember: options.remember,
       result: (instance) => instance,
-      request,
+      get request() {
+        return settle();
+      },
       run: async (op) => {
-        if (options.note) await op.note(options.note);
-        return launch(request, clientToken, scriptsOf(ctx, op.id), op);
+        if (warning) await op.note(warning);
+        return launch(settle(), clientToken, scriptsOf(ctx, op.id), op);
       },
     });
   }
@@ -491,6 +512,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
 
   async function change(kind: ChangeKind, instanceId: string, ctx: OpContext, options: MutationOptions<Instance> = {}): Promise<Submission<Instance>> {
     await changeable(kind, instanceId); // 404 or 409 before anything is recorded
+    let warning: string | undefined;
     return engine.submit({
       kind,
       instanceId,
@@ -498,8 +520,12 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       idempotency: options.idempotency,
       remember: options.remember,
       result: (instance) => instance,
+      admit: kind === 'start' && freeTier ? async (tx) => {
+        warning = (await freeTier.admitStart(instanceId, tx)).warning;
+        if (warning) options.onWarning?.(warning);
+      } : undefined,
       run: async (op) => {
-        if (options.note) await op.note(options.note);
+        if (warning) await op.note(warning);
         return runChange(kind, instanceId, scriptsOf(ctx, op.id));
       },
     });

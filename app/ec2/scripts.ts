@@ -233,7 +233,7 @@ export async function ensureSecurityGroup(
   for (const cidr of options.sshCidrs ?? []) args.push(`--ssh-cidr=${cidr}`);
   for (const cidr of options.webCidrs ?? []) args.push(`--web-cidr=${cidr}`);
   if (options.vpcId) args.push(`--vpc-id=${options.vpcId}`);
-  return runner.run('ensure_security_group.sh', args, validateEc2SecurityGroup, ctx);
+  return runner.run('ensure_security_group.sh', args, validateEc2SecurityGroup, { clientInput: true, ...ctx });
 }
 
 export async function ensureKeyPair(

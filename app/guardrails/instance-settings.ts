@@ -59,6 +59,11 @@ export function createInstanceSettings(deps: {
         if (problems.length > 0) throw new ValidationError('The schedule is invalid', problems);
       }
       const expiresAt = newExpiry(patch, row.expires_at, clock());
+      if (patch.on_expiry !== undefined && expiresAt === null) {
+        throw new ValidationError('The request body is invalid', [{
+          field: 'on_expiry', message: 'the instance has no expiry; give expires_at or ttl_hours with it',
+        }]);
+      }
       const onExpiry = expiresAt === null ? null : (patch.on_expiry ?? row.on_expiry ?? config.defaultOnExpiry);
       const schedule = patch.schedule === undefined ? row.schedule : patch.schedule === null ? null : JSON.stringify(patch.schedule);
       if (expiresAt !== row.expires_at) {

@@ -9,11 +9,36 @@ import { PolicyError, ValidationError, type FieldError } from '../domain/errors.
 export function cidrProblem(cidr: string): string | undefined {
   const match = /^([^/]+)\/(\d{1,3})$/.exec(cidr);
   if (!match) return `${JSON.stringify(cidr)} is not a CIDR block like 203.0.113.7/32 or 2001:db8::/64`;
-  const [, address, prefix] = match as unknown as [string, string, string];
-  const bits = isIPv4(address) ? 32 : isIPv6(address) ? 128 : 0;
-  if (bits === 0) return `${JSON.stringify(address)} is not an IPv4 or IPv6 address`;
-  if (Number(prefix) > bits) return `the prefix of ${cidr} must be at most /${bits}`;
-  return undefined;
+  const [, address, prefixText] = match as unknown as [string, string, string];
+  const prefix = Number(prefixText);
+  if (isIPv4(address)) {
+    if (prefix > 32) return `the prefix of ${cidr} must be at most /32`;
+    const groups = address.split('.').map((part) => Number(part).toString(2).padStart(8, '0')).join('');
+    if (/1/.test(groups.slice(prefix))) return `${cidr} has host bits set; the network is ${networkOf(groups, prefix, 4)}/${prefix}`;
+    return undefined;
+  }
+  // The managed group's rules are compared with what EC2 stores, which writes IPv6 in its own spelling.
+  if (isIPv6(address) && !address.includes('.')) {
+    if (prefix > 128) return `the prefix of ${cidr} must be at most /128`;
+    const bits = expandIpv6(address).map((group) => parseInt(group, 16).toString(2).padStart(16, '0')).join('');
+    if (/1/.test(bits.slice(prefix))) return `${cidr} has host bits set; use the network address of the /${prefix}`;
+    return undefined;
+  }
+  return `${JSON.stringify(address)} is not an IPv4 or IPv6 address (IPv4 written inside IPv6 is not taken)`;
+}
+
+/** The eight groups of an IPv6 address written with or without '::'. */
+function expandIpv6(address: string): string[] {
+  const [head = '', tail] = address.split('::');
+  const front = head === '' ? [] : head.split(':');
+  const back = tail === undefined || tail === '' ? [] : tail.split(':');
+  return [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
+}
+
+/** The dotted network address of an IPv4 bit string under a prefix. */
+function networkOf(bits: string, prefix: number, octets: number): string {
+  const masked = bits.slice(0, prefix).padEnd(octets * 8, '0');
+  return Array.from({ length: octets }, (_, i) => parseInt(masked.slice(i * 8, i * 8 + 8), 2)).join('.');
 }
 
 /** Whether the block is the whole internet. */

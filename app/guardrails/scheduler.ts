@@ -5,11 +5,12 @@
  * finds an action that came due while no server ran and carries it out once; one already done is not
  * done again. An action counts as done once its operation has finished (or the instance is found in the
  * state it asks for already); an operation interrupted by a shutdown leaves it due, so the next tick, on
- * this server or after a restart, carries it out.
+ * this server or after a restart, carries it out; so does one that failed on something passing (throttling,
+ * a timeout), after a pause.
  */
 import type { Logger } from '../logger.js';
 import type { LifecycleService } from '../domain/lifecycle.js';
-import { ConflictError, InterruptedError, NotFoundError, OperationInFlightError } from '../domain/errors.js';
+import { ConflictError, FreeTierExceededError, InterruptedError, NotFoundError, OperationInFlightError } from '../domain/errors.js';
 import { toApiInstance } from '../domain/instances.js';
 import type { KeyFiles } from '../domain/login-user.js';
 import { latestScheduledEvent, type Schedule, type ScheduledAction } from '../domain/schedule.js';
@@ -48,12 +49,16 @@ export interface Scheduler {
 }
 
 const STOPPED_OR_STOPPING = new Set(['stopped', 'stopping']);
+/** How long an action whose operation failed waits before the next try (the scheduler's only memory). */
+export const RETRY_AFTER_FAILURE_MS = 10 * 60_000;
 const RUNNING_OR_STARTING = new Set(['running', 'pending']);
 
 export function createScheduler(deps: SchedulerDeps): Scheduler {
   const { store, lifecycle, logger, notifier, clock } = deps;
   const { instances } = store;
   let current: Promise<TickReport> | undefined;
+  /** Instances whose last action failed, and when to try again: not truth, only a brake on retries. */
+  const retryAfter = new Map<string, number>();
 
   async function busy(instanceId: string): Promise<boolean> {
     return (await store.operations.unfinished()).some((op) => op.instance_id === instanceId);
@@ -74,17 +79,25 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     }
   }
 
-  /** Records the action done once its operation finished, unless a shutdown interrupted it (still due). */
-  function whenFinished(done: Promise<unknown>, record: () => Promise<unknown>, what: Record<string, unknown>): Promise<void> {
+  /**
+   * Records the action done once its operation succeeded, or failed for good (the instance is gone or in a
+   * state that refuses it). Any other failure (a shutdown, throttling, a timeout, AWS unavailable) leaves it
+   * due: the next look after RETRY_AFTER_FAILURE_MS tries again, so an expired instance is not left running.
+   */
+  function whenFinished(done: Promise<unknown>, record: () => Promise<unknown>, what: { instance_id: string } & Record<string, unknown>): Promise<void> {
     return done.then(
       () => record().then(() => undefined),
       async (error: unknown) => {
-        if (error instanceof InterruptedError) {
-          logger.warn('a scheduled action was interrupted; it stays due', { ...what, error: String(error) });
+        if (error instanceof ConflictError || error instanceof NotFoundError) {
+          logger.error('a scheduled action was refused; it is not tried again', { ...what, error: String(error) });
+          await record();
           return;
         }
-        logger.error('a scheduled action failed; it is not tried again', { ...what, error: String(error) });
-        await record();
+        retryAfter.set(what.instance_id, clock().getTime() + RETRY_AFTER_FAILURE_MS);
+        const level = error instanceof InterruptedError ? 'warn' : 'error';
+        logger[level]('a scheduled action did not finish; it stays due and is tried again', {
+          ...what, retry_in_ms: RETRY_AFTER_FAILURE_MS, error: String(error),
+        });
       },
     ).catch((error: unknown) => {
       logger.error('a scheduled action could not be recorded as done', { ...what, error: String(error) });
@@ -136,7 +149,16 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       return;
     }
     if (await busy(row.instance_id)) return;
-    const started = await submit(event.action, row, 'schedule');
+    let started: Awaited<ReturnType<typeof submit>>;
+    try {
+      started = await submit(event.action, row, 'schedule');
+    } catch (error) {
+      if (!(error instanceof FreeTierExceededError)) throw error;
+      // FREE_TIER_GUARD=refuse holds for the schedule as for a person: this start is skipped, not retried.
+      await instances.claimScheduledEvent(row.instance_id, at);
+      logger.warn('off-hours schedule: start refused by the free-tier guard', { instance_id: row.instance_id, scheduled_at: at, error: error.message });
+      return;
+    }
     if (!started) return;
     logger.info('off-hours schedule: acting', { instance_id: row.instance_id, action: event.action, scheduled_at: at, operation_id: started.operation.id });
     report.started.push({ instanceId: row.instance_id, action: event.action, reason: 'schedule', operationId: started.operation.id });
@@ -154,6 +176,8 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     const waits: Promise<void>[] = [];
     const report: TickReport = { warned: [], started: [], alreadyDone: [], settled: Promise.resolve() };
     for (const row of await instances.guarded()) {
+      if ((retryAfter.get(row.instance_id) ?? 0) > now.getTime()) continue;
+      retryAfter.delete(row.instance_id);
       try {
         // An expiry that acts now takes precedence over the schedule on this look.
         if (await expiry(row, now, report, waits)) continue;

@@ -7,7 +7,7 @@
 import { FreeTierExceededError, type Overage } from '../domain/errors.js';
 import { computeUsage, monthBounds, projectedWith, type UsageFigureName, type UsageReport } from '../domain/usage.js';
 import { recordOf } from '../domain/instances.js';
-import type { AsyncStore } from '../store/ports.js';
+import type { AsyncStore, Repositories } from '../store/ports.js';
 import type { GuardrailsConfig } from './config.js';
 
 
@@ -18,10 +18,13 @@ export interface UsageMeter {
    * The free tier's verdict on a new running instance: nothing, or a warning to pass on; throws
    * FreeTierExceededError when the guard refuses.
    */
-  admit(instance: { instanceType: string; storageGb: number }): Promise<{ warning?: string | undefined }>;
+  admit(instance: { instanceType: string; storageGb: number }, via?: Reader): Promise<{ warning?: string | undefined }>;
   /** The same for starting a recorded instance. */
-  admitStart(instanceId: string): Promise<{ warning?: string | undefined }>;
+  admitStart(instanceId: string, via?: Reader): Promise<{ warning?: string | undefined }>;
 }
+
+/** Where the meter reads: the store, or the transaction that admits an operation (SQLite has one connection). */
+type Reader = Pick<Repositories, 'instances'>;
 
 const UNITS: Record<UsageFigureName, string> = {
   instance_hours: 'instance hours',
@@ -47,11 +50,11 @@ export function createUsageMeter(deps: {
     freeTierTypes: freeTier.instanceTypes,
   };
 
-  async function report(month?: string): Promise<UsageReport> {
+  async function report(month?: string, via: Reader = store): Promise<UsageReport> {
     const now = clock();
     const wanted = month ?? now.toISOString().slice(0, 7);
     const { start, end } = monthBounds(wanted);
-    const rows = await store.instances.history(start.toISOString(), end.toISOString());
+    const rows = await via.instances.history(start.toISOString(), end.toISOString());
     const changes = rows.map((row) => ({
       ...row, storage_gb: row.storage_gb === null ? null : Number(row.storage_gb),
       public_ip: Number(row.public_ip) === 1, estimated: Number(row.estimated) === 1,
@@ -59,11 +62,11 @@ export function createUsageMeter(deps: {
     return computeUsage(changes, wanted, now, allowances);
   }
 
-  async function admit(instance: { instanceType: string; storageGb: number }): Promise<{ warning?: string | undefined }> {
+  async function admit(instance: { instanceType: string; storageGb: number }, via: Reader = store): Promise<{ warning?: string | undefined }> {
     if (freeTier.guard === 'off') return {};
     const now = clock();
     // A new instance gets a public address in a default VPC: counted as one, which errs on the side of the bill.
-    const overages = projectedWith(await report(), { ...instance, publicIp: true }, now);
+    const overages = projectedWith(await report(undefined, via), { ...instance, publicIp: true }, now);
     if (overages.length === 0) return {};
     const message = `The free tier would be exceeded: ${describeOverages(overages)}`;
     if (freeTier.guard === 'refuse') throw new FreeTierExceededError(`${message} (FREE_TIER_GUARD=refuse)`, overages);
@@ -71,13 +74,13 @@ export function createUsageMeter(deps: {
   }
 
   return {
-    report,
+    report: (month) => report(month),
     admit,
-    async admitStart(instanceId) {
+    async admitStart(instanceId, via = store) {
       if (freeTier.guard === 'off') return {};
-      const row = await recordOf(store.instances, instanceId);
+      const row = await recordOf(via.instances, instanceId);
       if (row.state === 'running' || row.state === 'pending') return {}; // starting it adds nothing
-      return admit({ instanceType: row.instance_type, storageGb: 0 }); // its volume is counted already
+      return admit({ instanceType: row.instance_type, storageGb: 0 }, via); // its volume is counted already
     },
   };
 }

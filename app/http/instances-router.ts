@@ -19,11 +19,11 @@ function warn(res: Response, warning: string | undefined): void {
 }
 
 /**
- * Reads go to the instances service directly; changes run as operations of the lifecycle service, after
- * the free-tier guard; PATCH changes the guardrails (expiry, schedule).
+ * Reads go to the instances service directly; changes run as operations of the lifecycle service (which
+ * passes creates and starts through the free-tier guard); PATCH changes the guardrails (expiry, schedule).
  */
-export function instancesRouter(services: Pick<Services, 'instances' | 'lifecycle' | 'usage' | 'settings'>): Router {
-  const { instances: service, lifecycle, usage, settings } = services;
+export function instancesRouter(services: Pick<Services, 'instances' | 'lifecycle' | 'settings'>): Router {
+  const { instances: service, lifecycle, settings } = services;
   const router = Router();
   const idOf = (params: unknown): string => check(validateInstanceIdParams, { ...(params as object) }, 'instance id').id;
 
@@ -35,12 +35,10 @@ export function instancesRouter(services: Pick<Services, 'instances' | 'lifecycl
     })
     .post(requireJsonBody(), async (req, res) => {
       const body = check(validateCreateInstanceRequest, req.body, 'request body');
-      const { warning } = await usage.admit({ instanceType: body.instance_type, storageGb: body.storage_gb });
-      warn(res, warning);
       const submission = await lifecycle.create(body, opContext(res), {
         idempotency: idempotencyFrom(req, body),
         remember: rememberFor(req, res, 'create'),
-        note: warning,
+        onWarning: (warning) => warn(res, warning),
       });
       await answer(req, res, submission, 'create');
     })
@@ -85,13 +83,10 @@ export function instancesRouter(services: Pick<Services, 'instances' | 'lifecycl
     router
       .route(`/instances/:id/${kind}`)
       .post(async (req, res) => {
-        const id = idOf(req.params);
-        const { warning } = kind === 'start' ? await usage.admitStart(id) : {};
-        warn(res, warning);
-        const submission = await lifecycle[kind](id, opContext(res), {
+        const submission = await lifecycle[kind](idOf(req.params), opContext(res), {
           idempotency: idempotencyFrom(req),
           remember: rememberFor(req, res, kind),
-          note: warning,
+          onWarning: (warning) => warn(res, warning),
         });
         await answer(req, res, submission, kind);
       })

@@ -14,6 +14,8 @@ export const KEY_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9 ._@+=-]{0,254}$';
 
 /** EC2's characters for tag keys and values: letters, digits, spaces (any script) and _ . : / = + - @. */
 export const TAG_TEXT_PATTERN = '^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$';
+/** A tag key as this service takes it: EC2's characters but '=', which separates key from value in KEY=VALUE. */
+export const TAG_KEY_PATTERN = '^[\\p{L}\\p{Z}\\p{N}_.:/+\\-@]*$';
 
 export const INSTANCE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated'] as const;
 /** The largest EBS root volume EC2 accepts (GiB); the launch policy caps it much lower. */

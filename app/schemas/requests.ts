@@ -1,13 +1,13 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import {
-  AMI_ID_PATTERN, EBS_MAX_GB, SECURITY_GROUP_ID_PATTERN, TAG_TEXT_PATTERN, INSTANCE_ID_PATTERN, INSTANCE_NAME_PATTERN, INSTANCE_STATES, INSTANCE_TYPE_PATTERN,
+  AMI_ID_PATTERN, EBS_MAX_GB, SECURITY_GROUP_ID_PATTERN, TAG_KEY_PATTERN, TAG_TEXT_PATTERN, INSTANCE_ID_PATTERN, INSTANCE_NAME_PATTERN, INSTANCE_STATES, INSTANCE_TYPE_PATTERN,
 } from './common.js';
 
-/** User tags as EC2 accepts them: keys 1–128, values 0–256 characters of letters, digits, spaces and _ . : / = + - @. */
+/** User tags as EC2 accepts them: keys 1–128, values 0–256 characters of letters, digits, spaces and _ . : / = + - @ (no = in a key). */
 export const userTagsSchema = {
   type: 'object',
   maxProperties: 10,
-  propertyNames: { minLength: 1, maxLength: 128, pattern: TAG_TEXT_PATTERN },
+  propertyNames: { minLength: 1, maxLength: 128, pattern: TAG_KEY_PATTERN },
   additionalProperties: { type: 'string', maxLength: 256, pattern: TAG_TEXT_PATTERN },
   description: 'At most 10 tags, put on the instance and its volume. Name, Owner, ManagedBy, ec2-creator:* and aws:* are reserved (400).',
   examples: [{ team: 'web', 'cost-center': '4711' }],

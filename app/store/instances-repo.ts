@@ -72,13 +72,15 @@ export interface HistoryRow {
 }
 
 /**
- * The guardrail statements, the same text on both stores. A new expiry starts unwarned and undone; a new
- * schedule counts only the stops and starts after it was set.
+ * The guardrail statements, the same text on both stores. A new expiry starts unwarned and undone, and so
+ * does a new action at expiry (stop → terminate after the stop still terminates); a new schedule counts
+ * only the stops and starts after it was set.
  */
 export const GUARDRAIL_SQL = {
   set: `UPDATE instances SET
           expiry_warned_at = CASE WHEN expires_at IS NOT DISTINCT FROM @expiresAt THEN expiry_warned_at ELSE NULL END,
-          expiry_done_at = CASE WHEN expires_at IS NOT DISTINCT FROM @expiresAt THEN expiry_done_at ELSE NULL END,
+          expiry_done_at = CASE WHEN expires_at IS NOT DISTINCT FROM @expiresAt AND on_expiry IS NOT DISTINCT FROM @onExpiry
+                                THEN expiry_done_at ELSE NULL END,
           schedule_done_at = CASE WHEN schedule IS NOT DISTINCT FROM @schedule THEN schedule_done_at ELSE @scheduleSince END,
           expires_at = @expiresAt, on_expiry = @onExpiry, schedule = @schedule, updated_at = @now
         WHERE instance_id = @instanceId`,

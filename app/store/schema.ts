@@ -143,8 +143,9 @@ export function migrations(dialect: Dialect): readonly string[] {
     // then; its off-hours schedule; and what the scheduler has already done about each, so that an action
     // missed while no server ran happens once, never twice. Plus every state change with its time, kept
     // forever like the records, for the free-tier meter: written by triggers like the events, so no change
-    // goes unmetered whoever records it. Instances recorded before this version get an estimated history
-    // from their launch time. SQLite's event triggers name the instance's columns, so they are made again.
+    // goes unmetered whoever records it. Instances recorded before this version count as having been in
+    // their present state since their launch (an estimate: nothing recorded when they changed). SQLite's
+    // event triggers name the instance's columns, so they are made again.
     guardrailsMigration(dialect),
   ];
 }
@@ -276,12 +277,9 @@ function guardrailsMigration(dialect: Dialect): string {
      CREATE INDEX instance_history_by_instance ON instance_history (instance_id, at);
      CREATE INDEX instance_history_by_time ON instance_history (at);
      INSERT INTO instance_history (instance_id, name, instance_type, storage_gb, state, public_ip, at, estimated)
-       SELECT instance_id, name, instance_type, storage_gb, 'running', CASE WHEN public_ip IS NULL AND state = 'running' THEN 0 ELSE 1 END,
+       SELECT instance_id, name, instance_type, storage_gb, state, CASE WHEN public_ip IS NULL THEN 0 ELSE 1 END,
               COALESCE(launch_time, created_at), 1
-         FROM instances WHERE instance_id IS NOT NULL;
-     INSERT INTO instance_history (instance_id, name, instance_type, storage_gb, state, public_ip, at, estimated)
-       SELECT instance_id, name, instance_type, storage_gb, state, CASE WHEN public_ip IS NULL THEN 0 ELSE 1 END, updated_at, 1
-         FROM instances WHERE instance_id IS NOT NULL AND state <> 'running' AND updated_at > COALESCE(launch_time, created_at);`;
+         FROM instances WHERE instance_id IS NOT NULL;`;
   const historyValues = (at: string, estimated: number) =>
     `NEW.instance_id, NEW.name, NEW.instance_type, NEW.storage_gb, NEW.state,
               CASE WHEN NEW.public_ip IS NULL THEN 0 ELSE 1 END, ${at}, ${estimated}`;

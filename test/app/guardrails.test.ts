@@ -112,7 +112,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
         const problem = expectProblem(response, 400);
         assert.ok(problem.errors.some((e: any) => e.field.includes(key) || e.field.startsWith('tags')), JSON.stringify(problem));
       }
-      for (const tags of [{ 'bad;key': 'x' }, { team: '$(touch /tmp/pwned)' }, Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v']))]) {
+      for (const tags of [{ 'bad;key': 'x' }, { 'a=b': 'c' }, { team: '$(touch /tmp/pwned)' }, Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v']))]) {
         expectProblem(await request(h.app).post('/instances').send({ ...BASE, tags }), 400);
       }
       assert.equal((await allEc2Instances()).length, 0);
@@ -232,6 +232,7 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       expectProblem(await request(h.app).patch(`/instances/${made.id}`).send({ expires_at: '2020-01-01T00:00:00Z' }), 422);
       expectProblem(await request(h.app).patch(`/instances/${made.id}`).send({ schedule: { stop_at: '19:00', days: 'mon-fri', timezone: 'Mars/Olympus' } }), 400);
       expectProblem(await request(h.app).patch(`/instances/${made.id}`).send({}), 400);
+      expectProblem(await request(h.app).patch(`/instances/${made.id}`).send({ expires_at: null, on_expiry: 'stop' }), 400);
       expectProblem(await request(h.app).patch(`/instances/${made.id}`).send({ owner: 'mallory' }), 400);
       assert.equal((await request(h.app).get(`/instances/${made.id}`)).body.expires_at, later, 'refused patches changed nothing');
 
@@ -365,6 +366,22 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       assert.equal((await allEc2Instances()).length, 0);
     });
 
+    onSqlite('when a create is retried with its Idempotency-Key under FREE_TIER_GUARD=refuse, then the retry gets the first answer, not a refusal for its own instance', async () => {
+      // At the start of a month one running instance projects the whole month (at most 744 hours): one fits
+      // the allowance of 800, two would not.
+      const today = new Date();
+      const clock = movableClock(new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth() + 1, 1)));
+      const h = await harness({ clock: clock.now, config: guardrails({ freeTier: { ...testConfig().guardrails.freeTier, instanceHours: 800, guard: 'refuse' } }) });
+      const first = await request(h.app).post('/instances').set('Idempotency-Key', 'retry-1').send(BASE);
+      assert.equal(first.status, 201, JSON.stringify(first.body));
+      const again = await request(h.app).post('/instances').set('Idempotency-Key', 'retry-1').send(BASE);
+      assert.equal(again.status, 201, JSON.stringify(again.body));
+      assert.equal(again.body.id, first.body.id);
+      const other = expectProblem(await request(h.app).post('/instances').send({ ...BASE, name: 'second' }), 422);
+      assert.equal(other.overages[0].field, 'instance_hours');
+      assert.equal((await allEc2Instances()).length, 1);
+    });
+
     onSqlite('when FREE_TIER_GUARD=warn and a create would pass an allowance, then it is created with a Warning header and a note on its operation', async () => {
       const h = await harness({ config: guardrails({ freeTier: { ...testConfig().guardrails.freeTier, ebsGbMonths: 1, guard: 'warn' } }) });
       const response = await create(h, { storage_gb: 30 });
@@ -382,6 +399,9 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       expectProblem(await request(h.app).post('/instances').send({ ...BASE, create_security_group: true, ssh_cidr: '::/0' }), 422);
       expectProblem(await request(h.app).post('/instances').send({ ...BASE, create_security_group: true }), 422);
       expectProblem(await request(h.app).post('/instances').send({ ...BASE, create_security_group: true, ssh_cidr: '10.0.0.300/8' }), 400);
+      const hostBits = expectProblem(await request(h.app).post('/instances').send({ ...BASE, create_security_group: true, ssh_cidr: '203.0.113.7/24' }), 400);
+      assert.match(JSON.stringify(hostBits.errors), /203\.0\.113\.0\/24/);
+      expectProblem(await request(h.app).post('/instances').send({ ...BASE, create_security_group: true, ssh_cidr: '2001:db8::1/32' }), 400);
       assert.equal((await allEc2Instances()).length, 0);
       const groups = (await ec2Client().send(new DescribeSecurityGroupsCommand({}))).SecurityGroups ?? [];
       assert.ok(groups.every((g) => !g.GroupName?.startsWith('ec2-creator-')), 'no group was made');
@@ -424,5 +444,60 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
       expectProblem(await request(h.app).post('/instances').send({ ...BASE, security_group_ids: [mine.GroupId], create_security_group: true }), 400);
       assert.equal((await allEc2Instances()).length, 1);
     });
+  });
+});
+
+describe('the scheduler after a failed action', () => {
+  it('when an expiry stop fails on something passing, then it stays due and is tried again after a pause, and recorded once it succeeds', async () => {
+    const { createHarness } = await import('../support/app-harness.js');
+    const { createScheduler, RETRY_AFTER_FAILURE_MS } = await import('../../app/guardrails/scheduler.js');
+    const { ScriptError } = await import('../../app/domain/errors.js');
+    const h = createHarness();
+    try {
+      const clock = movableClock(new Date('2026-06-01T10:00:00Z'));
+      await h.records.instances.insertLaunch({
+        clientToken: 'tok-1', name: 'expiring', ami: UBUNTU_X86_AMI, instanceType: 't3.micro', storageGb: 8, keyName: 'k',
+        securityGroupId: null, loginUser: 'ubuntu', expiresAt: '2026-06-01T09:00:00.000Z', onExpiry: 'stop',
+      });
+      await h.records.instances.completeLaunch('tok-1', {
+        instanceId: 'i-0000000000000000e', name: 'expiring', state: 'running', publicIp: null, privateIp: null, storageGb: 8,
+        keyName: 'k', securityGroupId: null, launchTime: null,
+      });
+      let outcome: 'throttled' | 'ok' = 'throttled';
+      const stops: string[] = [];
+      const lifecycle = {
+        async stop(instanceId: string) {
+          stops.push(instanceId);
+          const done = outcome === 'ok' ? Promise.resolve({}) : Promise.reject(new ScriptError('throttled', 'stop_instance.sh', 'Rate exceeded'));
+          done.catch(() => undefined);
+          return { type: 'started', operation: { id: `op-${stops.length}` }, done } as any;
+        },
+        start: async () => { throw new Error('not expected'); },
+        destroy: async () => { throw new Error('not expected'); },
+      };
+      const scheduler = createScheduler({
+        store: h.records, lifecycle, config: { expiryWarningMinutes: 0 }, clock: clock.now, logger: h.logger,
+        notifier: recordingNotifier(),
+      });
+      await (await scheduler.tick()).settled;
+      assert.deepEqual(stops, ['i-0000000000000000e']);
+      assert.equal((await h.records.instances.findByInstanceId('i-0000000000000000e'))?.expiry_done_at, null, 'still due');
+      assert.ok(h.logs.some((line) => line.message === 'a scheduled action did not finish; it stays due and is tried again'));
+
+      clock.advance(RETRY_AFTER_FAILURE_MS / 2);
+      await (await scheduler.tick()).settled;
+      assert.equal(stops.length, 1, 'not hammered while the pause lasts');
+
+      outcome = 'ok';
+      clock.advance(RETRY_AFTER_FAILURE_MS);
+      await (await scheduler.tick()).settled;
+      assert.equal(stops.length, 2);
+      assert.notEqual((await h.records.instances.findByInstanceId('i-0000000000000000e'))?.expiry_done_at, null, 'done once it succeeded');
+      clock.advance(RETRY_AFTER_FAILURE_MS * 2);
+      await (await scheduler.tick()).settled;
+      assert.equal(stops.length, 2, 'and never again');
+    } finally {
+      h.close();
+    }
   });
 });
