@@ -230,7 +230,7 @@ export function createApp(deps: AppDeps, services = createServices(deps)): Expre
   app.use(launchPolicyRouter(deps.config));
   app.use(openApiRouter(buildOpenApiDocument(packageVersion())));
   app.use(usageRouter(services.usage));
-  app.use(instancesRouter(services));
+  app.use(instancesRouter(services.instances, services.lifecycle, services.settings));
 
   app.use(notFoundHandler());
   app.use(errorHandler(deps.logger));

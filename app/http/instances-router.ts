@@ -4,7 +4,9 @@
  */
 import { Router } from 'express';
 import type { Response } from 'express';
-import type { Services } from '../app.js';
+import type { InstancesService } from '../domain/instances.js';
+import type { LifecycleService } from '../domain/lifecycle.js';
+import type { InstanceSettings } from '../guardrails/instance-settings.js';
 import {
   validateCreateInstanceRequest, validateInstanceIdParams, validateListInstancesQuery, validateUpdateInstanceRequest,
 } from '../schemas/validators.js';
@@ -22,8 +24,7 @@ function warn(res: Response, warning: string | undefined): void {
  * Reads go to the instances service directly; changes run as operations of the lifecycle service (which
  * passes creates and starts through the free-tier guard); PATCH changes the guardrails (expiry, schedule).
  */
-export function instancesRouter(services: Pick<Services, 'instances' | 'lifecycle' | 'settings'>): Router {
-  const { instances: service, lifecycle, settings } = services;
+export function instancesRouter(service: InstancesService, lifecycle: LifecycleService, settings: InstanceSettings): Router {
   const router = Router();
   const idOf = (params: unknown): string => check(validateInstanceIdParams, { ...(params as object) }, 'instance id').id;
 
