@@ -75,6 +75,9 @@ function timeProblem(value: unknown, example: string): string | undefined {
   return undefined;
 }
 
+/** A zone's name, never a bare offset: "Europe/Berlin", "America/Argentina/Buenos_Aires", "UTC", "Etc/GMT+1". */
+const IANA_NAME = /^[A-Za-z][A-Za-z0-9_-]*(?:\/[A-Za-z0-9_+-]+)*$/;
+
 export function scheduleProblems(schedule: Schedule): FieldProblem[] {
   const problems: FieldProblem[] = [];
   const stopProblem = timeProblem(schedule.stop_at, '19:00');
@@ -97,7 +100,9 @@ export function scheduleProblems(schedule: Schedule): FieldProblem[] {
   }
   if (typeof schedule.timezone !== 'string' || schedule.timezone.trim() === '') {
     problems.push({ field: 'schedule.timezone', message: 'must be an IANA time zone name such as Europe/Berlin or UTC' });
-  } else if (!IANAZone.isValidZone(schedule.timezone)) {
+  } else if (!IANA_NAME.test(schedule.timezone) || !IANAZone.isValidZone(schedule.timezone)) {
+    // Newer Intl data (Node 24) also takes offsets such as "+01:00", which know no daylight saving: a
+    // schedule needs a named zone.
     problems.push({
       field: 'schedule.timezone',
       message: `unknown time zone "${schedule.timezone}"; use an IANA name such as Europe/Berlin, America/New_York or UTC`,
