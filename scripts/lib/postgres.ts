@@ -17,6 +17,8 @@ export interface PostgresServer {
   /** Makes another empty database on the same server and returns its URL (one per test file or replica set). */
   createDatabase(name: string): Promise<string>;
   stop(): Promise<void>;
+  /** The server's folder (data and socket); removed by stop() and when this process exits normally. */
+  home: string;
 }
 
 const STARTUP_LIMIT_MS = 30_000;
@@ -140,6 +142,7 @@ export async function startPostgres(options: { holdsProcessOpen?: boolean } = {}
   const first = await createDatabase(`ec2creator_${(databases += 1)}`);
   return {
     url: first,
+    home,
     createDatabase,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {

@@ -2,7 +2,7 @@
  * One throwaway PostgreSQL for each test process (each worker under --parallel), started the first time a
  * test asks for a database and dying with the process; every harness gets a database of its own on it.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres.js';
@@ -14,8 +14,18 @@ import { startServerProcess, type ServerProcess } from './server-process.js';
 let server: Promise<PostgresServer> | undefined;
 let databases = 0;
 
+/**
+ * A worker under --parallel ends without its exit handlers running, and its server's folder is under /tmp
+ * rather than the run's (the server's user must reach it): the run's reaper removes it once the run is over.
+ */
+async function startTestPostgres(): Promise<PostgresServer> {
+  const started = await startPostgres({ holdsProcessOpen: false });
+  appendFileSync(`${testRunDir()}.also-remove`, `${started.home}\n`);
+  return started;
+}
+
 export async function freshPostgresDatabase(): Promise<string> {
-  server ??= startPostgres({ holdsProcessOpen: false });
+  server ??= startTestPostgres();
   return (await server).createDatabase(`harness_${process.pid}_${(databases += 1)}`);
 }
 
@@ -52,7 +62,7 @@ export function usePostgresServers(name: string): {
   let servers: ServerProcess[] = [];
   let groups: number[] = [];
   before(async () => {
-    postgres = await startPostgres({ holdsProcessOpen: false });
+    postgres = await startTestPostgres();
   });
   after(() => postgres?.stop());
   beforeEach(async () => {
