@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, readVariable, wholeNumber, type Env } from './env.js';
+import { ConfigError, instanceTypeList, readVariable, wholeNumber, type Env } from './env.js';
 import { loadEmailConfig, loadWebhookConfig, type EmailConfig, type WebhookConfig } from './notify/config.js';
 import { loadSecurityConfig, type SecurityConfig } from './auth/config.js';
 import { INSTANCE_TYPE_PATTERN, KEY_NAME_PATTERN } from './schemas/common.js';
@@ -171,19 +171,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     throw new ConfigError('KEY_FILE', `must be an absolute path or one starting with ~/, without control characters, got ${JSON.stringify(keyFile)}`);
   }
 
-  const allowedInstanceTypes = (readVariable(env, 'ALLOWED_INSTANCE_TYPES') ?? 't3.micro,t4g.micro')
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t !== '');
-  if (allowedInstanceTypes.length === 0) {
-    throw new ConfigError('ALLOWED_INSTANCE_TYPES', 'must list at least one instance type');
-  }
-  const typePattern = new RegExp(INSTANCE_TYPE_PATTERN);
-  for (const t of allowedInstanceTypes) {
-    if (!typePattern.test(t)) {
-      throw new ConfigError('ALLOWED_INSTANCE_TYPES', `${JSON.stringify(t)} is not an instance type like t3.micro`);
-    }
-  }
+  const allowedInstanceTypes = instanceTypeList(env, 'ALLOWED_INSTANCE_TYPES', 't3.micro,t4g.micro', INSTANCE_TYPE_PATTERN);
 
   const maxStorageGb = wholeNumber(env, 'MAX_STORAGE_GB', 30, 1, 16384);
   const scriptTimeoutMs = wholeNumber(env, 'SCRIPT_TIMEOUT_MS', 300_000, 1_000, 3_600_000);
@@ -230,7 +218,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     scriptsDir,
     keyName,
     keyFile,
-    allowedInstanceTypes: [...new Set(allowedInstanceTypes)],
+    allowedInstanceTypes,
     maxStorageGb,
     scriptTimeoutMs,
     logLevel: logLevel as LogLevel,

@@ -36,3 +36,14 @@ export function booleanVariable(env: Env, name: string, fallback: boolean): bool
   if (['false', '0', 'no', 'off'].includes(value)) return false;
   throw new ConfigError(name, `must be true or false, got ${JSON.stringify(raw)}`);
 }
+
+/** A comma-separated list of instance types (blanks dropped, duplicates once), each matching `pattern`. */
+export function instanceTypeList(env: Env, name: string, fallback: string, pattern: string): string[] {
+  const types = (readVariable(env, name) ?? fallback).split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (types.length === 0) throw new ConfigError(name, 'must list at least one instance type');
+  const shape = new RegExp(pattern);
+  for (const t of types) {
+    if (!shape.test(t)) throw new ConfigError(name, `${JSON.stringify(t)} is not an instance type like t3.micro`);
+  }
+  return [...new Set(types)];
+}

@@ -18,7 +18,7 @@ import type { Ec2Image, Ec2Instance } from '../schemas/script-outputs.js';
 import type { InstanceRow, LaunchedRow, RecordedState } from '../store/instances-repo.js';
 import type { OperationKind, OperationRow } from '../store/operations-repo.js';
 import type { AsyncStore, InstancesStore, Transaction } from '../store/ports.js';
-import { ConflictError, PolicyError, ScriptError, type ScriptFailure } from './errors.js';
+import { ConflictError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
 import { runContextOf, type OpContext } from './context.js';
 import { GONE_FROM_EC2, recordOf, snapshotOf, toApiInstance, type ChangeTracker } from './instances.js';
 import { loginUserFor, type KeyFiles } from './login-user.js';
@@ -30,7 +30,6 @@ import { expiryFrom, expiryProblems, scheduleProblems, type Schedule } from './s
 import type { GuardrailsConfig } from '../guardrails/config.js';
 import { managedGroupName, managedGroupRules, type ManagedGroupRules } from '../guardrails/network.js';
 import { checkUserTags, userTagsOf } from '../guardrails/tags.js';
-import { ValidationError } from './errors.js';
 import type { Reconciler, SyncCounts } from './reconcile.js';
 
 export interface MutationOptions<T> {

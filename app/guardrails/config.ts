@@ -2,7 +2,7 @@
  * The cost guardrails' configuration: expiry, off-hours schedules, the free-tier meter and how open a
  * security group may be. Read once at start-up like the rest (app/config.ts); a bad value names its variable.
  */
-import { booleanVariable, ConfigError, readVariable, wholeNumber, type Env } from '../env.js';
+import { booleanVariable, ConfigError, instanceTypeList, readVariable, wholeNumber, type Env } from '../env.js';
 import { parseSchedule, scheduleProblems, type Schedule } from '../domain/schedule.js';
 import { INSTANCE_TYPE_PATTERN } from '../schemas/common.js';
 import { cidrProblem } from './network.js';
@@ -62,13 +62,7 @@ export function loadGuardrailsConfig(env: Env): GuardrailsConfig {
     const problems = scheduleProblems(defaultSchedule);
     if (problems.length > 0) throw new ConfigError('DEFAULT_SCHEDULE', problems.map((p) => `${p.field}: ${p.message}`).join('; '));
   }
-  const instanceTypes = (readVariable(env, 'FREE_TIER_INSTANCE_TYPES') ?? 't2.micro,t3.micro')
-    .split(',').map((t) => t.trim()).filter((t) => t !== '');
-  for (const t of instanceTypes) {
-    if (!new RegExp(INSTANCE_TYPE_PATTERN).test(t)) {
-      throw new ConfigError('FREE_TIER_INSTANCE_TYPES', `${JSON.stringify(t)} is not an instance type like t3.micro`);
-    }
-  }
+  const instanceTypes = instanceTypeList(env, 'FREE_TIER_INSTANCE_TYPES', 't2.micro,t3.micro', INSTANCE_TYPE_PATTERN);
   const securityGroupCidr = readVariable(env, 'SECURITY_GROUP_CIDR') ?? null;
   if (securityGroupCidr !== null) {
     const problem = cidrProblem(securityGroupCidr);
@@ -86,7 +80,7 @@ export function loadGuardrailsConfig(env: Env): GuardrailsConfig {
       instanceHours: wholeNumber(env, 'FREE_TIER_INSTANCE_HOURS', 750, 0, 1_000_000),
       ebsGbMonths: wholeNumber(env, 'FREE_TIER_EBS_GB_MONTHS', 30, 0, 1_000_000),
       publicIpv4Hours: wholeNumber(env, 'FREE_TIER_PUBLIC_IPV4_HOURS', 750, 0, 1_000_000),
-      instanceTypes: [...new Set(instanceTypes)],
+      instanceTypes,
       guard: oneOf(env, 'FREE_TIER_GUARD', FREE_TIER_GUARDS, 'warn'),
     },
     securityGroupCidr,

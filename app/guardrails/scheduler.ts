@@ -60,9 +60,9 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
   /** Instances whose last action failed, and when to try again: not truth, only a brake on retries. */
   const retryAfter = new Map<string, number>();
 
-  async function busy(instanceId: string): Promise<boolean> {
-    return (await store.operations.unfinished()).some((op) => op.instance_id === instanceId);
-  }
+  /** The instances with an unfinished operation, read once per look (and added to as the look starts some). */
+  let busyNow = new Set<string>();
+  const busy = (instanceId: string): boolean => busyNow.has(instanceId);
 
   /** Starts the operation; undefined when it cannot start now (another operation holds the instance). */
   async function submit(action: 'stop' | 'start' | 'terminate', row: LaunchedRow, reason: string) {
@@ -72,6 +72,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
         ? await lifecycle.destroy(row.instance_id, ctx)
         : await lifecycle[action](row.instance_id, ctx);
       if (submission.type !== 'started') return undefined;
+      busyNow.add(row.instance_id);
       return submission;
     } catch (error) {
       if (error instanceof OperationInFlightError || error instanceof InstanceBusyError) return undefined;
@@ -120,7 +121,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       return false;
     }
     const action = row.on_expiry === 'terminate' ? 'terminate' : 'stop';
-    if (action === 'stop' && STOPPED_OR_STOPPING.has(row.state) && !(await busy(row.instance_id))) {
+    if (action === 'stop' && STOPPED_OR_STOPPING.has(row.state) && !busy(row.instance_id)) {
       await instances.markExpiryDone(row.instance_id, expiresAt);
       report.alreadyDone.push({ instanceId: row.instance_id, reason: 'expiry' });
       return true;
@@ -148,7 +149,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       if (await instances.claimScheduledEvent(row.instance_id, at)) report.alreadyDone.push({ instanceId: row.instance_id, reason: 'schedule' });
       return;
     }
-    if (await busy(row.instance_id)) return;
+    if (busy(row.instance_id)) return;
     let started: Awaited<ReturnType<typeof submit>>;
     try {
       started = await submit(event.action, row, 'schedule');
@@ -175,6 +176,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     const now = clock();
     const waits: Promise<void>[] = [];
     const report: TickReport = { warned: [], started: [], alreadyDone: [], settled: Promise.resolve() };
+    busyNow = new Set((await store.operations.unfinished()).flatMap((op) => (op.instance_id === null ? [] : [op.instance_id])));
     for (const row of await instances.guarded()) {
       if ((retryAfter.get(row.instance_id) ?? 0) > now.getTime()) continue;
       retryAfter.delete(row.instance_id);
