@@ -41,21 +41,30 @@ Options (each also as --option=value):
                        the image already: the image is then not read again (one AWS call fewer)
   --no-precheck        skip the read that checks the key pair exists, for a caller that knows it
                        does (EC2 refuses a missing key anyway; one AWS call fewer)
-  --wait               wait until the instance is running before printing it
+  --wait               wait until the instance is running before printing it. EC2's reads lag behind
+                       a launch: while it answers that the new id does not exist, it is asked again
+                       after 1, 2, 4 ... seconds (at most the poll interval), within the wait's bound
   --wait-timeout S     with --wait, give up after S seconds (default 600)
   --poll-interval S    with --wait, seconds between checks (default 5)
+  --progress-fd N      as soon as EC2 has launched the instance, write one JSON line to file
+                       descriptor N (2 or 4-9, open): {"event":"launched","instance_id":...,
+                       "client_token":...,"state":...,"launch_time":...}, for a caller that records
+                       the instance before the wait is over
   -h, --help           print this help
   --                   end of options (for a NAME that starts with -)
 
 Environment: KEY_NAME, MAX_STORAGE_GB, AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
-Exit codes: 0 ok, 1 other, 2 usage, 3 not found (AMI, key pair, group), 4 conflict,
-            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq.
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found (AMI, key pair, group), 4 conflict (the client
+            token was used for another launch), 5 throttled/unavailable, 6 credentials/permission,
+            7 timed out, 8 missing aws/jq, 10 the instance became something other than running
+            while waited for. Once EC2 has launched the instance, every error document names it
+            ("instance_id" beside "code" and "message"): the launch happened.
 EOF
 }
 
 readonly -a VALUE_OPTIONS=(
   --name --ami --instance-type --storage-gb --security-group-id --key-name --client-token --root-device
-  --wait-timeout --poll-interval --tag --owner --expires-at
+  --wait-timeout --poll-interval --tag --owner --expires-at --progress-fd
 )
 readonly -a FLAG_OPTIONS=(--no-precheck --wait)
 
@@ -75,6 +84,7 @@ take_option() {
   --root-device) root_device="$2" ;;
   --wait-timeout) WAIT_TIMEOUT_S="$2" ;;
   --poll-interval) POLL_INTERVAL_S="$2" ;;
+  --progress-fd) progress_fd="$2" ;;
   --no-precheck) precheck=false ;;
   --wait) wait=true ;;
   esac
@@ -98,10 +108,16 @@ validate_user_tags() {
   done
 }
 
+# validate_progress_fd N: a descriptor that is open and is neither the result's (1) nor ours (3).
+validate_progress_fd() {
+  [[ "$1" =~ ^[2-9]$ && "$1" != 3 ]] || usage_error "--progress-fd must be 2 or 4 to 9, got '$1'"
+  { true >&"$1"; } 2>/dev/null || usage_error "--progress-fd $1: file descriptor $1 is not open"
+}
+
 main() {
   local name='' ami='' instance_type='' storage_gb='' security_group_id=''
   local key_name="${KEY_NAME:-my_ec2_keypair}" client_token='' wait=false
-  local root_device='' precheck=true owner='' owner_given=false expires_at=''
+  local root_device='' precheck=true owner='' owner_given=false expires_at='' progress_fd=''
   local -a security_group_ids=() tag_words=()
   parse_options "$@"
   local -a positional=("${POSITIONAL_ARGUMENTS[@]}")
@@ -156,6 +172,7 @@ main() {
   fi
   validate_client_token "${client_token}"
   validate_wait_options
+  [[ -z "${progress_fd}" ]] || validate_progress_fd "${progress_fd}"
   require_tools
 
   # Checked here rather than left to run-instances: the error is clearer, and an emulator that
@@ -203,14 +220,20 @@ main() {
   instance_id="$(jq -r '.Instances[0].InstanceId // empty' <<<"${launched}")"
   [[ -n "${instance_id}" ]] ||
     fail InvalidAwsOutput "${EXIT_OTHER}" 'run-instances answered without an instance id'
+  LAUNCHED_INSTANCE_ID="${instance_id}"
   err "launched ${instance_id}"
+  if [[ -n "${progress_fd}" ]]; then
+    jq -c --arg token "${client_token}" '.Instances[0]
+      | {event: "launched", instance_id: .InstanceId, client_token: $token, state: .State.Name, launch_time: .LaunchTime}' \
+      <<<"${launched}" >&"${progress_fd}"
+  fi
 
   # The root volume is the size asked for (EC2 refuses a size the image does not fit), so it is not
   # read back.
   READ_STORAGE=false
   local document
   if [[ "${wait}" == true ]]; then
-    document="$(wait_for_state "${instance_id}" running "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" pending)"
+    document="$(wait_for_state "${instance_id}" running "${WAIT_TIMEOUT_S}" "${POLL_INTERVAL_S}" pending --just-launched)"
   else
     # run-instances already describes the instance; describing it again right away can answer
     # NotFound on AWS, whose reads lag behind a launch by a few seconds.

@@ -28,9 +28,9 @@ Options (each also as --option=value):
   -h, --help           print this help
 
 Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
-Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 not managed by ec2-creator (or a state that
-            does not allow it), 5 throttled/unavailable, 6 credentials/permission, 7 timed out,
-            8 missing aws/jq, 9 with several ids: some of them failed (see errors).
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 not managed by ec2-creator,
+            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq,
+            9 with several ids: some of them failed (see errors), 10 a state that does not allow it.
 USAGE
 }
 

@@ -87,7 +87,7 @@ change_states() {
 
 # change_states_or_refusal OPERATION ID...: like change_states, but a failure does not end the run:
 # it prints the failure's error document and returns its exit code. EC2 refuses the call for all ids
-# when one of them is unknown or in a state that does not allow it (exit 3 or 4); the caller can then
+# when one of them is unknown or in a state that does not allow it (exit 3 or 10); the caller can then
 # find out which and go on with the others. Any other failure is the caller's to end the run with.
 change_states_or_refusal() {
   local output status=0
@@ -130,7 +130,7 @@ wait_for_states() {
         last_state["${id}"]="${state}"
         still+=("${id}")
       else
-        batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "${id} became ${state} while waiting for ${target}"
+        batch_fail "${id}" IncorrectInstanceState "${EXIT_INCORRECT_STATE}" "${id} became ${state} while waiting for ${target}"
       fi
     done < <(ids_with_states "${reservations}" "${waiting[@]}")
     if ((${#reached[@]} > 0)); then

@@ -23,6 +23,9 @@ readonly EXIT_TIMEOUT=7
 readonly EXIT_MISSING_DEPENDENCY=8
 # Only a run given several ids: some failed, the others succeeded (see lib/batch.sh).
 readonly EXIT_SOME_FAILED=9
+# The instance's state does not allow the call (EC2's IncorrectInstanceState: stopping a pending instance,
+# starting a stopping one, starting a terminated one), or it turned to a state the wait did not allow.
+readonly EXIT_INCORRECT_STATE=10
 
 readonly MANAGED_TAG_KEY='ManagedBy'
 readonly MANAGED_TAG_VALUE='ec2-creator'
@@ -48,6 +51,10 @@ err() {
   printf '%s: %s\n' "${SCRIPT_NAME}" "$*" >&2
 }
 
+# Set once EC2 has launched an instance for this run: every error document from then on names it, so a
+# caller never takes a failure after the launch (a wait cut short, a lost read) for "nothing launched".
+LAUNCHED_INSTANCE_ID=''
+
 # fail CODE EXIT_STATUS MESSAGE...: report on stderr, print the error document, stop.
 fail() {
   local code="$1" status="$2"
@@ -58,7 +65,8 @@ fail() {
     printf '%s\n' '{"error":{"code":"MissingDependency","message":"jq is not installed"}}' >&3
     exit "${EXIT_MISSING_DEPENDENCY}"
   fi
-  jq -n --arg code "${code}" --arg message "$*" '{error: {code: $code, message: $message}}' >&3
+  jq -n --arg code "${code}" --arg message "$*" --arg launched "${LAUNCHED_INSTANCE_ID}" \
+    '{error: ({code: $code, message: $message} + if $launched == "" then {} else {instance_id: $launched} end)}' >&3
   exit "${status}"
 }
 
@@ -317,7 +325,9 @@ classify_aws_failure() {
   case "${code}" in
   *NotFound* | InvalidInstanceID.Unavailable)
     fail "${code}" "${EXIT_NOT_FOUND}" "${message}" ;;
-  IncorrectInstanceState | IncorrectState | InvalidInstanceState | DependencyViolation | *.Duplicate | *.InUse)
+  IncorrectInstanceState | IncorrectState | InvalidInstanceState)
+    fail "${code}" "${EXIT_INCORRECT_STATE}" "${message}" ;;
+  DependencyViolation | *.Duplicate | *.InUse | IdempotentParameterMismatch)
     fail "${code}" "${EXIT_CONFLICT}" "${message}" ;;
   Throttling | ThrottlingException | RequestLimitExceeded | RequestThrottled | ServiceUnavailable | \
     Unavailable | InternalError | InternalFailure | InsufficientInstanceCapacity | SlowDown)
@@ -396,8 +406,15 @@ aws_call_cleanup() {
 # Bounded by AWS_CALL_TIMEOUT_S, or by AWS_CALL_DEADLINE (a value of $SECONDS) when a wait loop
 # sets one.
 aws_ec2() {
-  local operation="$1" limit="${AWS_CALL_TIMEOUT_S}" output status
-  shift
+  aws_ec2_unless '' "$@"
+}
+
+# aws_ec2_unless CODE OPERATION [--option=value...]: aws_ec2, except that a refusal with EC2's error CODE
+# prints nothing and returns EXIT_NOT_FOUND, for the caller to decide what it means. Explicit throughout:
+# a caller that captures a failure (x="$(...)" || ...) runs this without errexit.
+aws_ec2_unless() {
+  local tolerated="$1" operation="$2" limit="${AWS_CALL_TIMEOUT_S}" output status
+  shift 2
   if [[ -n "${AWS_CALL_DEADLINE:-}" ]]; then
     limit=$((AWS_CALL_DEADLINE - SECONDS))
     ((limit >= 1)) || limit=1
@@ -405,6 +422,9 @@ aws_ec2() {
   status=0
   output="$(aws_call "${limit}" "${operation}" "$@")" || status=$?
   if ((status != 0)); then
+    if [[ -n "${tolerated}" && "${output}" == *"An error occurred (${tolerated})"* ]]; then
+      return "${EXIT_NOT_FOUND}"
+    fi
     classify_aws_failure "${status}" "${output}"
   fi
   # Some calls print nothing on success; an empty document stands for that.
@@ -556,26 +576,61 @@ act_on_instance() {
   printf '%s\n' "${states}"
 }
 
-# wait_for_state INSTANCE_ID TARGET TIMEOUT_S POLL_S ALLOWED_PASSING_STATES:
+# visible_reservations INSTANCE_ID: describe-instances output for the instance, or nothing and
+# EXIT_NOT_FOUND while EC2 does not show it (it says InvalidInstanceID.NotFound, or an emulator answers
+# with no instance).
+visible_reservations() {
+  local id="$1" reservations status=0
+  reservations="$(aws_ec2_unless InvalidInstanceID.NotFound describe-instances --instance-ids="${id}")" || status=$?
+  ((status == 0)) || return "${status}"
+  [[ "$(jq '[.Reservations[]?.Instances[]?] | length' <<<"${reservations}")" != 0 ]] || return "${EXIT_NOT_FOUND}"
+  printf '%s\n' "${reservations}"
+}
+
+# wait_for_state INSTANCE_ID TARGET TIMEOUT_S POLL_S ALLOWED_PASSING_STATES [--just-launched]:
 # poll until TARGET, print the instance document. A state outside TARGET and the passing ones
 # means someone else changed the instance: a conflict, not something to wait out. Each poll is one
 # describe-instances call; volume sizes, which a state change cannot alter, are read once at the end.
+# With --just-launched, EC2 not showing the instance yet is waited out too: its reads lag behind a
+# launch (InvalidInstanceID.NotFound for a few seconds, as AWS documents), so the read is repeated
+# with a growing pause (1, 2, 4 … s, never more than POLL_S) until EC2 shows it or the bound runs out.
 wait_for_state() {
-  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" reservations state='' remaining
-  local deadline=$((SECONDS + timeout_s)) stuck
+  local id="$1" target="$2" timeout_s="$3" poll_s="$4" passing="$5" unseen="${6:-}" reservations state='' remaining
+  local deadline=$((SECONDS + timeout_s)) stuck pause=1 status
   err "waiting up to ${timeout_s}s for ${id} to be ${target}"
   while true; do
     # The bound may cut a poll short: the error still says what the last poll saw.
     stuck="${id} did not become ${target} within ${timeout_s}s"
     [[ -z "${state}" ]] || stuck="${id} is still ${state} after ${timeout_s}s (wanted ${target})"
-    reservations="$(AWS_CALL_DEADLINE="${deadline}" AWS_DEADLINE_MESSAGE="${stuck}" instance_reservations "${id}")"
+    if [[ "${unseen}" == --just-launched ]]; then
+      stuck="${id} was launched, but EC2 did not show it within ${timeout_s}s"
+      status=0
+      reservations="$(AWS_CALL_DEADLINE="${deadline}" AWS_DEADLINE_MESSAGE="${stuck}" visible_reservations "${id}")" ||
+        status=$?
+      if ((status == EXIT_NOT_FOUND)); then
+        remaining=$((deadline - SECONDS))
+        ((remaining > 0)) || fail Timeout "${EXIT_TIMEOUT}" "${stuck}"
+        ((pause <= poll_s)) || pause="${poll_s}"
+        ((pause <= remaining)) || pause="${remaining}"
+        err "EC2 does not show ${id} yet (its reads lag behind a launch); asking again in ${pause}s"
+        sleep "${pause}"
+        pause=$((pause * 2))
+        continue
+      fi
+      # Any other failure has printed its error document already.
+      ((status == 0)) || exit "${status}"
+      # Once shown, it is known: from now on EC2 not knowing it means it is gone.
+      unseen=''
+    else
+      reservations="$(AWS_CALL_DEADLINE="${deadline}" AWS_DEADLINE_MESSAGE="${stuck}" instance_reservations "${id}")"
+    fi
     state="$(instance_state "${reservations}")"
     if [[ "${state}" == "${target}" ]]; then
       document_of "${reservations}"
       return 0
     fi
     if [[ " ${passing} " != *" ${state} "* ]]; then
-      fail IncorrectInstanceState "${EXIT_CONFLICT}" \
+      fail IncorrectInstanceState "${EXIT_INCORRECT_STATE}" \
         "${id} became ${state} while waiting for ${target}"
     fi
     remaining=$((deadline - SECONDS))

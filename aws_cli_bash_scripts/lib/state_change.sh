@@ -28,9 +28,11 @@ Options (each also as --option=value):
   -h, --help           print this help
 
 Environment: AWS_MAX_ATTEMPTS, AWS_CALL_TIMEOUT_S and the AWS CLI's own.
-Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 the instance's state does not allow it,
-            5 throttled/unavailable, 6 credentials/permission, 7 timed out, 8 missing aws/jq,
-            9 with several ids: some of them failed (the others succeeded; see errors).
+Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 5 throttled/unavailable,
+            6 credentials/permission, 7 timed out, 8 missing aws/jq,
+            9 with several ids: some of them failed (the others succeeded; see errors),
+            10 the instance's state does not allow it (EC2's IncorrectInstanceState: e.g. stopping a
+            pending instance, starting a stopping one) or it turned to another while waited for.
 USAGE
 }
 
@@ -60,10 +62,16 @@ is_gone() {
   [[ "$1" == shutting-down || "$1" == terminated ]]
 }
 
-# refuse_when_gone VERB INSTANCE_ID STATE: exit 4 when STATE is one no start or stop can leave.
+# refuses VERB STATE: whether EC2 refuses to VERB an instance in STATE (IncorrectInstanceState): one that
+# is gone, a pending one to stop, a stopping one to start. One such id makes EC2 refuse a call for all.
+refuses() {
+  is_gone "$2" || [[ "$1:$2" == stop:pending || "$1:$2" == start:stopping ]]
+}
+
+# refuse_when_gone VERB INSTANCE_ID STATE: exit 10 when STATE is one no start or stop can leave.
 refuse_when_gone() {
   if is_gone "$3"; then
-    fail IncorrectInstanceState "${EXIT_CONFLICT}" "cannot $1 $2: it is $3"
+    fail IncorrectInstanceState "${EXIT_INCORRECT_STATE}" "cannot $1 $2: it is $3"
   fi
 }
 
@@ -103,7 +111,7 @@ state_change_main() {
 }
 
 # refusable_ids VERB ID...: read the ids in one call, record an error for each that EC2 does not know
-# or that no start or stop can leave, and set ACTIONABLE_IDS to the rest.
+# or whose state refuses VERB, and set ACTIONABLE_IDS to the rest.
 refusable_ids() {
   local verb="$1" reservations state id
   shift
@@ -112,8 +120,8 @@ refusable_ids() {
   while read -r id state; do
     if [[ "${state}" == - ]]; then
       batch_fail "${id}" InvalidInstanceID.NotFound "${EXIT_NOT_FOUND}" "the instance ID '${id}' does not exist"
-    elif is_gone "${state}"; then
-      batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${state}"
+    elif refuses "${verb}" "${state}"; then
+      batch_fail "${id}" IncorrectInstanceState "${EXIT_INCORRECT_STATE}" "cannot ${verb} ${id}: it is ${state}"
     else
       ACTIONABLE_IDS+=("${id}")
     fi
@@ -137,7 +145,7 @@ state_change_many() {
   if ((${#ACTIONABLE_IDS[@]} > 0)); then
     status=0
     changes="$(change_states_or_refusal "${operation}" "${ACTIONABLE_IDS[@]}")" || status=$?
-    if ((status != 0 && status != EXIT_NOT_FOUND && status != EXIT_CONFLICT)); then
+    if ((status != 0 && status != EXIT_NOT_FOUND && status != EXIT_CONFLICT && status != EXIT_INCORRECT_STATE)); then
       # No one id's failure (throttling, credentials): the run ends with it, as a one-id run would.
       printf '%s\n' "${changes}" >&3
       exit "${status}"
@@ -161,7 +169,7 @@ state_change_many() {
     if [[ "${state}" == - ]]; then
       batch_fail "${id}" InvalidAwsOutput "${EXIT_OTHER}" "aws ec2 ${operation} did not report the state of ${id}"
     elif is_gone "${previous}"; then
-      batch_fail "${id}" IncorrectInstanceState "${EXIT_CONFLICT}" "cannot ${verb} ${id}: it is ${previous}"
+      batch_fail "${id}" IncorrectInstanceState "${EXIT_INCORRECT_STATE}" "cannot ${verb} ${id}: it is ${previous}"
     else
       err "${verb} ${id} (was ${previous})"
       changed+=("${id}")

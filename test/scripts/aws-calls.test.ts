@@ -78,13 +78,13 @@ describe('the AWS calls each script makes', () => {
       assert.equal((await ec2InstanceById(id)).State.Name, 'stopped');
     });
 
-    it('when start skips its check and EC2 reports the instance was terminated, then it exits 4 as the check would', async () => {
+    it('when start skips its check and EC2 reports the instance was terminated, then it exits 10 (IncorrectInstanceState) as the check would', async () => {
       // Real EC2 refuses to start a terminated instance; the emulator does not, so the script reads the
       // state the instance was in from the answer as well.
       const { id } = await launchManaged('gone');
       await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [id] }));
       const result = await run('start_instance.sh', ['--no-precheck', ...FAST_POLL, id]);
-      assert.equal(result.exitCode, 4, result.stderr);
+      assert.equal(result.exitCode, 10, result.stderr);
       assert.equal(result.json().error.code, 'IncorrectInstanceState');
       assert.match(result.stderr, /cannot start i-\w+: it is terminated/);
       assert.deepEqual(calls.operations(), ['start-instances']);

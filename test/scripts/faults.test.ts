@@ -126,7 +126,7 @@ describe('scripts when AWS misbehaves', () => {
     assert.equal((await ec2InstanceById(created.id)).State.Name, 'stopped', 'the request itself reached EC2');
   });
 
-  it('when someone else terminates the instance during a wait, then the script exits 4 instead of waiting on', async () => {
+  it('when someone else terminates the instance during a wait, then the script exits 10 (IncorrectInstanceState) instead of waiting on', async () => {
     await createKeyPair(SCRIPT_DEFAULT_KEY_NAME);
     const created = await launchManaged('raced'); // the subject is the wait, not the create
     const log = path.join(dir, 'calls.log');
@@ -134,7 +134,7 @@ describe('scripts when AWS misbehaves', () => {
       // The state check before the request sees the truth; from then on EC2 reports "terminated".
       env: fakeAwsEnv({ FAKE_AWS_MODE: 'stuck-state=terminated', FAKE_AWS_LOG: log, FAKE_AWS_STUCK_AFTER: '1' }),
     });
-    assert.equal(result.exitCode, 4, result.stderr);
+    assert.equal(result.exitCode, 10, result.stderr);
     assert.equal(result.json().error.code, 'IncorrectInstanceState');
     assert.match(result.json().error.message, /became terminated while waiting for stopped/);
     assert.match(readFileSync(log, 'utf8'), /^stop-instances /m);

@@ -89,11 +89,11 @@ describe('stop_instance.sh and start_instance.sh', () => {
   });
 
   for (const script of ['start_instance.sh', 'stop_instance.sh']) {
-    it(`when ${script} meets a terminated instance, then it exits 4 and leaves it terminated`, async () => {
+    it(`when ${script} meets a terminated instance, then it exits 10 (IncorrectInstanceState) and leaves it terminated`, async () => {
       const created = await launchManaged();
       await ec2Client().send(new TerminateInstancesCommand({ InstanceIds: [created.id] }));
       const result = await runScript(script, [created.id]);
-      assert.equal(result.exitCode, 4, result.stderr);
+      assert.equal(result.exitCode, 10, result.stderr);
       assert.equal(result.json().error.code, 'IncorrectInstanceState');
       assert.equal((await ec2InstanceById(created.id)).State.Name, 'terminated');
     });

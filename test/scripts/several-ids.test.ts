@@ -109,7 +109,7 @@ describe('several instance ids in one run', () => {
       assert.deepEqual(calls.operations(), ['stop-instances', 'describe-instances', 'stop-instances', 'describe-instances']);
     });
 
-    it('when a terminated instance is among running ones, then it is an error with exit_code 4 and stays terminated, and the others are stopped', async () => {
+    it('when a terminated instance is among running ones, then it is an error with exit_code 10 (IncorrectInstanceState) and stays terminated, and the others are stopped', async () => {
       const [first, gone, last] = (await launchMany(3)) as [string, string, string];
       await terminateInProcess(gone);
       const result = await run('stop_instance.sh', [...FAST_POLL, '--no-storage', first, gone, last]);
@@ -119,7 +119,7 @@ describe('several instance ids in one run', () => {
       assert.deepEqual(printed.instances.map((i) => [i.id, i.state]), [[first, 'stopped'], [last, 'stopped']]);
       assert.equal(printed.errors.length, 1, result.stdout);
       assert.equal(printed.errors[0].instance_id, gone);
-      assert.equal(printed.errors[0].exit_code, 4);
+      assert.equal(printed.errors[0].exit_code, 10);
       assert.equal(printed.errors[0].error.code, 'IncorrectInstanceState');
       assert.match(printed.errors[0].error.message, /terminated/);
 
@@ -168,10 +168,10 @@ describe('several instance ids in one run', () => {
 
   describe('start_instance.sh and stop_instance.sh with --no-precheck', () => {
     for (const [script, verb, before] of [['start_instance.sh', 'start', 'stopped'], ['stop_instance.sh', 'stop', 'running']] as const) {
-    it(`when ${script} skips its check (--no-precheck) and EC2 reports one of the ids was terminated, then that id is an error with exit_code 4, as a single-id run would exit 4`, async () => {
+    it(`when ${script} skips its check (--no-precheck) and EC2 reports one of the ids was terminated, then that id is an error with exit_code 10, as a single-id run would exit 10`, async () => {
       // Real EC2 refuses to start or stop a terminated instance; the emulator acts on it instead and
       // answers PreviousState terminated. The single-id run reads the state it was in from the answer and
-      // exits 4 (test/scripts/aws-calls.test.ts); several ids must treat that id the same way.
+      // exits 10 (test/scripts/aws-calls.test.ts); several ids must treat that id the same way.
       const [fine, gone] = (await launchMany(2)) as [string, string];
       if (before === 'stopped') await stopInProcess(fine);
       await terminateInProcess(gone);
@@ -180,7 +180,7 @@ describe('several instance ids in one run', () => {
       assert.equal(result.exitCode, EXIT_SOME_FAILED, `${result.stdout}\n${result.stderr}`);
       const printed = batchOf(result);
       assert.deepEqual(printed.instances.map((i) => i.id), [fine]);
-      assert.deepEqual(printed.errors.map((e) => [e.instance_id, e.exit_code, e.error.code]), [[gone, 4, 'IncorrectInstanceState']]);
+      assert.deepEqual(printed.errors.map((e) => [e.instance_id, e.exit_code, e.error.code]), [[gone, 10, 'IncorrectInstanceState']]);
       assert.match(result.stderr, new RegExp(`cannot ${verb} ${gone}: it is terminated`));
     });
     }
