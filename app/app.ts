@@ -93,7 +93,7 @@ const QUEUE_POLL_MS = 500;
 export function createServices(deps: AppDeps): Services {
   const { store, config, logger } = deps;
   const metrics = createMetrics();
-  const ec2 = createEc2(metrics.instrument(deps.runner), { coalesceWindowMs: config.coalesceWindowMs });
+  const ec2 = createEc2(metrics.instrument(deps.runner), { coalesceWindowMs: config.coalesceWindowMs, pollIntervalS: config.pollIntervalS });
   const changes = createChangeTracker();
   const instances = createInstancesService({
     instances: store.instances,
@@ -103,6 +103,7 @@ export function createServices(deps: AppDeps): Services {
     keyFiles: { keyName: config.keyName, keyFile: config.keyFile },
     describeTimeoutMs: config.timeouts.describe,
     maxConcurrentReads: config.maxConcurrentReads,
+    consistencyWindowMs: config.eventualConsistencyS * 1000,
   });
   const operations = createOperationsEngine({
     store,
@@ -124,6 +125,7 @@ export function createServices(deps: AppDeps): Services {
     busyAnywhere: async () =>
       new Set((await store.operations.unfinished()).flatMap((op) => (op.instance_id === null ? [] : [op.instance_id]))),
     changes,
+    consistencyWindowMs: config.eventualConsistencyS * 1000,
   });
   const clock = deps.clock ?? (() => new Date());
   const usage = createUsageMeter({ store, config: config.guardrails, clock });
@@ -147,6 +149,8 @@ export function createServices(deps: AppDeps): Services {
     guardrails: config.guardrails,
     clock,
     freeTier: usage,
+    launchLookupMs: config.launchLookupS * 1000,
+    consistencyWindowMs: config.eventualConsistencyS * 1000,
   });
   const events = createEventStream({
     store,

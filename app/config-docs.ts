@@ -90,6 +90,21 @@ export const CONFIG_DOCS: readonly ConfigDocRow[] = [
     meaning: 'Starts, stops or terminates of the same kind that arrive within this window share one script run (one AWS call for all of them); each keeps its own operation, result and error. `0` runs each on its own',
   },
   {
+    variables: [{ name: 'POLL_INTERVAL_S', value: '5' }],
+    default: '`5`',
+    meaning: 'Seconds between the reads of EC2 a create, start or stop makes while it waits for `running` or `stopped` (each read is one `describe-instances` call)',
+  },
+  {
+    variables: [{ name: 'LAUNCH_LOOKUP_S', value: '30' }],
+    default: '`30`',
+    meaning: "How long a launch whose outcome is not known (its script timed out, was killed or printed nothing usable after EC2 may have launched) is looked for by its client token, with growing pauses (2, 4, 8, 16 s), before its request is answered; EC2's reads lag behind a launch. Later syncs and start-up go on looking. `0`: one look",
+  },
+  {
+    variables: [{ name: 'EVENTUAL_CONSISTENCY_S', value: '300' }],
+    default: '`300`',
+    meaning: "For how long after a launch EC2 not showing the instance, or any instance with the launch's client token, proves nothing (AWS: its reads lag behind a launch, and callers should back off up to about five minutes). Within it a read or a sync leaves the record as it is instead of marking it terminated, a stop or terminate answers 409 to retry, and a launch cut off by a crash keeps counting against `MAX_INSTANCES` instead of being failed. `0` trusts every answer at once (an emulator that is immediately consistent)",
+  },
+  {
     variables: [{ name: 'MAX_CONCURRENT_READS', value: '4' }],
     default: '`4`',
     meaning: 'Read scripts (`GET /instances/{id}` describes) running at once; more wait in line, first in first out, never refused',

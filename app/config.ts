@@ -45,6 +45,12 @@ export interface Config {
   coalesceWindowMs: number;
   /** Read scripts (describe) running at once; further reads wait in line, never refused. */
   maxConcurrentReads: number;
+  /** Seconds between a script's reads of EC2 while it waits for a state (create, start, stop). */
+  pollIntervalS: number;
+  /** How long a launch whose outcome is unknown is looked for by its client token before its request is answered. */
+  launchLookupS: number;
+  /** How long after a launch EC2 not showing the instance (or its client token) proves nothing. */
+  eventualConsistencyS: number;
   /** Runner timeout per script kind (ms). */
   timeouts: ScriptTimeouts;
   /** How long shutdown waits for in-flight work before killing it. */
@@ -185,6 +191,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const maxQueuedOperations = wholeNumber(env, 'MAX_QUEUED_OPERATIONS', 32, 0, 10_000);
   const maxConcurrentReads = wholeNumber(env, 'MAX_CONCURRENT_READS', DEFAULT_MAX_CONCURRENT_READS, 1, 256);
   const coalesceWindowMs = wholeNumber(env, 'COALESCE_WINDOW_MS', 50, 0, 5_000);
+  const pollIntervalS = wholeNumber(env, 'POLL_INTERVAL_S', 5, 1, 60);
+  const launchLookupS = wholeNumber(env, 'LAUNCH_LOOKUP_S', 30, 0, 600);
+  const eventualConsistencyS = wholeNumber(env, 'EVENTUAL_CONSISTENCY_S', 300, 0, 3_600);
   const timeouts = scriptTimeoutsFrom(env, scriptTimeoutMs);
   // 25 s: the whole shutdown fits a 30 s grace period (Kubernetes' and systemd's default) before SIGKILL.
   const shutdownTimeoutMs = wholeNumber(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000);
@@ -204,6 +213,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxQueuedOperations,
     coalesceWindowMs,
     maxConcurrentReads,
+    pollIntervalS,
+    launchLookupS,
+    eventualConsistencyS,
     timeouts,
     shutdownTimeoutMs,
     syncIntervalS,

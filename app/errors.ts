@@ -8,6 +8,7 @@ export type ErrorKind =
   | 'validation'
   | 'not-found'
   | 'conflict'
+  | 'incorrect-state'
   | 'operation-in-flight'
   | 'launch-policy'
   | 'quota-exceeded'

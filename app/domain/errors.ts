@@ -28,6 +28,14 @@ export class ConflictError extends AppError {
   readonly kind = 'conflict';
 }
 
+/**
+ * EC2 refused the change because of the instance's state at that moment (IncorrectInstanceState: stopping a
+ * pending instance, starting a stopping one). Unlike a conflict, it passes: the transition ends.
+ */
+export class IncorrectStateError extends AppError {
+  readonly kind = 'incorrect-state';
+}
+
 /** Well-formed, but refused by the launch policy (type not allowed, storage cap, AMI/architecture). */
 export class PolicyError extends AppError {
   readonly kind = 'launch-policy';

@@ -33,6 +33,11 @@ export interface Subscriber {
   onDrain(then: () => void): void;
   /** Ends the subscriber's stream: the server shuts down, or (`stalled`) it does not read. */
   end(why: 'shutdown' | 'stalled'): void;
+  /**
+   * Told once, when the subscriber has been given everything it missed and is fed live from then on, with the
+   * id it stands at: no event it is given later has a smaller id (ids on one stream only grow).
+   */
+  ready?(lastEventId: number): void;
 }
 
 export interface Subscription {
@@ -76,6 +81,8 @@ interface Member {
   cursor: number;
   /** Reading from the store (joining, or behind) rather than fed live. */
   catchingUp: boolean;
+  /** Whether the subscriber has been told it is fed live (Subscriber.ready). */
+  told: boolean;
   stall?: NodeJS.Timeout | undefined;
   gone: boolean;
 }
@@ -158,6 +165,11 @@ export function createEventStream(options: EventStreamOptions): EventStream {
       if (cursor === target) {
         member.cursor = Math.max(member.cursor, target);
         member.catchingUp = false;
+        if (!member.told) {
+          // In the same turn as it joins the live feed: nothing it is given after this has a smaller id.
+          member.told = true;
+          member.subscriber.ready?.(member.cursor);
+        }
         return;
       }
     }
@@ -220,7 +232,7 @@ export function createEventStream(options: EventStreamOptions): EventStream {
   return {
     async subscribe(subscriber, afterId, reset) {
       if (closed) throw new UnavailableError('The service is shutting down; reconnect shortly');
-      const member: Member = { subscriber, cursor: 0, catchingUp: true, gone: false };
+      const member: Member = { subscriber, cursor: 0, catchingUp: true, told: false, gone: false };
       members.add(member);
       watch();
       try {

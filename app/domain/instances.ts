@@ -12,6 +12,7 @@ import type { Ec2Instance } from '../schemas/script-outputs.js';
 import type { Ec2Snapshot, LaunchedRow } from '../store/instances-repo.js';
 import type { InstancesStore } from '../store/ports.js';
 import { NotFoundError, ScriptError } from './errors.js';
+import { mayBeUnseen } from './consistency.js';
 import { runContextOf, type OpContext } from './context.js';
 import { sshString, type KeyFiles } from './login-user.js';
 import { decodeCursor, pageOf } from './pagination.js';
@@ -30,6 +31,8 @@ export interface InstancesServiceDeps {
   describeTimeoutMs: number;
   /** Read scripts (describe) running at once. */
   maxConcurrentReads: number;
+  /** How long after a launch EC2 not showing it proves nothing (ms; see consistency.ts). */
+  consistencyWindowMs?: number | undefined;
 }
 
 /** Where the changes of one instance stood when a read of EC2 began (see ChangeWatch). */
@@ -100,14 +103,15 @@ export function snapshotOf(instance: Ec2Instance): Ec2Snapshot {
     storageGb: instance.storage_gb,
     keyName: instance.key_name,
     securityGroupId: instance.security_group_ids[0] ?? null,
-    launchTime: normaliseTime(instance.launch_time),
+    launchTime: isoTime(instance.launch_time),
     tags: tags === undefined ? null : JSON.stringify(userTagsOf(tags)),
     owner: tags?.Owner ?? null,
   };
 }
 
 /** EC2 reports "2024-05-01T10:00:00+00:00" or "...000Z"; we answer ISO 8601 UTC with milliseconds. */
-function normaliseTime(value: string): string | null {
+export function isoTime(value: string | null | undefined): string | null {
+  if (!value) return null;
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? null : new Date(ms).toISOString();
 }
@@ -198,8 +202,16 @@ export function createInstancesService(deps: InstancesServiceDeps): InstancesSer
       );
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
-        // While a change runs, it judges what became of the instance; until then the record answers.
+        // While a change runs, it judges what became of the instance; until then the record answers. So it does
+        // for an instance launched moments ago: EC2 may not show it yet.
         if (!changes.mayRecordState(instanceId, mark)) return await recordOf(instances, instanceId);
+        const row = await recordOf(instances, instanceId);
+        if (mayBeUnseen(row, deps.consistencyWindowMs)) {
+          logger.info('EC2 does not show the instance yet (launched moments ago); the record answers', {
+            request_id: ctx?.requestId, instance_id: instanceId, state: row.state,
+          });
+          return row;
+        }
         return await instances.markTerminated(instanceId, GONE_FROM_EC2);
       }
       throw error;

@@ -14,13 +14,14 @@ import { silentNotifier, type InstanceEventType, type Notifier } from '../notify
 import type { Operation } from '../schemas/operation.js';
 import type { Instance } from '../schemas/instance.js';
 import type { CreateInstanceRequest } from '../schemas/requests.js';
-import type { Ec2Image, Ec2Instance } from '../schemas/script-outputs.js';
+import type { Ec2Image, Ec2Instance, ScriptProgress } from '../schemas/script-outputs.js';
 import type { InstanceRow, LaunchedRow, RecordedState } from '../store/instances-repo.js';
 import type { OperationKind, OperationRow } from '../store/operations-repo.js';
 import type { AsyncStore, InstancesStore, Transaction } from '../store/ports.js';
-import { ConflictError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
+import { ConflictError, IncorrectStateError, PolicyError, ScriptError, ValidationError, type ScriptFailure } from './errors.js';
+import { backoffPauses, mayBeUnseen } from './consistency.js';
 import { runContextOf, type OpContext } from './context.js';
-import { GONE_FROM_EC2, recordOf, snapshotOf, toApiInstance, type ChangeTracker } from './instances.js';
+import { GONE_FROM_EC2, isoTime, recordOf, snapshotOf, toApiInstance, type ChangeTracker } from './instances.js';
 import { loginUserFor, type KeyFiles } from './login-user.js';
 import {
   idempotencyScope, type OperationHandle, type OperationsEngine, type StoredResponse, type Submission,
@@ -92,6 +93,13 @@ export interface LifecycleDeps {
   clock?: (() => Date) | undefined;
   /** The free-tier guard every create and start passes (none: no guard). */
   freeTier?: FreeTierGuard | undefined;
+  /**
+   * How long a launch whose outcome is unknown is looked for by its client token before its request is
+   * answered (ms; EC2 may not show a launch at once). Later syncs go on looking.
+   */
+  launchLookupMs?: number | undefined;
+  /** How long after a launch EC2 not showing it proves nothing (ms; see consistency.ts). */
+  consistencyWindowMs?: number | undefined;
 }
 
 /** What the free-tier meter says of one more running instance: go ahead, go ahead with a warning, or refuse (throws). */
@@ -156,12 +164,25 @@ function clientTokenFor(ctx: OpContext, idempotency: { key: string } | undefined
 }
 
 /**
- * Script failures after which we KNOW nothing was launched: create_instance.sh refuses bad arguments (2),
- * missing key pair/AMI (3) and missing aws/jq (8) before it calls run-instances, and a script that could
- * not be spawned did nothing. Every other failure (timeout, throttling, garbage output, a signal, …) may
- * have happened after EC2 accepted the launch, so the outcome is "unknown" and we look for the client token.
+ * Script failures after which we KNOW nothing was launched: create_instance.sh refuses bad arguments (2) and
+ * missing aws/jq (8) before it calls run-instances, EC2 refuses a missing key pair, image or group (3) before
+ * it launches anything, and a script that could not be spawned did nothing. A not-found about the instance
+ * itself (EC2's reads lagging behind the launch) is no such proof. Every other failure (timeout, throttling,
+ * garbage output, a signal, …) may have happened after EC2 accepted the launch, so the outcome is "unknown"
+ * and we look for the client token. A failure whose error document names the instance launched nothing
+ * less: the launch happened.
  */
 const NOTHING_LAUNCHED: ReadonlySet<ScriptFailure> = new Set(['invalid-argument', 'not-found', 'missing-dependency', 'spawn']);
+
+function nothingLaunched(error: unknown): error is ScriptError {
+  return error instanceof ScriptError && NOTHING_LAUNCHED.has(error.failure) && error.details.instanceId === undefined
+    && !(error.details.code ?? '').startsWith('InvalidInstanceID');
+}
+
+/** How long an unknown launch is looked for by its token before its request is answered, by default. */
+const LAUNCH_LOOKUP_MS = 30_000;
+/** The pauses between the syncs that look again for what EC2 did not show yet (then start-up, or a sync, does). */
+const SETTLE_LATER_PAUSES_MS = [15_000, 30_000, 60_000, 120_000, 240_000];
 
 type ChangeKind = 'start' | 'stop' | 'terminate';
 
@@ -309,12 +330,86 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     await store.transaction((tx) => recheckQuota(tx, clientToken));
     const { image, securityGroupId } = await resolveImageAndGroup(request, ctx);
     await recordIntent(request, clientToken, { retry: earlier !== undefined, loginUser: loginUserFor(image), securityGroupId, owner: ctx.actor ?? null });
+    const binding = bindWhenNamed(clientToken, ctx, op);
     try {
-      const launched = await runLaunch(request, clientToken, { image, securityGroupId }, ctx);
+      const launched = await runLaunch(request, clientToken, { image, securityGroupId }, ctx, binding.onProgress);
+      await binding.bound();
       return await recordLaunched(clientToken, launched, ctx, op);
     } catch (error) {
+      await binding.bound();
+      const launchedId = binding.instanceId ?? (error instanceof ScriptError ? error.details.instanceId : undefined);
+      if (launchedId !== undefined) return await recordLaunchedButUnsettled(launchedId, error, clientToken, ctx, op);
       return await recordFailedLaunch(error, clientToken, ctx, op);
+    } finally {
+      binding.end();
     }
+  }
+
+  /**
+   * Records the launch the moment EC2 names its instance, while the script still waits for it to run: the
+   * operation holds the instance first (a stop or delete of it is refused, naming the launch), then the
+   * record shows it, pending, in reads, lists and the event stream. Reads and syncs leave its state to the
+   * launch until the launch has recorded its outcome (EC2 may not even show it yet).
+   */
+  function bindWhenNamed(clientToken: string, ctx: OpContext, op: OperationHandle) {
+    let instanceId: string | undefined;
+    let endChange: (() => void) | undefined;
+    let bound: Promise<void> = Promise.resolve();
+    return {
+      onProgress(progress: ScriptProgress): void {
+        if (progress.event !== 'launched' || progress.client_token !== clientToken || instanceId !== undefined) return;
+        const id = progress.instance_id;
+        instanceId = id;
+        endChange = changes.begin(id);
+        bound = (async () => {
+          await op.setInstance(id);
+          await instances.bindLaunch(clientToken, id, isoTime(progress.launch_time));
+          logger.info('launch recorded as pending: EC2 named its instance', {
+            request_id: ctx.requestId, operation_id: op.id, instance_id: id, client_token: clientToken,
+          });
+        })().catch((error: unknown) => {
+          logger.error('the instance EC2 named for a launch could not be recorded yet; its outcome will be', {
+            request_id: ctx.requestId, operation_id: op.id, instance_id: id, error: String(error),
+          });
+        });
+      },
+      get instanceId(): string | undefined {
+        return instanceId;
+      },
+      bound: () => bound,
+      end: () => endChange?.(),
+    };
+  }
+
+  /**
+   * EC2 launched the instance, but the script did not see it run: its wait ran out or was cut short, or the
+   * instance became something else (e.g. terminated for want of capacity). The record takes what EC2 shows
+   * now. A launch is a launch: unless the instance ended up other than pending or running, the create
+   * succeeds with the state EC2 last showed, and the operation's note says why it is not running yet.
+   */
+  async function recordLaunchedButUnsettled(
+    instanceId: string, error: unknown, clientToken: string, ctx: OpContext, op: OperationHandle,
+  ): Promise<Instance> {
+    await op.setInstance(instanceId);
+    await instances.bindLaunch(clientToken, instanceId, null);
+    let row = await recordOf(instances, instanceId);
+    try {
+      row = await instances.completeLaunch(clientToken, snapshotOf(await ec2.describeInstance(instanceId, run(ctx, 'describe'))));
+    } catch (readError) {
+      logger.info('the instance of a launch is not readable yet; its record stays pending', {
+        request_id: ctx.requestId, instance_id: instanceId, error: String(readError),
+      });
+    }
+    const why = error instanceof Error ? error.message : String(error);
+    if (row.state !== 'pending' && row.state !== 'running') {
+      const message = `EC2 launched ${instanceId}, but it became ${row.state} before it was running: ${why}`;
+      throw error instanceof ScriptError ? new ScriptError(error.failure === 'incorrect-state' ? 'other' : error.failure, error.script, message, error.details) : error;
+    }
+    await op.note(`EC2 launched ${instanceId}; the launch's wait ended before it was running (${why}); the record shows what EC2 showed last (${row.state})`);
+    logger.warn('launched, but not seen running: recorded as EC2 showed it', {
+      request_id: ctx.requestId, instance_id: instanceId, state: row.state, error: why,
+    });
+    return announce('created', present(row), ctx);
   }
 
   /**
@@ -329,7 +424,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   ): Promise<Instance | undefined> {
     if (earlier.instance_id) {
       await op.setInstance(earlier.instance_id);
-      return present(earlier as LaunchedRow);
+      return present(await refreshedOrAsRecorded(earlier as LaunchedRow, ctx));
     }
     const adopted = await adoptByToken(clientToken, ctx);
     if (!adopted) return undefined;
@@ -426,6 +521,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     clientToken: string,
     resolved: { image: Ec2Image; securityGroupId: string | null },
     ctx: OpContext,
+    onProgress: (progress: ScriptProgress) => void,
   ): Promise<Ec2Instance> {
     return ec2.createInstance(
       {
@@ -442,7 +538,7 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
         owner: ctx.actor,
         expiresAt: request.expires_at,
       },
-      run(ctx, 'create'),
+      { ...run(ctx, 'create'), onProgress },
     );
   }
 
@@ -458,29 +554,77 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
    */
   async function recordFailedLaunch(error: unknown, clientToken: string, ctx: OpContext, op: OperationHandle): Promise<Instance> {
     const message = error instanceof Error ? error.message : String(error);
-    if (error instanceof ScriptError && NOTHING_LAUNCHED.has(error.failure)) {
+    if (nothingLaunched(error)) {
       await instances.failLaunch(clientToken, 'failed', message);
-      if (error.failure === 'not-found') {
-        // describe_image.sh saw the AMI a moment ago, so this is almost always the configured key pair.
-        throw new ScriptError('other', error.script, `EC2 refused the launch: ${message} (is KEY_NAME=${deps.keyName} a key pair in this region?)`, error.details);
-      }
+      if (error.failure === 'not-found') throw new ScriptError('other', error.script, refusedLaunchMessage(error), error.details);
       throw error;
     }
     await instances.failLaunch(clientToken, 'unknown', message);
-    try {
-      const adopted = await adoptByToken(clientToken, ctx);
-      if (adopted) {
-        logger.warn('launch script failed but EC2 has the instance; recorded it', {
-          request_id: ctx.requestId, instance_id: adopted.instance_id, client_token: clientToken, error: message,
+    const lookupMs = deps.launchLookupMs ?? LAUNCH_LOOKUP_MS;
+    for (const pauseMs of [0, ...backoffPauses(lookupMs)]) {
+      if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      try {
+        const adopted = await adoptByToken(clientToken, ctx);
+        if (adopted) {
+          logger.warn('launch script failed but EC2 has the instance; recorded it', {
+            request_id: ctx.requestId, instance_id: adopted.instance_id, client_token: clientToken, error: message,
+          });
+          return await recordAdopted(adopted, ctx, op);
+        }
+      } catch (lookupError) {
+        logger.warn('could not look for the launch by client token', {
+          request_id: ctx.requestId, client_token: clientToken, error: String(lookupError),
         });
-        return await recordAdopted(adopted, ctx, op);
       }
-    } catch (lookupError) {
-      logger.warn('could not look for the launch by client token', {
-        request_id: ctx.requestId, client_token: clientToken, error: String(lookupError),
-      });
     }
-    throw error;
+    settleLater(ctx);
+    const unknown = `The outcome of the launch is not known: ${message}. EC2 showed no instance with its client token `
+      + `${clientToken} within ${Math.round(lookupMs / 1000)} s (its reads can lag behind a launch); the launch stays counted `
+      + 'against MAX_INSTANCES and is recorded as soon as EC2 shows it (later syncs and start-up look for it). Retry with the '
+      + 'same Idempotency-Key to resume it without a second launch.';
+    logger.warn('the outcome of a launch is not known yet', { request_id: ctx.requestId, client_token: clientToken, error: message });
+    throw error instanceof ScriptError ? new ScriptError(error.failure, error.script, unknown, error.details) : error;
+  }
+
+  /** What EC2's refusal of a launch means, in the words of what it refused. */
+  function refusedLaunchMessage(error: ScriptError): string {
+    const code = error.details.code ?? '';
+    if (code.startsWith('InvalidKeyPair')) return `EC2 refused the launch: ${error.message} (is KEY_NAME=${deps.keyName} a key pair in this region?)`;
+    return `EC2 refused the launch: ${error.message}`;
+  }
+
+  /** The record refreshed from EC2; as recorded when EC2 cannot be read (or does not show it yet). */
+  async function refreshedOrAsRecorded(row: LaunchedRow, ctx: OpContext): Promise<LaunchedRow> {
+    if (row.state === 'terminated') return row;
+    try {
+      return await instances.refresh(snapshotOf(await ec2.describeInstance(row.instance_id, run(ctx, 'describe'))));
+    } catch (error) {
+      logger.debug('could not refresh the record of an earlier attempt', { request_id: ctx.requestId, instance_id: row.instance_id, error: String(error) });
+      return row;
+    }
+  }
+
+  let settling: NodeJS.Timeout | undefined;
+  /**
+   * Looks again, by syncs with growing pauses, for what EC2 did not show yet: launches left unresolved, and
+   * records it does not show yet. Stops once nothing is left to find, the pauses are used up, or the server
+   * shuts down (start-up looks again).
+   */
+  function settleLater(ctx: OpContext, pauses: readonly number[] = SETTLE_LATER_PAUSES_MS): void {
+    if (settling || pauses.length === 0) return;
+    const [pause, ...rest] = pauses as [number, ...number[]];
+    settling = setTimeout(() => {
+      settling = undefined;
+      void (async () => {
+        if (engine.draining) return;
+        const counts = await (await sync({ requestId: ctx.requestId })).done;
+        if (counts.unconfirmed > 0 || (await instances.unresolvedLaunches()).length > 0) settleLater(ctx, rest);
+      })().catch((error: unknown) => {
+        logger.warn('a sync looking for what EC2 did not show yet failed; looking again later', { request_id: ctx.requestId, error: String(error) });
+        if (!engine.draining) settleLater(ctx, rest);
+      });
+    }, pause);
+    settling.unref();
   }
 
   /** The instance EC2 launched under `clientToken`, recorded on its launch; undefined when EC2 has none. */
@@ -542,13 +686,37 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
     try {
       await instances.refresh(snapshotOf(await ec2.describeInstance(instanceId, run(ctx, 'describe'))));
     } catch (error) {
-      if (error instanceof ScriptError && error.failure === 'not-found') {
+      if (error instanceof ScriptError && error.failure === 'not-found' && !(await unseenYet(instanceId))) {
         await instances.markTerminated(instanceId, GONE_FROM_EC2);
         return;
       }
       logger.debug('refresh after failure did not succeed', { request_id: ctx.requestId, instance_id: instanceId, error: String(error) });
       await instances.setState(instanceId, before);
     }
+  }
+
+  /** Whether EC2 may simply not show the instance yet: it was launched moments ago (see consistency.ts). */
+  async function unseenYet(instanceId: string): Promise<boolean> {
+    const row = await instances.findByInstanceId(instanceId);
+    return row !== undefined && mayBeUnseen(row, deps.consistencyWindowMs);
+  }
+
+  /**
+   * EC2 said it does not know the instance. Just after its launch that proves nothing (the change is refused
+   * as one that will pass, the record kept as it was); later it means the instance is gone.
+   */
+  async function notKnownToEc2(instanceId: string, before: RecordedState, doing: string): Promise<never> {
+    if (await unseenYet(instanceId)) {
+      await instances.setState(instanceId, before);
+      throw new IncorrectStateError(`EC2 does not show ${instanceId} yet (it was launched moments ago, and EC2's reads lag behind a launch): retry shortly to ${doing} it`);
+    }
+    await instances.markTerminated(instanceId, GONE_FROM_EC2);
+    throw new ConflictError(`Instance ${instanceId} no longer exists in EC2; its record is now terminated`);
+  }
+
+  /** EC2's IncorrectInstanceState, in its own words, as the 409 that passes once the transition is over. */
+  function refusedForState(error: ScriptError, doing: string, instanceId: string): IncorrectStateError {
+    return new IncorrectStateError(`EC2 refused to ${doing} ${instanceId}: ${error.message}`);
   }
 
   /** A change whose first write was refused has not begun: readers must not wait for it. */
@@ -571,11 +739,9 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
         : await ec2.stopInstance(instanceId, run(ctx, 'stop'));
       return announce(kind === 'start' ? 'started' : 'stopped', present(await instances.refresh(snapshotOf(result))), ctx);
     } catch (error) {
-      if (error instanceof ScriptError && error.failure === 'not-found') {
-        await instances.markTerminated(instanceId, GONE_FROM_EC2);
-        throw new ConflictError(`Instance ${instanceId} no longer exists in EC2; its record is now terminated`);
-      }
+      if (error instanceof ScriptError && error.failure === 'not-found') return await notKnownToEc2(instanceId, before, kind);
       await reconcileAfterFailure(instanceId, before, ctx);
+      if (error instanceof ScriptError && error.failure === 'incorrect-state') throw refusedForState(error, kind, instanceId);
       if (error instanceof ScriptError && error.failure === 'conflict') {
         throw new ConflictError(`Instance ${instanceId} cannot ${kind} in its current state: ${error.message}`);
       }
@@ -596,9 +762,12 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
       return announce('terminated', present(await instances.markTerminated(instanceId, null)), ctx);
     } catch (error) {
       if (error instanceof ScriptError && error.failure === 'not-found') {
+        // AWS: NotFound after TerminateInstances does not mean the instance is, or will be, terminated.
+        if (await unseenYet(instanceId)) return await notKnownToEc2(instanceId, before, 'terminate');
         return present(await instances.markTerminated(instanceId, GONE_FROM_EC2));
       }
       if (before !== 'terminated') await reconcileAfterFailure(instanceId, before, ctx);
+      if (error instanceof ScriptError && error.failure === 'incorrect-state') throw refusedForState(error, 'terminate', instanceId);
       if (error instanceof ScriptError && error.failure === 'conflict') {
         throw new ConflictError(`Instance ${instanceId} cannot be destroyed: ${error.message}`);
       }
@@ -678,7 +847,9 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
 
     let failure: string | undefined;
     try {
-      await freshSync(ctx);
+      const counts = await freshSync(ctx);
+      // What EC2 did not show yet (a launch moments before the crash) is looked for again, not given up.
+      if (counts.unconfirmed > 0) settleLater(ctx);
     } catch (error) {
       failure = error instanceof Error ? error.message : String(error);
     }
@@ -737,14 +908,11 @@ export function createLifecycleService(deps: LifecycleDeps): LifecycleService {
   }
 
   /** A sync that read EC2 after now: one already in flight may have read it before the orphans ended. */
-  async function freshSync(ctx: OpContext): Promise<void> {
+  async function freshSync(ctx: OpContext): Promise<SyncCounts> {
     const flight = await sync(ctx);
-    if (!flight.shared) {
-      await flight.done;
-      return;
-    }
+    if (!flight.shared) return await flight.done;
     await flight.done.catch(() => undefined);
-    await (await sync(ctx)).done;
+    return await (await sync(ctx)).done;
   }
 
   /** What start-up reconciliation found for an interrupted operation: only what is known. */

@@ -35,7 +35,10 @@ export interface StoredResponse {
 export interface OperationHandle {
   readonly id: string;
   readonly clientToken: string | null;
-  /** Records the instance once it is known (a launch learns its id from EC2). */
+  /**
+   * Records the instance once it is known (a launch learns its id from EC2): from then on the operation holds
+   * it, so another change of it is refused naming this one.
+   */
   setInstance(instanceId: string): Promise<void>;
   note(text: string): Promise<void>;
 }
@@ -165,6 +168,8 @@ export function toApiOperation(row: OperationRow): Operation {
 
 interface Active {
   id: string;
+  kind: OperationKind;
+  /** Set later for a launch, once EC2 has named its instance. */
   instanceId: string | undefined;
   interrupted: boolean;
   /** Answers whoever waits for the operation at once (the work itself may take a moment to die). */
@@ -258,11 +263,9 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     return row;
   }
 
-  function inFlightError(instanceId: string, busy: string): OperationInFlightError {
-    return new OperationInFlightError(
-      `Operation ${busy} on instance ${instanceId} is still in flight; retry when it has finished`,
-      busy,
-    );
+  function inFlightError(instanceId: string, busy: string, kind = active.get(busy)?.kind): OperationInFlightError {
+    const what = kind === undefined ? `Operation ${busy}` : `The ${kind} operation ${busy}`;
+    return new OperationInFlightError(`${what} on instance ${instanceId} is still in flight; retry when it has finished`, busy);
   }
 
   /** What an earlier request under the same Idempotency-Key settles for this one, if anything. */
@@ -415,12 +418,12 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
         // holder is named from a read of its own.
         const holder = (await operations.list({ instanceId: error.instanceId, status: 'running', limit: 1 }))[0]
           ?? (await operations.list({ instanceId: error.instanceId, status: 'queued', limit: 1 }))[0];
-        throw inFlightError(error.instanceId, holder?.id ?? 'on another server');
+        throw inFlightError(error.instanceId, holder?.id ?? 'on another server', holder?.kind);
       }
       throw error;
     }
 
-    const entry = activate(id, instanceId);
+    const entry = activate(id, spec.kind, instanceId);
     const job: Job<T> = {
       id, kind: spec.kind, instanceId, ctx, scope, idempotencyKey: spec.idempotency?.key,
       clientToken: spec.clientToken ?? null, run: spec.run, result: spec.result, remember: spec.remember,
@@ -465,13 +468,13 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
     return { type: 'started', operation: toApiOperation(row), done };
   }
 
-  function activate(id: string, instanceId: string | undefined): Active {
+  function activate(id: string, kind: OperationKind, instanceId: string | undefined): Active {
     let interrupt: () => void = () => undefined;
     const interruption = new Promise<never>((_resolve, reject) => {
       interrupt = () => reject(new InterruptedError(`Operation ${id} was interrupted by a shutdown`));
     });
     interruption.catch(() => undefined);
-    const entry: Active = { id, instanceId, interrupted: false, interrupt, interruption };
+    const entry: Active = { id, kind, instanceId, interrupted: false, interrupt, interruption };
     active.set(id, entry);
     return entry;
   }
@@ -515,6 +518,8 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
       clientToken: job.clientToken,
       async setInstance(launchedId) {
         await operations.setInstance(id, launchedId);
+        entry.instanceId = launchedId;
+        byInstance.set(launchedId, id);
       },
       async note(text) {
         await operations.setNote(id, text);
@@ -608,7 +613,7 @@ export function createOperationsEngine(options: OperationsEngineOptions): Operat
   function runTaken(row: OperationRow, work: (row: OperationRow, op: OperationHandle) => Promise<unknown>): void {
     const instanceId = row.instance_id ?? undefined;
     if (instanceId !== undefined) byInstance.set(instanceId, row.id);
-    const entry = activate(row.id, instanceId);
+    const entry = activate(row.id, row.kind, instanceId);
     const ctx: OpContext = { requestId: row.request_id ?? undefined, actor: row.actor ?? undefined, clientAddress: row.client_address ?? undefined };
     logger.info('took an operation another server queued', { request_id: ctx.requestId, operation_id: row.id, kind: row.kind, instance_id: instanceId });
     const job: Job<unknown> = {

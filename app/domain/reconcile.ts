@@ -1,12 +1,15 @@
 /**
  * Reconciliation: one read of EC2 through list_instances.sh --all, compared with the records.
  *  - records whose instance EC2 reports are refreshed (state, addresses) — "updated" when something changed;
- *  - records whose instance EC2 no longer knows are marked terminated — "vanished";
+ *  - records whose instance EC2 no longer knows are marked terminated — "vanished" — unless the instance was
+ *    launched within the last five minutes: EC2's reads lag behind a launch, so it is left as it is and
+ *    looked at again by the next sync — "unconfirmed";
  *  - instances tagged ManagedBy=ec2-creator without a record are recorded — "imported": a launch left
  *    unresolved (crash, lost answer) is completed by its client token, anything else (a person ran
  *    create_instance.sh) gets a new record.
- *  - launches that no instance carries the token of are failed, at once when nobody works on them any more
- *    (interrupted, script ended), else after GIVE_UP_AFTER_MS.
+ *  - launches that no instance carries the token of are failed once nobody works on them any more (interrupted,
+ *    script ended) and their last attempt is more than five minutes old, else after GIVE_UP_AFTER_MS; until
+ *    then they are "unconfirmed" too.
  * Instances with an operation in flight are left to that operation (as are those a change ran on while EC2
  * was read: the change recorded something newer than the read), and so are records whose instance EC2
  * reported in a form the service cannot use. Records created after EC2 was read are never judged against
@@ -18,6 +21,7 @@ import type { Ec2Instance } from '../schemas/script-outputs.js';
 import type { LaunchedRow } from '../store/instances-repo.js';
 import type { InstancesStore } from '../store/ports.js';
 import type { OpContext } from './context.js';
+import { mayBeUnseen } from './consistency.js';
 import { snapshotOf, type ChangeWatch } from './instances.js';
 import { DEFAULT_LOGIN_USER, loginUserFor } from './login-user.js';
 
@@ -28,6 +32,8 @@ export interface SyncCounts {
   updated: number;
   imported: number;
   vanished: number;
+  /** Records and launches EC2 did not show, too young to judge by that (see consistency.ts). */
+  unconfirmed: number;
 }
 
 export interface ReconcilerDeps {
@@ -42,6 +48,8 @@ export interface ReconcilerDeps {
   busyAnywhere?: (() => Promise<ReadonlySet<string>>) | undefined;
   /** Changes that ran while EC2 was read: what the read saw of those instances is older than their records. */
   changes?: ChangeWatch | undefined;
+  /** How long after a launch EC2 not showing it proves nothing (ms; see consistency.ts). */
+  consistencyWindowMs?: number | undefined;
 }
 
 export interface Reconciler {
@@ -95,7 +103,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           problems: unreadable.map((u) => u.problems),
         });
       }
-      const counts: SyncCounts = { updated: 0, imported: 0, vanished: 0 };
+      const counts: SyncCounts = { updated: 0, imported: 0, vanished: 0, unconfirmed: 0 };
+      const unseen: string[] = [];
       const busyElsewhere = (await deps.busyAnywhere?.()) ?? new Set<string>();
 
       const leftToOperations: string[] = [];
@@ -112,10 +121,18 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         if (seen) {
           const after = await instances.refresh(snapshotOf(seen));
           if (changed(current, after)) counts.updated += 1;
+        } else if (mayBeUnseen(current, deps.consistencyWindowMs)) {
+          unseen.push(row.instance_id);
+          counts.unconfirmed += 1;
         } else {
           await instances.markTerminated(row.instance_id, 'vanished from EC2 (reconciliation)');
           counts.vanished += 1;
         }
+      }
+      if (unseen.length > 0) {
+        logger.info('reconciliation left records EC2 does not show yet: they were launched moments ago', {
+          request_id: ctx?.requestId, instance_ids: unseen,
+        });
       }
       if (leftToOperations.length > 0) {
         logger.debug('reconciliation left instances to the operations changing them', {
@@ -166,14 +183,18 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         });
       }
 
-      // Launches no instance carries the token of are failed: at once when nobody works on them any more
-      // (their operation was interrupted and its script has ended), else after a while (EC2 may be slow to
-      // show a launch it accepted). A failed launch does not count against MAX_INSTANCES.
+      // Launches no instance carries the token of are failed once EC2 has had time to show them: when nobody
+      // works on them any more (their operation was interrupted and its script has ended), after the window
+      // of eventual consistency since their last attempt; else after GIVE_UP_AFTER_MS. A failed launch does not
+      // count against MAX_INSTANCES; until then it does.
       const failed: string[] = [];
       for (const launch of unresolved.values()) {
-        if (abandoned.has(launch.client_token) || Date.now() - Date.parse(launch.created_at) > GIVE_UP_AFTER_MS) {
+        const sinceMs = Date.now() - Date.parse(launch.updated_at);
+        if ((abandoned.has(launch.client_token) && !mayBeUnseen(launch, deps.consistencyWindowMs)) || sinceMs > GIVE_UP_AFTER_MS) {
           await instances.failLaunch(launch.client_token, 'failed', 'no EC2 instance carries this launch\'s client token');
           failed.push(launch.client_token);
+        } else if (launch.launch_status === 'unknown' || abandoned.has(launch.client_token)) {
+          counts.unconfirmed += 1; // a launch still in flight is its operation's to resolve
         }
       }
       if (failed.length > 0) {

@@ -6,7 +6,7 @@
 import { SCRIPT_FAILURES } from '../ec2/errors.js';
 import type { OperationRow } from '../store/operations-repo.js';
 import {
-  AppError, ConflictError, IdempotencyMismatchError, InterruptedError, NotFoundError, OperationInFlightError, PolicyError,
+  AppError, ConflictError, IdempotencyMismatchError, IncorrectStateError, InterruptedError, NotFoundError, OperationInFlightError, PolicyError,
   QuotaExceededError, ScriptError, StorageUnavailableError, UnavailableError, ValidationError,
   type FieldError, type ScriptFailure,
 } from './errors.js';
@@ -67,7 +67,7 @@ function particulars(error: AppError): FailureDetails | undefined {
 
 const SCRIPT_FAILURE_CODES: ReadonlySet<string> = new Set(SCRIPT_FAILURES);
 
-const DOMAIN_KINDS: ReadonlySet<string> = new Set(['not-found', 'conflict']);
+const DOMAIN_KINDS: ReadonlySet<string> = new Set(['not-found', 'conflict', 'incorrect-state']);
 
 /** The error a finished, unsuccessful operation ended with, as its own server would have thrown it. */
 export function failureOf(row: OperationRow): Error {
@@ -80,7 +80,8 @@ export function failureOf(row: OperationRow): Error {
     details = {};
   }
   const code = row.error_code ?? 'internal';
-  // 'not-found' and 'conflict' name both a script's failure and the domain's own: the script tells them apart.
+  // 'not-found', 'conflict' and 'incorrect-state' name both a script's failure and the domain's own: the script
+  // tells them apart.
   if (SCRIPT_FAILURE_CODES.has(code) && (details.script !== undefined || !DOMAIN_KINDS.has(code))) {
     return new ScriptError(code as ScriptFailure, details.script ?? 'unknown', details.message ?? message, {
       exitCode: details.exit_code ?? row.exit_code ?? undefined,
@@ -94,6 +95,7 @@ export function failureOf(row: OperationRow): Error {
     case 'validation': return new ValidationError(message, details.errors ?? []);
     case 'not-found': return new NotFoundError(message);
     case 'conflict': return new ConflictError(message);
+    case 'incorrect-state': return new IncorrectStateError(message);
     case 'operation-in-flight': return new OperationInFlightError(message, details.operation_id ?? row.id);
     case 'launch-policy': return new PolicyError(message, details.errors ?? []);
     case 'quota-exceeded': return new QuotaExceededError(message, details.quota ?? 'instances', details.limit ?? 0);

@@ -15,7 +15,8 @@ import { execa } from 'execa';
 import { ScriptError, type ScriptFailure } from './errors.js';
 import { redactText } from '../redact.js';
 import type { Logger } from '../logger.js';
-import { describeAjvErrors, validateScriptError, type ValidateFunction } from '../schemas/validators.js';
+import type { ScriptProgress } from '../schemas/script-outputs.js';
+import { describeAjvErrors, validateScriptError, validateScriptProgress, type ValidateFunction } from '../schemas/validators.js';
 
 export interface RunContext {
   requestId?: string | undefined;
@@ -23,6 +24,12 @@ export interface RunContext {
   timeoutMs?: number | undefined;
   /** Whether the arguments came from the client (so an invalid-argument exit is the client's 400). */
   clientInput?: boolean | undefined;
+  /**
+   * Told each progress line the script writes on its progress descriptor (PROGRESS_FD), as it comes: given
+   * only to a script that takes --progress-fd. Lines that are not a valid progress document are logged, never
+   * passed on.
+   */
+  onProgress?: ((progress: ScriptProgress) => void) | undefined;
   /**
    * Told the script's process group as soon as it is spawned, and null once nothing of it runs any more.
    * A script outlives a server that is killed (it leads its own group), so its operation records the group
@@ -63,7 +70,11 @@ const EXIT_FAILURES: Record<number, ScriptFailure> = {
   6: 'credentials',
   7: 'wait-timeout',
   8: 'missing-dependency',
+  10: 'incorrect-state',
 };
+
+/** The descriptor a script writes its progress lines to, when the run asks for them (onProgress). */
+export const PROGRESS_FD = 4;
 
 /**
  * A run given several ids ended with some of them failed: its document still holds every id's outcome,
@@ -113,7 +124,8 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
       detached: true,
       cleanup: false,
       reject: false,
-      stdin: 'ignore',
+      // fd 3 stays closed: the scripts keep their own there (the result's stdout, reachable from subshells).
+      stdio: ctx.onProgress ? ['ignore', 'pipe', 'pipe', 'ignore', 'pipe'] : ['ignore', 'pipe', 'pipe'],
       stripFinalNewline: true,
       maxBuffer,
       env: options.env ?? {},
@@ -123,6 +135,7 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
     });
 
     const pid = child.pid;
+    if (ctx.onProgress) readProgress(child.stdio[PROGRESS_FD] as NodeJS.ReadableStream | null, script, ctx);
     let timedOut = false;
     let killTimer: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
@@ -163,9 +176,9 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
 
     // Script output is untrusted and may echo secrets (AWS keys, tokens); the message and
     // stderr tail travel on into logs, operation records and problem details, so they are redacted here.
-    const fail = (failure: ScriptFailure, message: string, code?: string): ScriptError =>
+    const fail = (failure: ScriptFailure, message: string, code?: string, instanceId?: string): ScriptError =>
       new ScriptError(failure, script, redactText(message), {
-        exitCode, signal, code, clientInput: ctx.clientInput, stderrTail: stderr ? redactText(tail(stderr, 2000)) : undefined,
+        exitCode, signal, code, clientInput: ctx.clientInput, stderrTail: stderr ? redactText(tail(stderr, 2000)) : undefined, instanceId,
       });
 
     let outcome: { ok: true; value: T } | { ok: false; error: ScriptError };
@@ -200,15 +213,17 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
         exitCode === undefined ? 'signal' : failureOfExitCode(exitCode);
       let code: string | undefined;
       let message: string;
+      let instanceId: string | undefined;
       if (parseOk && validateScriptError(parsed)) {
         code = parsed.error.code;
         message = parsed.error.message;
+        instanceId = parsed.error.instance_id;
       } else if (exitCode === undefined) {
         message = `${script} was killed by ${signal ?? 'a signal'}`;
       } else {
         message = `${script} exited with code ${exitCode}${stderr ? `: ${tail(stderr)}` : ''}`;
       }
-      outcome = { ok: false, error: fail(failure, message, code) };
+      outcome = { ok: false, error: fail(failure, message, code, instanceId) };
     }
 
     const line = {
@@ -228,6 +243,40 @@ export function createScriptRunner(options: RunnerOptions): ScriptRunner {
 
     if (!outcome.ok) throw outcome.error;
     return outcome.value;
+  }
+
+  /** Hands each valid progress line to ctx.onProgress as it arrives; a broken one is logged and skipped. */
+  function readProgress(stream: NodeJS.ReadableStream | null, script: string, ctx: RunContext): void {
+    if (!stream) return;
+    let pending = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      pending += chunk;
+      let newline: number;
+      while ((newline = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        let progress: unknown;
+        try {
+          progress = JSON.parse(line);
+        } catch {
+          progress = undefined;
+        }
+        if (!validateScriptProgress(progress)) {
+          logger.warn('a script wrote a progress line that is not a progress document', {
+            request_id: ctx.requestId, script, line: redactText(line.slice(0, 500)),
+          });
+          continue;
+        }
+        try {
+          ctx.onProgress?.(progress);
+        } catch (error) {
+          logger.warn('a progress line could not be handled', {
+            request_id: ctx.requestId, script, error: error instanceof Error ? error.message : String(error),
+          });
+        }
+      }
+    });
   }
 
   return {

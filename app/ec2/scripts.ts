@@ -13,7 +13,7 @@ import {
 } from '../schemas/validators.js';
 import { coalesce } from './coalesce.js';
 import { ScriptError } from './errors.js';
-import { failureOfExitCode, type RunContext, type ScriptRunner } from './runner.js';
+import { failureOfExitCode, PROGRESS_FD, type RunContext, type ScriptRunner } from './runner.js';
 
 export interface CreateInstanceInput {
   name: string;
@@ -35,6 +35,8 @@ export interface CreateInstanceInput {
   rootDevice?: string | null | undefined;
   /** The key pair is known to exist: the script then does not check it first. */
   keyChecked?: boolean | undefined;
+  /** Seconds between the script's reads while it waits for running (its default: 5). */
+  pollIntervalS?: number | undefined;
 }
 
 /**
@@ -54,12 +56,16 @@ export function waitTimeoutSeconds(runnerTimeoutMs: number): number {
 
 /**
  * Waits until the instance runs, like start and stop do, so the answer and the record carry the state,
- * public IP and ssh_string a person needs rather than run-instances' provisional "pending". If the wait
- * runs out, the launch is still found by its client token.
+ * public IP and ssh_string a person needs rather than run-instances' provisional "pending". The instance
+ * id is told to ctx.onProgress the moment EC2 gives it, before the wait is over. A failure after the
+ * launch names the instance (ScriptError details.instanceId); if the script's output is lost altogether,
+ * the launch is still found by its client token.
  */
 export async function createInstance(runner: ScriptRunner, input: CreateInstanceInput, ctx: RunContext = {}): Promise<Ec2Instance> {
   const wait = waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs);
   const args = [`--key-name=${input.keyName}`, `--client-token=${input.clientToken}`, '--wait', `--wait-timeout=${wait}`];
+  if (input.pollIntervalS) args.push(`--poll-interval=${input.pollIntervalS}`);
+  if (ctx.onProgress) args.push(`--progress-fd=${PROGRESS_FD}`);
   for (const group of securityGroupsOf(input)) args.push(`--security-group-id=${group}`);
   for (const [key, value] of Object.entries(input.tags ?? {})) args.push(`--tag=${key}=${value}`);
   if (input.owner) args.push(`--owner=${input.owner}`);
@@ -165,9 +171,10 @@ export async function listInstances(
 export type ChangeScript = 'start_instance.sh' | 'stop_instance.sh' | 'destroy_instance.sh';
 
 /** The options a change script gets from the service, for one id or several. */
-function changeOptions(runner: ScriptRunner, script: ChangeScript, ctx: RunContext): string[] {
+function changeOptions(runner: ScriptRunner, script: ChangeScript, ctx: RunContext, pollIntervalS?: number): string[] {
   if (script === 'destroy_instance.sh') return KNOWN_SIZE;
-  return [...KNOWN_STATE, `--wait-timeout=${waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs)}`];
+  const poll = pollIntervalS ? [`--poll-interval=${pollIntervalS}`] : [];
+  return [...KNOWN_STATE, `--wait-timeout=${waitTimeoutSeconds(ctx.timeoutMs ?? runner.timeoutMs)}`, ...poll];
 }
 
 /** One start, stop or destroy: the instance, or the run's ScriptError. */
@@ -176,8 +183,9 @@ export async function changeInstance(
   script: ChangeScript,
   instanceId: string,
   ctx: RunContext = {},
+  pollIntervalS?: number,
 ): Promise<Ec2Instance> {
-  const args = [...changeOptions(runner, script, ctx), '--', instanceId];
+  const args = [...changeOptions(runner, script, ctx, pollIntervalS), '--', instanceId];
   return runner.run(script, args, validateEc2Instance, { clientInput: true, ...ctx });
 }
 
@@ -190,8 +198,9 @@ export async function changeInstances(
   script: ChangeScript,
   instanceIds: readonly string[],
   ctx: RunContext = {},
+  pollIntervalS?: number,
 ): Promise<Map<string, Ec2Instance | ScriptError>> {
-  const args = [...changeOptions(runner, script, ctx), '--', ...instanceIds];
+  const args = [...changeOptions(runner, script, ctx, pollIntervalS), '--', ...instanceIds];
   const batch = await runner.run(script, args, validateEc2InstanceBatch, { clientInput: true, ...ctx });
   const outcomes = new Map<string, Ec2Instance | ScriptError>();
   for (const instance of batch.instances) outcomes.set(instance.id, instance);
@@ -272,6 +281,8 @@ const LARGEST_BATCH = 50;
 export interface Ec2Options {
   /** How long a start, stop or destroy waits for others of its kind to share its script run (0: never). */
   coalesceWindowMs?: number | undefined;
+  /** Seconds between a waiting script's reads of EC2 (the scripts' default: 5). */
+  pollIntervalS?: number | undefined;
 }
 
 /**
@@ -298,7 +309,7 @@ export function createEc2(runner: ScriptRunner, options: Ec2Options = {}): Ec2 {
   async function createWithKnownKey(input: CreateInstanceInput, ctx?: RunContext): Promise<Ec2Instance> {
     const keyChecked = input.keyChecked ?? checkedKeys.has(input.keyName);
     try {
-      const instance = await createInstance(runner, { ...input, keyChecked }, ctx);
+      const instance = await createInstance(runner, { pollIntervalS: options.pollIntervalS, ...input, keyChecked }, ctx);
       checkedKeys.add(input.keyName);
       return instance;
     } catch (error) {
@@ -312,8 +323,8 @@ export function createEc2(runner: ScriptRunner, options: Ec2Options = {}): Ec2 {
   const coalesced = (script: ChangeScript) => coalesce<Ec2Instance>({
     windowMs: options.coalesceWindowMs ?? 0,
     maxBatch: LARGEST_BATCH,
-    one: (id, ctx) => changeInstance(runner, script, id, ctx),
-    many: (ids, ctx) => changeInstances(runner, script, ids, ctx),
+    one: (id, ctx) => changeInstance(runner, script, id, ctx, options.pollIntervalS),
+    many: (ids, ctx) => changeInstances(runner, script, ids, ctx, options.pollIntervalS),
   });
   const start = coalesced('start_instance.sh');
   const stop = coalesced('stop_instance.sh');

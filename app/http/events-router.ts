@@ -69,6 +69,9 @@ export function eventsRouter(options: EventsRouterOptions): Router {
           deliver: (event: StreamEvent) => send(frame(event.type, event.id, event)),
           backlog: () => res.writableLength,
           onDrain: (then) => res.once('drain', then),
+          // Tells the client where it stands, so that it can resume from here even before any change: after
+          // what it missed, with the id reached, so the last id an EventSource keeps never goes back.
+          ready: (lastEventId) => send(frame('stream.ready', lastEventId, { last_event_id: lastEventId, clients: stream.clients })),
           end: (why) => {
             if (why === 'stalled') {
               logger.warn('event stream client dropped: it does not read', { request_id: requestId(res), buffered_bytes: res.writableLength });
@@ -94,8 +97,6 @@ export function eventsRouter(options: EventsRouterOptions): Router {
         return;
       }
       unsubscribe = () => subscription.unsubscribe();
-      // Tells a new client where it stands, so that it can resume from here even before any change.
-      send(frame('stream.ready', subscription.from, { last_event_id: subscription.from, clients: stream.clients }));
       heartbeat = setInterval(() => send(': heartbeat\n\n'), options.heartbeatS * 1000);
       heartbeat.unref();
       logger.info('event stream opened', {

@@ -30,6 +30,7 @@ export const RETRY_AFTER_SECONDS = 30;
 const SCRIPT_STATUS: Record<ScriptFailure, { status: number; slug: string; title: string }> = {
   'not-found': { status: 404, slug: 'not-found', title: 'Not found in EC2' },
   conflict: { status: 409, slug: 'conflict', title: 'Conflicting state in EC2' },
+  'incorrect-state': { status: 409, slug: 'incorrect-state', title: "The instance's state in EC2 does not allow it" },
   throttled: { status: 503, slug: 'aws-unavailable', title: 'AWS is throttling or unavailable' },
   'wait-timeout': { status: 504, slug: 'aws-timeout', title: 'EC2 did not reach the expected state in time' },
   timeout: { status: 504, slug: 'aws-timeout', title: 'The EC2 operation timed out' },
@@ -94,6 +95,7 @@ const PROBLEMS: Record<Exclude<ErrorKind, 'script'>, { status: number; title: st
   validation: { status: 400, title: 'Invalid request' },
   'not-found': { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
+  'incorrect-state': { status: 409, title: "The instance's state in EC2 does not allow it" },
   'operation-in-flight': { status: 409, title: 'Another operation is in flight' },
   'quota-exceeded': { status: 409, title: 'Quota exceeded' },
   'launch-policy': { status: 422, title: 'Refused by the launch policy' },

@@ -16,7 +16,7 @@ export const syncResultSchema = {
   title: 'SyncResult',
   type: 'object',
   additionalProperties: false,
-  required: ['updated', 'imported', 'vanished'],
+  required: ['updated', 'imported', 'vanished', 'unconfirmed'],
   properties: {
     updated: { type: 'integer', minimum: 0, description: 'Records whose state or addresses changed.' },
     imported: {
@@ -25,6 +25,11 @@ export const syncResultSchema = {
       description: 'Instances tagged ManagedBy=ec2-creator that had no record (or whose launch record was unresolved).',
     },
     vanished: { type: 'integer', minimum: 0, description: 'Records whose instance EC2 no longer knows, now terminated.' },
+    unconfirmed: {
+      type: 'integer',
+      minimum: 0,
+      description: 'Records and launches EC2 did not show, left as they are because they were launched within the last five minutes (EC2 reads lag behind a launch): later syncs look again.',
+    },
     operation_id: { type: 'string', pattern: OPERATION_ID_PATTERN },
   },
 } as const;

@@ -25,11 +25,34 @@ export const scriptErrorOutputSchema = {
     error: {
       type: 'object',
       required: ['code', 'message'],
-      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        /** create_instance.sh: the instance EC2 had launched before the run failed (the launch happened). */
+        instance_id: { type: 'string', pattern: '^i-[0-9a-f]{8,17}$' },
+      },
     },
   },
 } as const;
 export type ScriptErrorOutput = FromSchema<typeof scriptErrorOutputSchema>;
+
+/**
+ * A line create_instance.sh writes to its progress descriptor the moment EC2 has launched the instance, before
+ * the wait for `running` is over.
+ */
+export const scriptProgressSchema = {
+  title: 'ScriptProgress',
+  type: 'object',
+  required: ['event', 'instance_id', 'client_token', 'state'],
+  properties: {
+    event: { type: 'string', enum: ['launched'] },
+    instance_id: { type: 'string', pattern: '^i-[0-9a-f]{8,17}$' },
+    client_token: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,64}$' },
+    state: { type: 'string', maxLength: 32 },
+    launch_time: { type: ['string', 'null'], maxLength: 64 },
+  },
+} as const;
+export type ScriptProgress = FromSchema<typeof scriptProgressSchema>;
 
 export const ec2InstanceSchema = {
   title: 'ScriptInstance',

@@ -15,9 +15,9 @@ import {
 } from './operation.js';
 import {
   ec2InstanceSchema, imageOutputSchema, instanceBatchOutputSchema, instanceListOutputSchema, keyPairOutputSchema, scriptErrorOutputSchema,
-  securityGroupOutputSchema, securityGroupsOutputSchema,
+  scriptProgressSchema, securityGroupOutputSchema, securityGroupsOutputSchema,
   type Ec2Image, type Ec2Instance, type Ec2InstanceBatch, type Ec2InstanceList, type Ec2KeyPair, type Ec2SecurityGroup,
-  type Ec2SecurityGroups, type ScriptErrorOutput,
+  type Ec2SecurityGroups, type ScriptErrorOutput, type ScriptProgress,
 } from './script-outputs.js';
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default at type level.
@@ -48,6 +48,8 @@ export const validateOperationIdParams: ValidateFunction<OperationIdParams> =
 
 export const validateScriptError: ValidateFunction<ScriptErrorOutput> =
   strictAjv.compile<ScriptErrorOutput>(scriptErrorOutputSchema);
+export const validateScriptProgress: ValidateFunction<ScriptProgress> =
+  strictAjv.compile<ScriptProgress>(scriptProgressSchema);
 export const validateEc2Instance: ValidateFunction<Ec2Instance> = strictAjv.compile<Ec2Instance>(ec2InstanceSchema);
 export const validateEc2InstanceList: ValidateFunction<Ec2InstanceList> =
   strictAjv.compile<Ec2InstanceList>(instanceListOutputSchema);

@@ -173,8 +173,18 @@ export const IMPORT_SQL = `INSERT INTO instances (instance_id, client_token, lau
              @instanceType, @storageGb, @keyName, @securityGroupId, @loginUser, @launchTime, @lastError, @owner,
              COALESCE(@tags, '{}'), @now, @now)`;
 
+/**
+ * The instance EC2 launched under a client token, recorded the moment its id is known (the launch's own
+ * wait is not over): pending, with EC2's launch time. Only a launch not recorded with an id yet is bound.
+ */
+export const BIND_LAUNCH_SQL = `UPDATE instances SET instance_id = @instanceId, launch_status = 'launched', last_error = NULL,
+            state = 'pending', launch_time = COALESCE(@launchTime, launch_time), updated_at = @now
+      WHERE client_token = @clientToken AND instance_id IS NULL`;
+
 export interface InstancesRepository {
   insertLaunch(launch: NewLaunch): InstanceRow;
+  /** Records the id EC2 gave the launch, as pending (see BIND_LAUNCH_SQL); the row, bound now or before. */
+  bindLaunch(clientToken: string, instanceId: string, launchTime: string | null): InstanceRow;
   completeLaunch(clientToken: string, snapshot: Ec2Snapshot): LaunchedRow;
   /** `failed`: nothing was launched. `unknown`: it may have been; reconciliation looks for the client token. */
   failLaunch(clientToken: string, status: 'failed' | 'unknown', error: string): InstanceRow;
@@ -221,6 +231,7 @@ export function createInstancesRepository(db: Db): InstancesRepository {
   const listStatements = new Map<string, Database.Statement<[Record<string, string | number>], LaunchedRow>>();
   const byToken = db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE client_token = ?');
   const byInstanceId = db.prepare<[string], LaunchedRow>('SELECT * FROM instances WHERE instance_id = ?');
+  const bind = db.prepare(BIND_LAUNCH_SQL);
   const complete = db.prepare(
     `UPDATE instances SET instance_id = @instanceId, launch_status = 'launched', last_error = NULL, state = @state,
             storage_gb = COALESCE(@storageGb, storage_gb), ${FROM_EC2_SQL}
@@ -284,6 +295,10 @@ export function createInstancesRepository(db: Db): InstancesRepository {
     insertLaunch(launch) {
       insert.run(launchParams(launch, now()));
       return byToken.get(launch.clientToken) as InstanceRow;
+    },
+    bindLaunch(clientToken, instanceId, launchTime) {
+      bind.run({ clientToken, instanceId, launchTime, now: now() });
+      return byToken.get(clientToken) as InstanceRow;
     },
     completeLaunch(clientToken, snapshot) {
       complete.run({ ...snapshotParams(snapshot, now()), clientToken });

@@ -73,7 +73,7 @@ for (const kind of storeKinds()) describe(`changes that arrive together share on
     });
     await h.records.instances.completeLaunch('ec2c-gone', {
       instanceId: gone, name: 'gone', state: 'running', publicIp: null, privateIp: null, storageGb: 8,
-      keyName: TEST_KEY_NAME, securityGroupId: null, launchTime: null,
+      keyName: TEST_KEY_NAME, securityGroupId: null, launchTime: '2026-01-05T10:00:00.000Z', // long ago: gone, not unseen yet
     });
 
     const [first, missing, second] = await Promise.all([ids[0], gone, ids[1]].map((id) =>

@@ -12,7 +12,7 @@ import { resetMoto } from '../support/global-fixture.js';
 import {
   AL2022_ARM_AMI, UBUNTU_X86_AMI, TEST_KEY_NAME, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById,
 } from '../support/ec2-reader.js';
-import { arrangeRecordedInstance, createHarnessOn, expectProblem, storeKinds, type Harness } from '../support/app-harness.js';
+import { arrangeRecordedInstance, createHarnessOn, expectProblem, launchedLongAgo, storeKinds, type Harness } from '../support/app-harness.js';
 
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const INSTANCE_FIELDS = [
@@ -192,6 +192,7 @@ for (const kind of storeKinds()) describe(`instances API against moto (${kind})`
 
   it('when the instance vanished from EC2, then DELETE answers 204 and the record becomes terminated', async () => {
     const created = await arranged(h);
+    await launchedLongAgo(h, created.id);
     await resetMoto(); // EC2 forgets everything, as it does with instances terminated long ago
     await createKeyPair();
     assert.equal(await ec2InstanceById(created.id), undefined);
@@ -205,6 +206,7 @@ for (const kind of storeKinds()) describe(`instances API against moto (${kind})`
 
   it('when the instance vanished from EC2, then GET shows it terminated instead of failing', async () => {
     const created = await arranged(h);
+    await launchedLongAgo(h, created.id);
     await resetMoto();
 
     const response = await request(h.app).get(`/instances/${created.id}`);
@@ -216,6 +218,7 @@ for (const kind of storeKinds()) describe(`instances API against moto (${kind})`
 
   it('when the instance vanished from EC2, then stop answers 409 and the record becomes terminated', async () => {
     const created = await arranged(h);
+    await launchedLongAgo(h, created.id);
     await resetMoto();
 
     const response = await request(h.app).post(`/instances/${created.id}/stop`);

@@ -114,7 +114,7 @@ describe('sync survives any instance in the region', function () {
     const response = await request(h.app).post('/instances/sync');
 
     assert.equal(response.status, 200, JSON.stringify(response.body));
-    assert.deepEqual({ ...response.body, operation_id: undefined }, { updated: 1, imported: 0, vanished: 0, operation_id: undefined });
+    assert.deepEqual({ ...response.body, operation_id: undefined }, { updated: 1, imported: 0, vanished: 0, unconfirmed: 0, operation_id: undefined });
     assert.equal(h.row('i-0000000000000000a')?.state, 'stopped');
     assert.deepEqual(h.row('i-0000000000000000b'), untouched, 'not marked vanished, not changed');
     assert.equal(h.rowCount(), 2);

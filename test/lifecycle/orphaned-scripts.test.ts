@@ -95,7 +95,7 @@ describe('scripts that outlive a dead server', function () {
     assert.equal(readRows(ws.database, 'SELECT * FROM instances').length, 1);
   });
 
-  it('when the orphaned script is past its CREATE_TIMEOUT_MS at the restart, then its process group is killed, EC2 is checked by client token, and the launch is failed with a note that says so', async () => {
+  it('when the orphaned script is past its CREATE_TIMEOUT_MS at the restart, then its process group is killed, EC2 is checked by client token, and the launch is kept unresolved (EC2 may not show it yet) with a note that says so', async () => {
     const { op, group } = await crashDuringLaunch('orphan-kill-0001');
 
     // The shortest bound there is: the script has been running longer than that already, so it is killed.
@@ -108,13 +108,12 @@ describe('scripts that outlive a dead server', function () {
     assert.equal(after.status, 'interrupted');
     assert.equal(after.instance_id, null);
     assert.match(after.note, new RegExp(`process group ${group}\\) outlived the server and was killed at its time bound \\(1000 ms\\)`));
-    assert.match(after.note, /no instance carries its client token/);
+    assert.match(after.note, /no instance carries its client token yet; the launch stays unresolved/);
     assert.ok(second.logs.some((l) => l.message === 'the script that outlived the previous server is done' && l.operation_id === op.id && l.outcome === 'killed'));
     const rows = readRows<{ launch_status: string; state: string; last_error: string }>(ws.database, 'SELECT * FROM instances');
     assert.equal(rows.length, 1);
-    assert.equal(rows[0]?.launch_status, 'failed');
-    assert.equal(rows[0]?.state, 'failed');
-    assert.match(rows[0]?.last_error ?? '', /no EC2 instance carries this launch's client token/);
+    assert.equal(rows[0]?.launch_status, 'launching', 'not failed while EC2 may still show it');
+    assert.equal(rows[0]?.state, 'pending');
     writeFileSync(path.join(ws.gate, 'release'), ''); // a killed script cannot launch any more
     assert.deepEqual(await allEc2Instances(), []);
     assert.equal(captured(capture).filter((c) => c.operation === 'run-instances').length, 1, 'only the held attempt, which never reached EC2');

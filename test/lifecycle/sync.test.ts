@@ -12,7 +12,7 @@ import path from 'node:path';
 import request from 'supertest';
 import { resetMoto } from '../support/global-fixture.js';
 import { TEST_KEY_NAME, UBUNTU_X86_AMI, allEc2Instances, createKeyPair, ec2Client, ec2InstanceById } from '../support/ec2-reader.js';
-import { createHarnessOn, expectProblem, realScriptsDir, storeKinds, type Harness } from '../support/app-harness.js';
+import { createHarnessOn, expectProblem, launchedLongAgo, realScriptsDir, storeKinds, type Harness } from '../support/app-harness.js';
 import { markers, until } from '../support/lifecycle.js';
 import { fakeAwsEnv } from '../support/fake-aws.js';
 
@@ -78,17 +78,18 @@ for (const kind of storeKinds()) describe(`reconciliation and the operations lis
     assert.equal(op.kind, 'sync');
     assert.equal(op.status, 'succeeded');
     assert.equal(op.request_id, 'sync-1');
-    assert.deepEqual(op.result, { updated: response.body.updated, imported: 1, vanished: 0 });
+    assert.deepEqual(op.result, { updated: response.body.updated, imported: 1, vanished: 0, unconfirmed: 0 });
     assert.ok(h.logs.some((l) => l.message === 'reconciliation imported an instance launched outside the API' && l.instance_id === direct.id));
 
     const again = await request(h.app).post('/instances/sync');
     assert.equal(again.status, 200);
-    assert.deepEqual({ ...again.body, operation_id: undefined }, { updated: 0, imported: 0, vanished: 0, operation_id: undefined });
+    assert.deepEqual({ ...again.body, operation_id: undefined }, { updated: 0, imported: 0, vanished: 0, unconfirmed: 0, operation_id: undefined });
   });
 
   it('when two syncs arrive together, then they share one run of list_instances.sh; when EC2 forgot an instance, then it is counted vanished', async () => {
     const launcher = await harness();
     const id = await launch(launcher, 'forgotten');
+    await launchedLongAgo(launcher, id);
     const h = await harness({
       databaseUrl: launcher.databaseUrl,
       env: fakeAwsEnv({ FAKE_AWS_GATE_OP: 'describe-instances', FAKE_AWS_GATE_DIR: gate }),

@@ -212,6 +212,14 @@ function postgresRows<T>(url: string, statement: string, params: unknown[]): Pro
   return pgRows<T>(url, statement.replace(/\?/g, () => `$${(n += 1)}`), params);
 }
 
+/**
+ * Makes the record's launch an hour old, as for an instance EC2 forgot long after it launched it: EC2 not
+ * showing it then proves it gone (just after a launch it would not: app/domain/consistency.ts).
+ */
+export async function launchedLongAgo(h: Harness, instanceId: string): Promise<void> {
+  await h.sql('UPDATE instances SET launch_time = ? WHERE instance_id = ?', new Date(Date.now() - 3_600_000).toISOString(), instanceId);
+}
+
 /** Asserts the body is an RFC 9457 problem with the given status; returns it. */
 export function expectProblem(response: { status: number; headers: Record<string, string>; body: any }, status: number): any {
   if (response.status !== status) {

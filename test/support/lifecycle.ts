@@ -123,6 +123,16 @@ export function postJson(url: string, body?: unknown, headers: Record<string, st
   return getJson(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 }
 
+/** Writes the service's SQLite file directly, as another connection would (WAL: the server's own waits its turn). */
+export function writeRows(file: string, sql: string, ...params: unknown[]): void {
+  const db = new Database(file);
+  try {
+    db.prepare(sql).run(...params);
+  } finally {
+    db.close();
+  }
+}
+
 /** Reads the service's SQLite file directly (WAL: a second, read-only connection is fine). */
 export function readRows<T>(file: string, sql: string, ...params: unknown[]): T[] {
   const db = new Database(file, { readonly: true });

@@ -8,7 +8,7 @@ import { IN_FLIGHT_INDEX } from '../schema.js';
 import { InstanceBusyError } from '../errors.js';
 import { instancesQuery, operationsQuery } from '../list-queries.js';
 import {
-  FROM_EC2_SQL, GUARDRAIL_SQL, IMPORT_SQL, INSERT_LAUNCH_SQL, launchParams, snapshotParams, type HistoryRow, type InstanceRow, type LaunchedRow,
+  BIND_LAUNCH_SQL, FROM_EC2_SQL, GUARDRAIL_SQL, IMPORT_SQL, INSERT_LAUNCH_SQL, launchParams, snapshotParams, type HistoryRow, type InstanceRow, type LaunchedRow,
 } from '../instances-repo.js';
 import type { IdempotencyRecord, OperationRow } from '../operations-repo.js';
 import type { EventsStore, SessionsStore, IdempotencyStore, InstancesStore, OperationsStore, ReplicasStore, Repositories } from '../ports.js';
@@ -72,6 +72,10 @@ export function createPostgresRepositories(db: Queryable): Repositories {
     async insertLaunch(launch) {
       await run(INSERT_LAUNCH_SQL, launchParams(launch, now()));
       return (await instanceByToken(launch.clientToken)) as InstanceRow;
+    },
+    async bindLaunch(clientToken, instanceId, launchTime) {
+      await run(BIND_LAUNCH_SQL, { clientToken, instanceId, launchTime, now: now() });
+      return (await instanceByToken(clientToken)) as InstanceRow;
     },
     async completeLaunch(clientToken, snapshot) {
       await run(
