@@ -75,7 +75,7 @@ for (const kind of storeKinds()) describe(`the event stream (${kind})`, function
     assert.ok(h.logs.some((l) => l.message === 'event stream opened'));
   });
 
-  it('when a client resumes with Last-Event-ID after a restart, then it gets exactly the events after that id, then the new ones', async () => {
+  it('when a client resumes with Last-Event-ID after a restart, then it gets exactly the events after that id, then stream.ready with the id reached, then the new ones', async () => {
     await start();
     const first = await open();
     const id = await arrangeRecordedInstance(h, { name: 'resumed' });
@@ -99,6 +99,12 @@ for (const kind of storeKinds()) describe(`the event stream (${kind})`, function
     const ids = got.map((f) => Number(f.id));
     assert.deepEqual(ids, [...new Set(ids)].sort((a, b) => a - b));
     assert.ok(got.slice(before.length - 2).some((f) => f.event === 'instance.state_changed' && f.data.instance.state === 'running'));
+    // An EventSource keeps the last id it saw: stream.ready, sent once the missed events are out, must not take it back.
+    const everyId = resumed.frames.flatMap((f) => (f.id === undefined ? [] : [Number(f.id)]));
+    assert.deepEqual(everyId, [...everyId].sort((a, b) => a - b), `ids on one stream only grow, stream.ready's too: ${everyId.join(' ')}`);
+    const ready = resumed.frames.find((f) => f.event === 'stream.ready');
+    assert.ok(Number(ready?.id) >= Number(before.at(-1)?.id), 'stream.ready stands where the replay ended');
+    assert.equal(ready?.data.last_event_id, Number(ready?.id));
 
     const byQuery = await open(`/events?last_event_id=${resumeAfter}`);
     await byQuery.next('the same events by query', (f) => f.id === before.at(-1)?.id);
