@@ -9,7 +9,9 @@
  * crash. SANDBOX_KEEP=1 keeps it, and the sandbox says where it is.
  *
  * `--postgres` keeps the records in a throwaway PostgreSQL instead of SQLite, and `--replicas N` (with it)
- * starts N servers sharing it, each on its own port, to see several replicas at work.
+ * starts N servers sharing it, each on its own port, to see several replicas at work. `--realistic` puts the
+ * realistic EC2 emulator (scripts/lib/realistic-ec2.ts) in front of moto, so the sandbox behaves as AWS does:
+ * a launch is pending for about ten seconds, a new id is not shown at once, some calls are throttled.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,11 +28,15 @@ import { startServer, type RunningServer } from '../app/server.js';
 import { describeUrl } from '../app/store/postgres/index.js';
 import { shellWord } from '../app/shell-word.js';
 import { startMoto, type MotoServer } from './lib/moto.js';
+import { startRealisticEc2, type RealisticEc2, type RealisticEc2Options } from './lib/realistic-ec2.js';
 import { startPostgres, type PostgresServer } from './lib/postgres.js';
 
-const USAGE = `Usage: npm run sandbox [-- [--postgres] [--replicas N]]
+const USAGE = `Usage: npm run sandbox [-- [--realistic] [--postgres] [--replicas N]]
 
 The service against a local EC2 emulator (moto_server), for trying the API without an AWS account.
+  --realistic    EC2 as AWS behaves: a launch or start is pending about 10 s, a stop is stopping about 12 s,
+                 a terminate shutting-down about 8 s; a new instance is not shown for 1 to 4 s; IncorrectInstanceState;
+                 a repeated ClientToken answers the first launch; about 1 call in 10 is throttled
   --postgres     keep the records in a throwaway PostgreSQL (the machine's own binaries) instead of SQLite
   --replicas N   start N servers (1 to 5) sharing that PostgreSQL, each on its own port; needs --postgres
   -h, --help     this text
@@ -40,16 +46,22 @@ Exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 failed to start, 2 bad arguments.
 interface SandboxOptions {
   postgres: boolean;
   replicas: number;
+  realistic: boolean;
 }
+
+/** What --realistic makes of EC2: AWS-like durations, as a person sees them on the dashboard. */
+const REALISTIC: Omit<RealisticEc2Options, 'upstream'> = {
+  pendingMs: 10_000, stoppingMs: 12_000, shuttingDownMs: 8_000, notFoundMs: [1_000, 4_000], throttleRate: 0.1,
+};
 
 /** The command line, or a message for a bad one. */
 function parseArguments(args: string[]): SandboxOptions | { help: true } | { error: string } {
-  const options: SandboxOptions = { postgres: false, replicas: 1 };
+  const options: SandboxOptions = { postgres: false, replicas: 1, realistic: false };
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i] as string;
     if (arg === '-h' || arg === '--help') return { help: true };
-    if (arg === '--postgres') {
-      options.postgres = true;
+    if (arg === '--postgres' || arg === '--realistic') {
+      options[arg === '--postgres' ? 'postgres' : 'realistic'] = true;
       continue;
     }
     const replicas = arg === '--replicas' ? args[(i += 1)] : /^--replicas=(.*)$/.exec(arg)?.[1];
@@ -87,6 +99,7 @@ async function main(): Promise<void> {
   let work: string | undefined;
   let motoStarting: Promise<MotoServer> | undefined;
   let moto: MotoServer | undefined;
+  let realistic: RealisticEc2 | undefined;
   let runner: ScriptRunner | undefined;
   let postgresStarting: Promise<PostgresServer> | undefined;
   let serverStarting: Promise<RunningServer[]> | undefined;
@@ -111,6 +124,7 @@ async function main(): Promise<void> {
       // A second signal while stopping means "now": the service's in-flight work is not waited for.
       await Promise.race([drained, new Promise<void>((resolve) => (hurry = resolve))]);
       await postgresStarting?.then((postgres) => postgres.stop(), () => undefined);
+      await realistic?.close();
       await motoStarting?.then((emulator) => emulator.stop(), () => undefined);
       removeWork();
       process.exit(code);
@@ -159,6 +173,11 @@ async function main(): Promise<void> {
         void stop(1);
       }
     });
+    if (options.realistic) {
+      realistic = await startRealisticEc2({ upstream: emulator.endpoint, ...REALISTIC, seed: randomBytes(4).readUInt32BE() });
+      if (stopping) return;
+    }
+    const ec2Endpoint = realistic?.endpoint ?? emulator.endpoint;
     let databaseUrl = path.join(dir, 'instances.db');
     if (options.postgres) {
       postgresStarting = startPostgres();
@@ -173,7 +192,7 @@ async function main(): Promise<void> {
       AWS_CONFIG_FILE: path.join(dir, 'aws-config'),
       AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'aws-credentials'),
       AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_ENDPOINT_URL: emulator.endpoint,
+      AWS_ENDPOINT_URL: ec2Endpoint,
       DATABASE_URL: process.env.SANDBOX_DATABASE_URL ?? databaseUrl,
       // Loopback only, and a browser cannot send a bearer token to load Swagger UI: open the docs here.
       PUBLIC_DOCS: process.env.PUBLIC_DOCS ?? 'true',
@@ -229,6 +248,10 @@ async function main(): Promise<void> {
         line,
         '  SANDBOX — not real AWS',
         `  EC2 is moto_server at ${emulator.endpoint}; nothing here costs money or reaches AWS.`,
+        ...(realistic
+          ? [`  Realistic: EC2 as AWS behaves, at ${realistic.endpoint}: pending ~10 s, stopping ~12 s, a new id unseen`,
+            '            for 1-4 s, IncorrectInstanceState, ClientToken replay, 1 call in 10 throttled']
+          : []),
         ...(servers.length === 1
           ? [`  API:      ${server.url}`]
           : servers.map((each, i) => `  API:      ${each.url} (replica ${i + 1} of ${servers.length}: any of them takes any request)`)),

@@ -236,10 +236,13 @@ export async function startRealisticEc2(options: RealisticEc2Options): Promise<R
     held.delete(hold.release);
   }
 
-  /** Sends the request to moto, through any hold set for it. */
-  async function toMoto(action: string, incoming: IncomingMessage, body: Buffer): Promise<Answer> {
+  /**
+   * Sends the request to moto, through any hold set for it. What moto did is taken note of (`noted`) before an
+   * `after` hold: EC2 has acted, whether or not its answer ever reaches the client.
+   */
+  async function toMoto(action: string, incoming: IncomingMessage, body: Buffer, noted: (answer: Answer) => Answer = (a) => a): Promise<Answer> {
     await atHold(action, 'before');
-    const answer = await upstream(incoming.method ?? 'POST', incoming.url ?? '/', incoming.headers, body);
+    const answer = noted(await upstream(incoming.method ?? 'POST', incoming.url ?? '/', incoming.headers, body));
     await atHold(action, 'after');
     return answer;
   }
@@ -307,7 +310,7 @@ export async function startRealisticEc2(options: RealisticEc2Options): Promise<R
         return;
       }
     }
-    const answer = toMoto('RunInstances', incoming, body).then((got) => {
+    const answer = toMoto('RunInstances', incoming, body, (got) => {
       if (got.status !== 200) return got;
       const tree = parser.parse(got.body.toString('utf8')) as XmlNode[];
       for (const item of findAll(tree, 'instancesSet').flatMap(childrenOf)) {

@@ -11,6 +11,7 @@ import {
   commandLine, exitOf, isAlive, killProcessesWithEnvironment, processesWithEnvironment, repoRoot, watchOutput, type WatchedOutput,
 } from '../support/ops-manager.js';
 import { ec2ClientFor } from '../support/ec2-reader.js';
+import { until } from '../support/lifecycle.js';
 
 const BANNER = /SANDBOX — not real AWS[\s\S]*Ctrl-C stops/;
 
@@ -207,6 +208,34 @@ describe('npm run sandbox', function () {
     assert.ok(body.public_ip, JSON.stringify(body));
     assert.equal(body.ssh_string, `ssh -i ${keyFile} ec2-user@${body.public_ip}`);
     assert.ok(existsSync(keyFile), 'the named file holds the key while the sandbox runs');
+  });
+
+  it('when started with --realistic, then the banner says so and a launch shows pending on its record while EC2 brings it up, then running', async () => {
+    const { output } = await startSandbox({}, { args: ['--realistic'] });
+    await output.waitFor(BANNER);
+    const banner = output.text();
+    assert.match(banner, /Realistic: EC2 as AWS behaves, at http:\/\/127\.0\.0\.1:\d+: pending ~10 s/);
+    const api = /API:\s+(\S+)/.exec(banner)?.[1];
+    const token = /Token:\s+(\S+)/.exec(banner)?.[1];
+    assert.ok(api && token, banner);
+    const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+    const get = async (url: string): Promise<any> => (await fetch(`${api}${url}`, { headers })).json();
+
+    const accepted = await fetch(`${api}/instances`, {
+      method: 'POST', headers: { ...headers, Prefer: 'respond-async' },
+      body: JSON.stringify({ name: 'slow', ami: 'ami-1e749f67', instance_type: 't3.micro', storage_gb: 8 }),
+    });
+    assert.equal(accepted.status, 202, await accepted.clone().text());
+    const operation = (await accepted.json() as { id: string }).id;
+    let instanceId: string | null = null;
+    await until('EC2 named the instance', async () => (instanceId = (await get(`/operations/${operation}`)).instance_id) !== null);
+
+    const seen = await get(`/instances/${instanceId}`);
+    assert.equal(seen.state, 'pending', JSON.stringify(seen));
+    assert.equal((await get(`/operations/${operation}`)).status, 'running', 'the launch waits for EC2 to run it');
+    await until('the launch is over', async () => (await get(`/operations/${operation}`)).status !== 'running', 90_000);
+    assert.equal((await get(`/operations/${operation}`)).status, 'succeeded');
+    assert.equal((await get(`/instances/${instanceId}`)).state, 'running');
   });
 
   it('when started with --replicas 2 --postgres, then it prints two API URLs sharing one PostgreSQL, a create on one is listed on the other, and Ctrl-C leaves no server behind', async () => {
