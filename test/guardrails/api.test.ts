@@ -432,10 +432,13 @@ for (const kind of storeKinds()) describe(`cost guardrails (${kind})`, function 
 });
 
 describe('the scheduler after a failed action', () => {
-  it('when an expiry stop fails on something passing, then it stays due and is tried again after a pause, and recorded once it succeeds', async () => {
+  for (const passing of ['throttling', 'the instance still pending (IncorrectInstanceState)'] as const) it(`when an expiry stop fails on something passing (${passing}), then it stays due and is tried again after a pause, and recorded once it succeeds`, async () => {
     const { createHarness } = await import('../support/app-harness.js');
     const { createScheduler, RETRY_AFTER_FAILURE_MS } = await import('../../app/guardrails/scheduler.js');
-    const { ScriptError } = await import('../../app/domain/errors.js');
+    const { IncorrectStateError, ScriptError } = await import('../../app/domain/errors.js');
+    const failure = () => (passing === 'throttling'
+      ? new ScriptError('throttled', 'stop_instance.sh', 'Rate exceeded')
+      : new IncorrectStateError("EC2 refused to stop i-0000000000000000e: This instance 'i-0000000000000000e' is not in a state from which it can be stopped."));
     const h = createHarness();
     try {
       const clock = movableClock(new Date('2026-06-01T10:00:00Z'));
@@ -452,7 +455,7 @@ describe('the scheduler after a failed action', () => {
       const lifecycle = {
         async stop(instanceId: string) {
           stops.push(instanceId);
-          const done = outcome === 'ok' ? Promise.resolve({}) : Promise.reject(new ScriptError('throttled', 'stop_instance.sh', 'Rate exceeded'));
+          const done = outcome === 'ok' ? Promise.resolve({}) : Promise.reject(failure());
           done.catch(() => undefined);
           return { type: 'started', operation: { id: `op-${stops.length}` }, done } as any;
         },
