@@ -152,8 +152,10 @@ describe('several replicas on one PostgreSQL', function () {
     assert.ok(b.logs.some((l) => l.message === 'took an operation another server queued' && l.operation_id === accepted.body.id));
     assert.equal(owner?.owner, b.logs.find((l) => l.message === 'listening')?.replica, 'B ran it');
 
-    await until('B has settled the launch A was running', async () =>
-      /nothing was launched|had not started a launch/.test((await rows<{ note: string }>(pgs.url,
+    // The launch A was running never reached EC2, but EC2 may not show a launch at once: it stays unresolved
+    // (counted) until EVENTUAL_CONSISTENCY_S has passed, never failed while EC2 may have it.
+    await until('B has reconciled the launch A was running', async () =>
+      /no instance carries its client token yet|had not started a launch/.test((await rows<{ note: string }>(pgs.url,
         "SELECT note FROM operations WHERE kind = 'create' AND id <> $1", [accepted.body.id]))[0]?.note ?? ''));
   });
 
