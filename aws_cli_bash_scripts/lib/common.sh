@@ -367,7 +367,9 @@ aws_call() {
     trap "aws_call_cleanup; trap - ${signal}; kill -s ${signal} \"\${BASHPID}\"" "${signal}"
   done
   AWS_CALL_DIR="$(mktemp -d)"
-  timeout --foreground --kill-after=5 "${limit}" aws ec2 "${operation}" --output=json "$@" \
+  local -a endpoint=()
+  aws_endpoint_option endpoint
+  timeout --foreground --kill-after=5 "${limit}" aws ec2 "${operation}" --output=json "${endpoint[@]}" "$@" \
     >"${AWS_CALL_DIR}/stdout" 2>"${AWS_CALL_DIR}/stderr" &
   AWS_CALL_PID="$!"
   wait "${AWS_CALL_PID}" || status=$?
@@ -378,6 +380,19 @@ aws_call() {
     cat -- "${AWS_CALL_DIR}/stderr"
   fi
   return "${status}"
+}
+
+# aws_endpoint_option ARRAY: set ARRAY to the --endpoint-url the environment names, if any. AWS CLI v2
+# before 2.13 ignores AWS_ENDPOINT_URL; v1 and later v2 take the option as they take the variable. The
+# EC2 variable wins over the general one, and AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns both off, as in
+# the CLIs that read them.
+aws_endpoint_option() {
+  local -n option="$1"
+  local url="${AWS_ENDPOINT_URL_EC2:-${AWS_ENDPOINT_URL:-}}"
+  option=()
+  if [[ -n "${url}" && "${AWS_IGNORE_CONFIGURED_ENDPOINT_URLS:-}" != [Tt][Rr][Uu][Ee] ]]; then
+    option=(--endpoint-url="${url}")
+  fi
 }
 
 # The traps' work: stop the call if it still runs, remove its folder.
