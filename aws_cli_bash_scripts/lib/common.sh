@@ -459,6 +459,19 @@ json_filter() {
 readonly INSTANCE_JQ='
   def tag($key): [(.Tags // [])[] | select(.Key == $key) | .Value][0];
   def blank_to_null: if . == null or . == "" or . == "None" then null else . end;
+  # EC2 sends "2026-11-01T12:00:00.000Z", which AWS CLI v1 prints as it came; v2 (and v1 set to
+  # cli_timestamp_format = iso8601) prints "2026-11-01T12:00:00+00:00". Either becomes the UTC spelling
+  # EC2 sends, with milliseconds; text of any other shape is left as it is.
+  def utc_timestamp:
+    [if type == "string" then capture("^(?<second>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})([.](?<fraction>[0-9]+))?(?<zone>Z|[+-][0-9]{2}:[0-9]{2})?$") else empty end][0] as $t
+    | if $t == null then .
+      else
+        (if $t.zone == null or $t.zone == "Z" then 0
+         else ($t.zone[1:3] | tonumber) * 3600 + ($t.zone[4:6] | tonumber) * 60
+           | if $t.zone[0:1] == "-" then 0 - . else . end
+         end) as $offset
+        | ((($t.second + "Z") | fromdateiso8601) - $offset | todate)[0:19] + "." + ((($t.fraction // "") + "000")[0:3]) + "Z"
+      end;
   def root_volume_size($sizes):
     .RootDeviceName as $root
     | [(.BlockDeviceMappings // [])[] | select(.DeviceName == $root) | .Ebs.VolumeId][0] as $volume
@@ -475,7 +488,7 @@ readonly INSTANCE_JQ='
       storage_gb: root_volume_size($sizes),
       key_name: (.KeyName | blank_to_null),
       security_group_ids: [(.SecurityGroups // [])[] | .GroupId],
-      launch_time: .LaunchTime,
+      launch_time: (.LaunchTime | utc_timestamp),
       client_token: ((.ClientToken | blank_to_null) // (tag("ec2-creator:client-token") | blank_to_null)),
       managed: (tag("ManagedBy") == "ec2-creator"),
       tags: ((.Tags // []) | map({(.Key): (.Value // "")}) | add // {})
