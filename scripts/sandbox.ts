@@ -161,7 +161,10 @@ async function main(): Promise<void> {
     work = dir;
     writeFileSync(path.join(dir, 'aws-config'), '');
     writeFileSync(path.join(dir, 'aws-credentials'), '');
-    for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN']) delete process.env[name];
+    // The EC2 endpoint variable would win over AWS_ENDPOINT_URL, and the other would turn it off.
+    for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_ENDPOINT_URL_EC2', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS']) {
+      delete process.env[name];
+    }
 
     motoStarting = startMoto();
     moto = await motoStarting;
@@ -217,7 +220,7 @@ async function main(): Promise<void> {
     process.env.KEY_FILE = keyFile;
     if (stopping) return;
     // Read while the server starts: the lookup is a CLI call of its own, about a second.
-    const imagesRead = sandboxImages();
+    const imagesRead = sandboxImages(emulator.endpoint);
     // Replicas after the first listen on ports of their own.
     serverStarting = (async () => {
       const started: RunningServer[] = [];
@@ -302,10 +305,11 @@ const IMAGE_PARAMETERS = {
 type SandboxImages = Partial<Record<keyof typeof IMAGE_PARAMETERS, string>>;
 
 /** One x86_64 and one arm64 image id that exist in the emulator; none when it cannot say (the banner then omits them). */
-async function sandboxImages(): Promise<SandboxImages> {
+async function sandboxImages(endpoint: string): Promise<SandboxImages> {
   try {
+    // On the command line: AWS CLI v2 before 2.13 reads no AWS_ENDPOINT_URL.
     const { stdout } = await execa('aws', [
-      'ssm', 'get-parameters', '--names', ...Object.values(IMAGE_PARAMETERS), '--output', 'json',
+      'ssm', 'get-parameters', '--names', ...Object.values(IMAGE_PARAMETERS), '--output', 'json', '--endpoint-url', endpoint,
     ], { timeout: 60_000 });
     const values = new Map(
       (JSON.parse(stdout) as { Parameters?: Array<{ Name?: string; Value?: string }> }).Parameters?.map((p) => [p.Name, p.Value]) ?? [],

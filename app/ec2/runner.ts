@@ -1,8 +1,9 @@
 /**
  * The only place that spawns processes. Each script runs from an argument array (never a shell) as the
  * leader of its own process group (`detached`), so a timeout can signal the whole group: the script, the
- * `aws` CLI it started and anything they spawned. execa 9's own `timeout` would signal only the direct
- * child and leave `aws` running, so we keep our own timer.
+ * `aws` CLI it started and anything they spawned. execa's own `timeout` would signal only the direct
+ * child and leave `aws` running (`killDescendants` would not SIGKILL what an exited script left behind in
+ * its group), so we keep our own timer.
  *
  * The result is the parsed stdout document validated against the script's schema, or a ScriptError whose
  * `failure` says which class of problem happened (from the exit code contract of aws_cli_bash_scripts/).

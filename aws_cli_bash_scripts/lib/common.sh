@@ -377,7 +377,9 @@ aws_call() {
     trap "aws_call_cleanup; trap - ${signal}; kill -s ${signal} \"\${BASHPID}\"" "${signal}"
   done
   AWS_CALL_DIR="$(mktemp -d)"
-  timeout --foreground --kill-after=5 "${limit}" aws ec2 "${operation}" --output=json "$@" \
+  local -a endpoint=()
+  aws_endpoint_option endpoint
+  timeout --foreground --kill-after=5 "${limit}" aws ec2 "${operation}" --output=json "${endpoint[@]}" "$@" \
     >"${AWS_CALL_DIR}/stdout" 2>"${AWS_CALL_DIR}/stderr" &
   AWS_CALL_PID="$!"
   wait "${AWS_CALL_PID}" || status=$?
@@ -388,6 +390,19 @@ aws_call() {
     cat -- "${AWS_CALL_DIR}/stderr"
   fi
   return "${status}"
+}
+
+# aws_endpoint_option ARRAY: set ARRAY to the --endpoint-url the environment names, if any. AWS CLI v2
+# before 2.13 ignores AWS_ENDPOINT_URL; v1 and later v2 take the option as they take the variable. The
+# EC2 variable wins over the general one, and AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns both off, as in
+# the CLIs that read them.
+aws_endpoint_option() {
+  local -n option="$1"
+  local url="${AWS_ENDPOINT_URL_EC2:-${AWS_ENDPOINT_URL:-}}"
+  option=()
+  if [[ -n "${url}" && "${AWS_IGNORE_CONFIGURED_ENDPOINT_URLS:-}" != [Tt][Rr][Uu][Ee] ]]; then
+    option=(--endpoint-url="${url}")
+  fi
 }
 
 # The traps' work: stop the call if it still runs, remove its folder.
@@ -464,6 +479,19 @@ json_filter() {
 readonly INSTANCE_JQ='
   def tag($key): [(.Tags // [])[] | select(.Key == $key) | .Value][0];
   def blank_to_null: if . == null or . == "" or . == "None" then null else . end;
+  # EC2 sends "2026-11-01T12:00:00.000Z", which AWS CLI v1 prints as it came; v2 (and v1 set to
+  # cli_timestamp_format = iso8601) prints "2026-11-01T12:00:00+00:00". Either becomes the UTC spelling
+  # EC2 sends, with milliseconds; text of any other shape is left as it is.
+  def utc_timestamp:
+    [if type == "string" then capture("^(?<second>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})([.](?<fraction>[0-9]+))?(?<zone>Z|[+-][0-9]{2}:[0-9]{2})?$") else empty end][0] as $t
+    | if $t == null then .
+      else
+        (if $t.zone == null or $t.zone == "Z" then 0
+         else ($t.zone[1:3] | tonumber) * 3600 + ($t.zone[4:6] | tonumber) * 60
+           | if $t.zone[0:1] == "-" then 0 - . else . end
+         end) as $offset
+        | ((($t.second + "Z") | fromdateiso8601) - $offset | todate)[0:19] + "." + ((($t.fraction // "") + "000")[0:3]) + "Z"
+      end;
   def root_volume_size($sizes):
     .RootDeviceName as $root
     | [(.BlockDeviceMappings // [])[] | select(.DeviceName == $root) | .Ebs.VolumeId][0] as $volume
@@ -480,7 +508,7 @@ readonly INSTANCE_JQ='
       storage_gb: root_volume_size($sizes),
       key_name: (.KeyName | blank_to_null),
       security_group_ids: [(.SecurityGroups // [])[] | .GroupId],
-      launch_time: .LaunchTime,
+      launch_time: (.LaunchTime | utc_timestamp),
       client_token: ((.ClientToken | blank_to_null) // (tag("ec2-creator:client-token") | blank_to_null)),
       managed: (tag("ManagedBy") == "ec2-creator"),
       tags: ((.Tags // []) | map({(.Key): (.Value // "")}) | add // {})

@@ -1,13 +1,12 @@
-// Preloaded into every node process of scripts/ci/node24.sh through NODE_OPTIONS. A process that ends up
-// on another Node (an absolute path, a PATH that lost Node 24's bin) would otherwise pass the step on the
-// wrong version unnoticed: it stops here instead, and every process notes its version in a log so the
-// step can show what really ran. Plain JavaScript, so it loads before tsx does.
+// Preloaded into every node process that scripts/ci/on-node.sh runs, through NODE_OPTIONS. A process that
+// ends up on another Node (an absolute path, a PATH that lost the chosen Node's bin) would otherwise pass
+// the step on the wrong version unnoticed: it stops here instead, and every process notes its version in
+// a log so the step can show what really ran. Plain JavaScript, so it loads before tsx does.
 import { appendFileSync } from 'node:fs';
 
-const expected = process.env.EC2_CREATOR_EXPECT_NODE_MAJOR;
+const expected = process.env.EC2_CREATOR_EXPECT_NODE_VERSION;
 const log = process.env.EC2_CREATOR_NODE_VERSION_LOG;
-const major = process.versions.node.split('.')[0];
-const matches = !expected || major === expected;
+const matches = !expected || process.version === expected;
 
 if (log) {
   appendFileSync(log, `${matches ? 'ok' : 'WRONG'} ${process.version} ${process.execPath} ${process.argv.slice(1, 3).join(' ')}\n`);

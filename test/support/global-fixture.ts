@@ -22,7 +22,11 @@ function isolateFromRealAws(): void {
   // In the run's folder: a worker the pool ends without an exit event still leaves nothing behind.
   const awsHome = mkdtempSync(path.join(testRunDir(), 'aws-home-'));
   process.once('exit', () => rmSync(awsHome, { recursive: true, force: true }));
-  for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_MAX_ATTEMPTS', 'AWS_RETRY_MODE']) {
+  for (const name of [
+    'AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_MAX_ATTEMPTS', 'AWS_RETRY_MODE',
+    // Either would keep the scripts from the emulator: the first wins over AWS_ENDPOINT_URL, the second turns it off.
+    'AWS_ENDPOINT_URL_EC2', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS',
+  ]) {
     delete process.env[name];
   }
   Object.assign(process.env, {
