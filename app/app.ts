@@ -8,7 +8,7 @@ import express, { type Express } from 'express';
 import { repoRoot, type Config } from './config.js';
 import { createChangeTracker, createInstancesService, type InstancesService } from './domain/instances.js';
 import type { OrphanScripts, ScriptRunner } from './ec2/runner.js';
-import { createEc2 } from './ec2/scripts.js';
+import { createEc2, type Ec2 } from './ec2/scripts.js';
 import { requestContext } from './http/context.js';
 import { instancesRouter } from './http/instances-router.js';
 import { buildOpenApiDocument, openApiRouter } from './http/openapi.js';
@@ -58,6 +58,8 @@ export interface AppDeps {
   clock?: (() => Date) | undefined;
   /** Rate limiter clock and window (tests shorten them). */
   rateLimit?: { now?: () => number; windowMs?: number };
+  /** The EC2 port; by default the scripts' adapters over `runner` (tests of the domain may give a fake). */
+  ec2?: Ec2 | undefined;
 }
 
 export const BODY_LIMIT = '16kb';
@@ -93,7 +95,7 @@ const QUEUE_POLL_MS = 500;
 export function createServices(deps: AppDeps): Services {
   const { store, config, logger } = deps;
   const metrics = createMetrics();
-  const ec2 = createEc2(metrics.instrument(deps.runner), { coalesceWindowMs: config.coalesceWindowMs, pollIntervalS: config.pollIntervalS });
+  const ec2 = deps.ec2 ?? createEc2(metrics.instrument(deps.runner), { coalesceWindowMs: config.coalesceWindowMs, pollIntervalS: config.pollIntervalS });
   const changes = createChangeTracker();
   const instances = createInstancesService({
     instances: store.instances,

@@ -13,6 +13,7 @@ import { loadConfig, scriptEnvironment, scriptTimeoutsFrom, type Config } from '
 import { createScriptRunner, type RunContext, type ScriptRunner } from '../../app/ec2/runner.js';
 import { createLogger, type Logger } from '../../app/logger.js';
 import type { Notifier } from '../../app/notify/events.js';
+import type { Ec2 } from '../../app/ec2/scripts.js';
 import { openStore, type Store } from '../../app/store/index.js';
 import { asyncSqliteStore } from '../../app/store/async-sqlite.js';
 import type { AsyncStore } from '../../app/store/ports.js';
@@ -55,6 +56,8 @@ export interface HarnessOptions {
   rateLimit?: AppDeps['rateLimit'];
   /** The guardrails' time (expiry, schedules, the free-tier meter). */
   clock?: () => Date;
+  /** The EC2 port (test/support/fake-ec2.ts) instead of the real scripts, for tests whose subject is not a script. */
+  ec2?: Ec2;
 }
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -171,7 +174,7 @@ function buildHarness(options: HarnessOptions, database: HarnessDatabase): Harne
   };
   const deps: AppDeps = {
     store: records, runner, logger, config, notifier: options.notifierFor?.(logger) ?? options.notifier,
-    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit, clock: options.clock,
+    auth: options.auth ?? { mode: 'disabled' }, rateLimit: options.rateLimit, clock: options.clock, ec2: options.ec2,
   };
   const services = createServices(deps); // tests look at the engine too
   const app = createApp(deps, services);

@@ -5,7 +5,7 @@ const path = require('node:path');
 const Mocha = require('mocha');
 
 const { EVENT_HOOK_END, EVENT_RUN_END, EVENT_TEST_END, EVENT_TEST_FAIL } = Mocha.Runner.constants;
-const SLOWEST_SHOWN = 10;
+const SLOWEST_SHOWN = Number(process.env.EC2_CREATOR_SLOWEST_SHOWN ?? 10);
 
 class SummaryReporter extends Mocha.reporters.Spec {
   constructor(runner, options) {
